@@ -1,0 +1,28 @@
+# Set-up is part of every target: a fresh machine needs only `make demo` or `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test models lint bench
+
+demo: models
+	$(BIN)/voicebot demo
+
+test: models
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+models: $(STAMP)
+	$(BIN)/voicebot models fetch
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: models
+	$(BIN)/python bench/asr.py
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)

@@ -1,0 +1,204 @@
+"""Streaming speech recognition with Vosk: one shared model per process, one recognizer per leg."""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import vosk
+
+from asr.codecs import check_stream_rate
+
+log = logging.getLogger(__name__)
+
+MODEL_MARKERS = ("am/final.mdl", "conf/model.conf")
+MAX_WORD_CHARS = 8
+PARTIAL_INTERVAL_S = 0.2
+UNKNOWN_WORD = "[unk]"
+
+
+class ModelMissingError(FileNotFoundError):
+    """The Vosk model folder is missing or incomplete."""
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """A recognised word with its start and end in call time."""
+
+    word: str
+    start_s: float
+    end_s: float
+    conf: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class AsrEvent:
+    """A partial (may still change) or final (settled) result for one utterance."""
+
+    kind: Literal["partial", "final"]
+    text: str
+    words: tuple[Word, ...]
+
+    @property
+    def start_s(self) -> float | None:
+        """Call time of the first word, if any."""
+        return self.words[0].start_s if self.words else None
+
+    @property
+    def end_s(self) -> float | None:
+        """Call time of the end of the last word, if any."""
+        return self.words[-1].end_s if self.words else None
+
+
+def join_words(words: list[str] | tuple[str, ...]) -> str:
+    """Join recognised words: no space between Chinese characters, one between Latin words."""
+    text = ""
+    for word in words:
+        if text and _is_latin(text[-1]) and _is_latin(word[0]):
+            text += " "
+        text += word
+    return text
+
+
+def _is_latin(char: str) -> bool:
+    return char.isascii() and char.isalnum()
+
+
+def check_model_dir(model_dir: Path) -> Path:
+    """Return `model_dir` if it holds a complete Vosk model, else raise ModelMissingError."""
+    missing = [m for m in MODEL_MARKERS if not (model_dir / m).is_file()]
+    if not model_dir.is_dir() or missing:
+        raise ModelMissingError(
+            f"Vosk model not found at {model_dir}"
+            + (f" (missing {', '.join(missing)})" if model_dir.is_dir() else "")
+            + "; set VOICEBOT_VOSK_MODEL to a model folder or run `voicebot models fetch`"
+        )
+    return model_dir
+
+
+class VoskEngine:
+    """A loaded Vosk model, shared by every leg's stream in the process."""
+
+    def __init__(self, model: vosk.Model, model_dir: Path) -> None:
+        self.model = model
+        self.model_dir = model_dir
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> VoskEngine:
+        """Load the model (blocking, seconds); do it once per process."""
+        model_dir = check_model_dir(Path(model_dir))
+        vosk.SetLogLevel(-2)
+        return cls(vosk.Model(str(model_dir)), model_dir)
+
+    def knows(self, word: str) -> bool:
+        """Whether the model's vocabulary holds `word`."""
+        return self.model.vosk_model_find_word(word) >= 0
+
+    def split_phrase(self, phrase: str) -> list[str]:
+        """Split a phrase into vocabulary words by longest match; characters it lacks are dropped."""
+        chars = re.sub(r"\s+", "", phrase)
+        words: list[str] = []
+        i = 0
+        while i < len(chars):
+            for size in range(min(MAX_WORD_CHARS, len(chars) - i), 0, -1):
+                if self.knows(chars[i : i + size]):
+                    words.append(chars[i : i + size])
+                    i += size
+                    break
+            else:
+                log.warning("phrase hint character outside the model vocabulary dropped (position %d)", i)
+                i += 1
+        return words
+
+    def stream(self, sample_rate: int, phrases: list[str] | None = None) -> AsrStream:
+        """A new recognizer for one leg at 8 or 16 kHz, optionally restricted to phrase hints."""
+        check_stream_rate(sample_rate)
+        if phrases:
+            grammar = [" ".join(self.split_phrase(p)) for p in phrases]
+            grammar = [g for g in grammar if g] + [UNKNOWN_WORD]
+            recognizer = vosk.KaldiRecognizer(self.model, sample_rate, json.dumps(grammar, ensure_ascii=False))
+        else:
+            recognizer = vosk.KaldiRecognizer(self.model, sample_rate)
+        recognizer.SetWords(True)
+        recognizer.SetPartialWords(True)
+        return AsrStream(recognizer, sample_rate)
+
+
+class AsrStream:
+    """One leg's recognizer: feed speech with its call time, get partial and final results."""
+
+    def __init__(self, recognizer: vosk.KaldiRecognizer, sample_rate: int) -> None:
+        self._rec = recognizer
+        self.sample_rate = sample_rate
+        self._fed = 0
+        self._fed_starts: list[float] = []
+        self._call_starts: list[float] = []
+        self._next_call_s: float | None = None
+        self._since_partial_s = 0.0
+        self._last_partial = ""
+        self.audio_s = 0.0
+
+    def accept(self, pcm: np.ndarray, start_s: float | None = None) -> list[AsrEvent]:
+        """Feed int16 samples starting at call time `start_s` (default: right after the last ones)."""
+        if start_s is None:
+            start_s = self._next_call_s if self._next_call_s is not None else 0.0
+        fed_s = self._fed / self.sample_rate
+        if self._next_call_s is None or abs(start_s - self._next_call_s) > 1e-6:
+            self._fed_starts.append(fed_s)
+            self._call_starts.append(start_s)
+        duration_s = len(pcm) / self.sample_rate
+        self._fed += len(pcm)
+        self._next_call_s = start_s + duration_s
+        self.audio_s += duration_s
+        if self._rec.AcceptWaveform(np.asarray(pcm, dtype="<i2").tobytes()):
+            return self._final(self._rec.Result())
+        self._since_partial_s += duration_s
+        if self._since_partial_s < PARTIAL_INTERVAL_S:
+            return []
+        self._since_partial_s = 0.0
+        return self._partial()
+
+    def finish(self) -> list[AsrEvent]:
+        """Settle the current utterance (speech ended, or the leg did); the stream stays usable."""
+        return self._final(self._rec.FinalResult())
+
+    def _call_time(self, fed_s: float) -> float:
+        i = max(0, bisect.bisect_right(self._fed_starts, fed_s + 1e-9) - 1)
+        if not self._fed_starts:
+            return fed_s
+        return round(self._call_starts[i] + fed_s - self._fed_starts[i], 3)
+
+    def _words(self, items: list[dict]) -> tuple[Word, ...]:
+        return tuple(
+            Word(
+                word=w["word"],
+                start_s=self._call_time(w["start"]),
+                end_s=self._call_time(w["end"]),
+                conf=round(float(w.get("conf", 1.0)), 3),
+            )
+            for w in items
+            if w["word"] != UNKNOWN_WORD
+        )
+
+    def _partial(self) -> list[AsrEvent]:
+        result = json.loads(self._rec.PartialResult())
+        words = self._words(result.get("partial_result", []))
+        text = join_words([w.word for w in words])
+        if not text or text == self._last_partial:
+            return []
+        self._last_partial = text
+        return [AsrEvent(kind="partial", text=text, words=words)]
+
+    def _final(self, raw: str) -> list[AsrEvent]:
+        self._since_partial_s = 0.0
+        self._last_partial = ""
+        words = self._words(json.loads(raw).get("result", []))
+        if not words:
+            return []
+        return [AsrEvent(kind="final", text=join_words([w.word for w in words]), words=words)]

@@ -1,0 +1,1 @@
+"""Compliance rule engine and its rule packs."""

@@ -1,0 +1,1 @@
+"""Recording store, QA sampling and screening."""

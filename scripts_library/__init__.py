@@ -1,0 +1,1 @@
+"""Dialog scripts for the reminder bot."""

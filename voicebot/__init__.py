@@ -1,0 +1,1 @@
+"""The application: adapters, call pipeline, dialog, NLU, TTS, server, CLI and audit."""

