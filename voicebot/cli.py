@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import logging
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
 from asr.codecs import ENCODINGS, STREAM_RATES, Audio, AudioFormatError, read_audio_file, read_raw_file
 from asr.transcribe import LegTranscript, transcribe_audio
 from asr.vosk_engine import ModelMissingError, VoskEngine
+from compliance_rules.engine import CallMonitor, CallState, Flag, RuleEngine
+from compliance_rules.pack import RulePackError, load_pack
+from compliance_rules.timing import Agreement, Attempt, pre_dial_check
+from voicebot.audit import AuditKeyError, AuditLog
 from voicebot.config import Config, ConfigError, load_config
 from voicebot.models import ModelFetchError, fetch_vosk_model, vosk_model_sources
 
 RAW_SUFFIXES = {".ul": "ulaw", ".ulaw": "ulaw", ".mulaw": "ulaw", ".al": "alaw", ".alaw": "alaw",
                 ".pcm": "pcm16", ".raw": "pcm16", ".s16": "pcm16"}
-EXPECTED_ERRORS = (AudioFormatError, ModelMissingError, ModelFetchError, ConfigError)
+EXPECTED_ERRORS = (AudioFormatError, ModelMissingError, ModelFetchError, ConfigError, RulePackError, AuditKeyError)
+CONTEXTS = ("verified", "unverified", "disputed", "third_party")
+LEG_PREFIX = re.compile(r"^(agent|customer)\s*[:：]\s*")
 
 
 def cli_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -132,3 +140,130 @@ def leg_json(path: Path, leg: LegTranscript) -> dict[str, Any]:
 
 def _leg_line(path: Path, leg: LegTranscript) -> str:
     return f"{path}{f' [{leg.leg}]' if leg.leg else ''}: {leg.text}"
+
+
+def db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The `--db PATH` option every state-writing command takes (default: the data folder's voicebot.db)."""
+    return click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
+                        help="SQLite database (default: <data folder>/voicebot.db).")(fn)
+
+
+def open_audit(config: Config, db_path: Path | None) -> AuditLog:
+    """The audit log in `db_path`, or in the data folder's voicebot.db."""
+    return AuditLog.open(db_path or config.data_dir / "voicebot.db")
+
+
+@main.group()
+def rules() -> None:
+    """Lint rule packs and check utterances against them."""
+
+
+@rules.command("lint")
+@click.argument("packs", nargs=-1, required=True)
+@cli_errors
+def rules_lint(packs: tuple[str, ...]) -> None:
+    """Validate rule packs (bundled names or YAML files); errors name the file, line and field."""
+    for name in packs:
+        pack = load_pack(name)
+        RuleEngine(pack)
+        click.echo(f"{pack.path}: ok ({len(pack.rules)} rules, pack {pack.name})")
+
+
+@rules.command("check")
+@click.option("--pack", "pack_name", default="cn-collection", show_default=True, help="Bundled pack or YAML file.")
+@click.option("--leg", type=click.Choice(["agent", "customer"]), default="agent", show_default=True)
+@click.option("--context", type=click.Choice(CONTEXTS), default="verified", show_default=True,
+              help="What the call has established before these utterances.")
+@click.option("--call", "as_call", is_flag=True,
+              help="Lines are one call in order (prefix 'agent:' or 'customer:'); customer signals change state.")
+@click.option("--jsonl", is_flag=True, help="One JSON object per line (the default; kept for scripts).")
+@click.pass_obj
+@cli_errors
+def rules_check(config: Config, pack_name: str, leg: str, context: str, as_call: bool, jsonl: bool) -> None:
+    """Read utterances from stdin, one per line; print {"text", "flags"} per line, in order."""
+    engine = RuleEngine.from_pack(pack_name)
+    state = CallState(verified=context != "unverified", disputed=context == "disputed",
+                      third_party=context == "third_party")
+    monitor = CallMonitor(engine, state=state)
+    for line in click.get_text_stream("stdin"):
+        text = line.rstrip("\r\n")
+        line_leg, prefix = leg, LEG_PREFIX.match(text)
+        if prefix:
+            line_leg, text = prefix.group(1), text[prefix.end():]
+        flags = monitor.check(line_leg, text, final=True) if as_call else engine.check(line_leg, text, state)
+        click.echo(json.dumps({"text": text, "flags": [flag_json(f) for f in flags]}, ensure_ascii=False))
+
+
+def flag_json(flag: Flag) -> dict[str, Any]:
+    """The JSON form of a flag that `rules check` prints."""
+    return {"rule": flag.rule, "category": flag.category, "severity": flag.severity, "action": flag.action,
+            "span": list(flag.span)}
+
+
+@rules.command("gate")
+@click.option("--pack", "pack_name", default="cn-collection", show_default=True)
+@click.option("--zone", "zones", multiple=True, help="IANA zone of the debtor (repeat when sources conflict).")
+@click.option("--at", "at_text", help="Dial time, ISO-8601 with offset (default: now).")
+@click.option("--attempts", type=click.File("r"),
+              help="JSONL of past attempts for this debt: {\"at\": ISO-TIME, \"conversation\": bool}.")
+@click.option("--agreed", nargs=3, metavar="START END EVIDENCE",
+              help="The debtor agreed to a call between START and END; EVIDENCE says where that is recorded.")
+@cli_errors
+def rules_gate(pack_name: str, zones: tuple[str, ...], at_text: str | None, attempts: TextIO | None,
+               agreed: tuple[str, str, str] | None) -> None:
+    """Pre-dial gate: may this debt be called now? Exit 0 if allowed, 3 if refused."""
+    at = parse_time(at_text) if at_text else datetime.now(UTC)
+    history = [Attempt(at=parse_time(r["at"]), conversation=bool(r.get("conversation")))
+               for r in map(json.loads, filter(str.strip, attempts or []))]
+    agreement = Agreement(parse_time(agreed[0]), parse_time(agreed[1]), agreed[2]) if agreed else None
+    decision = pre_dial_check(load_pack(pack_name), at, list(zones), history, agreement)
+    click.echo(json.dumps({"allowed": decision.allowed, "reasons": list(decision.reasons),
+                           "zones": list(decision.zones), "evidence": decision.evidence,
+                           "next_allowed": decision.next_allowed.isoformat() if decision.next_allowed else None},
+                          ensure_ascii=False))
+    if not decision.allowed:
+        sys.exit(3)
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO-8601 time that must carry its UTC offset."""
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError as e:
+        raise click.BadParameter(f"{text!r} is not an ISO-8601 time") from e
+    if at.tzinfo is None:
+        raise click.BadParameter(f"{text!r} has no UTC offset; add one, e.g. +08:00")
+    return at
+
+
+@main.group()
+def audit() -> None:
+    """Verify and export the tamper-evident audit log."""
+
+
+@audit.command("verify")
+@db_option
+@click.pass_obj
+@cli_errors
+def audit_verify(config: Config, db_path: Path | None) -> None:
+    """Check the hash chain; report the first altered, deleted or reordered record (exit 4)."""
+    with open_audit(config, db_path) as log:
+        report = log.verify()
+    if report.ok:
+        click.echo(f"ok: {report.records} records, chain intact")
+        return
+    click.echo(f"TAMPERED: {report.problem}", err=True)
+    sys.exit(4)
+
+
+@audit.command("export")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-")
+@db_option
+@click.pass_obj
+@cli_errors
+def audit_export(config: Config, fmt: str, output: TextIO, db_path: Path | None) -> None:
+    """Write every audit record as JSONL or CSV."""
+    with open_audit(config, db_path) as log:
+        count = log.export(output, fmt)  # type: ignore[arg-type]
+    click.echo(f"{count} records exported", err=True)

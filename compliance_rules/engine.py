@@ -1,0 +1,160 @@
+"""The rule engine: matches a leg's utterance against a pack, given what the call has established so far."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from compliance_rules.matching import Hit, PhraseIndex, normalize
+from compliance_rules.pack import Rule, RulePack, load_pack
+
+SEVERITY_RANK = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
+
+
+@dataclass(slots=True)
+class CallState:
+    """What the call has established: identity verified, debt disputed, a third party on the line."""
+
+    verified: bool = True
+    disputed: bool = False
+    third_party: bool = False
+
+    def holds(self, condition: str) -> bool:
+        """Whether a rule's `when` condition holds now."""
+        if condition == "unverified":
+            return not self.verified
+        return bool(getattr(self, condition))
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """A rule hit in one utterance: a violation, or a customer signal (category `signal`)."""
+
+    rule: str
+    category: str
+    severity: str
+    action: str
+    leg: str
+    span: tuple[int, int]
+    """[start, end) character offsets in the utterance as given."""
+    matched: str
+    sets: str | None = None
+    start_s: float | None = None
+    end_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimedWord:
+    """A recognised word and its call time, as the recognizer gives it."""
+
+    word: str
+    start_s: float
+    end_s: float
+
+
+class RuleEngine:
+    """A compiled pack: `check()` finds every rule that an utterance breaks or signals."""
+
+    def __init__(self, pack: RulePack) -> None:
+        self.pack = pack
+        self.rules = {rule.id: rule for rule in pack.rules}
+        self._order = {rule.id: i for i, rule in enumerate(pack.rules)}
+        self._index = PhraseIndex()
+        self._exceptions: dict[str, list[re.Pattern[str]]] = {}
+        self._unless: dict[str, list[re.Pattern[str]]] = {}
+        for rule in pack.rules:
+            for phrase in rule.phrases:
+                self._index.add_phrase(rule.id, phrase, homophones=rule.homophones)
+            for phrase in rule.sounds_like:
+                self._index.add_phrase(rule.id, phrase, homophones=True, force_homophones=True)
+            for pattern in rule.patterns:
+                self._index.add_pattern(rule.id, pattern)
+            self._exceptions[rule.id] = [re.compile(p) for p in rule.exceptions]
+            self._unless[rule.id] = [re.compile(p) for p in rule.unless]
+
+    @classmethod
+    def from_pack(cls, name_or_path: str | Path) -> RuleEngine:
+        """Load and compile a bundled pack by name, or a pack file."""
+        return cls(load_pack(name_or_path))
+
+    def check(self, leg: str, text: str, state: CallState | None = None,
+              words: Sequence[TimedWord] = ()) -> list[Flag]:
+        """Flags raised by `text` spoken on `leg`, in order of position; overlapping hits give one flag."""
+        state = state or CallState()
+        norm = normalize(text)
+        flags: list[Flag] = []
+        taken: list[tuple[int, int]] = []
+        for hit in sorted(self._index.find(norm.text), key=lambda h: (self._order[h.key], h.start, -h.end)):
+            rule = self.rules[hit.key]
+            if not self._applies(rule, leg, state) or self._excepted(rule, hit, norm.text):
+                continue
+            if any(hit.start < end and start < hit.end for start, end in taken):
+                continue  # one flag per stretch of speech: the rule listed first in the pack wins
+            taken.append((hit.start, hit.end))
+            span = norm.original_span(hit.start, hit.end)
+            start_s, end_s = word_times(text, words, span)
+            flags.append(Flag(
+                rule=rule.id, category=rule.category, severity=rule.severity, action=rule.action, leg=leg,
+                span=span, matched=text[span[0] : span[1]], sets=rule.sets, start_s=start_s, end_s=end_s,
+            ))
+        return sorted(flags, key=lambda f: f.span)
+
+    def _applies(self, rule: Rule, leg: str, state: CallState) -> bool:
+        return rule.leg in (leg, "any") and all(state.holds(c) for c in rule.when)
+
+    def _excepted(self, rule: Rule, hit: Hit, text: str) -> bool:
+        if any(p.search(text) for p in self._unless[rule.id]):
+            return True
+        return any(m.start() < hit.end and hit.start < m.end()
+                   for p in self._exceptions[rule.id] for m in p.finditer(text))
+
+
+def word_times(text: str, words: Sequence[TimedWord], span: tuple[int, int]) -> tuple[float | None, float | None]:
+    """Call times of the words that cover a character span of `text` (None without words)."""
+    cursor, start_s, end_s = 0, None, None
+    for word in words:
+        at = text.find(word.word, cursor)
+        if at < 0:
+            continue
+        cursor = at + len(word.word)
+        if at < span[1] and span[0] < cursor:
+            start_s = word.start_s if start_s is None else start_s
+            end_s = word.end_s
+    return start_s, end_s
+
+
+@dataclass
+class CallMonitor:
+    """Checks one live call as results stream in: tracks call state and never flags the same hit twice."""
+
+    engine: RuleEngine
+    state: CallState = field(default_factory=lambda: CallState(verified=False))
+    _utterance: dict[str, int] = field(default_factory=dict)
+    _raised: dict[tuple[str, int, str], int] = field(default_factory=dict)
+
+    def check(self, leg: str, text: str, *, final: bool, words: Sequence[TimedWord] = ()) -> list[Flag]:
+        """New flags for a partial or final result of the leg's current utterance."""
+        utterance = self._utterance.get(leg, 0)
+        new: list[Flag] = []
+        counts: dict[str, int] = {}
+        for flag in self.engine.check(leg, text, self.state, words):
+            counts[flag.rule] = counts.get(flag.rule, 0) + 1
+            key = (leg, utterance, flag.rule)
+            if counts[flag.rule] > self._raised.get(key, 0):
+                self._raised[key] = counts[flag.rule]
+                new.append(flag)
+        for flag in new:
+            if flag.sets == "third_party":
+                self.state.third_party, self.state.verified = True, False
+            elif flag.sets:
+                setattr(self.state, flag.sets, True)
+        if final:
+            self._utterance[leg] = utterance + 1
+        return new
+
+
+def strongest(flags: Sequence[Flag]) -> Flag | None:
+    """The most severe flag, if any."""
+    return max(flags, key=lambda f: SEVERITY_RANK[f.severity], default=None)
