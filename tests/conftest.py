@@ -42,3 +42,11 @@ def call_turns(shared: Path) -> list[dict[str, str]]:
     """Exact turn times of the stereo demo calls."""
     with (shared / "audio" / "tts-cmn" / "calls" / "turns.tsv").open(encoding="utf-8") as f:
         return list(csv.DictReader(f, delimiter="\t"))
+
+
+@pytest.fixture(scope="session")
+def us_pack():
+    """The bundled US FDCPA / Regulation F pack."""
+    from compliance_rules.pack import load_pack
+
+    return load_pack("us-fdcpa-regf")

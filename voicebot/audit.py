@@ -11,7 +11,7 @@ import secrets
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -124,11 +124,9 @@ class AuditLog:
         stamp = (at or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         with self._lock, _immediate(self._db.conn):
             head = self._head(self._db)
-            if head is None or not hmac.compare_digest(head["mac"], self._head_mac(head["seq"], head["hash"])):
-                raise AuditTamperedError(
-                    f"the head anchor of {self.path} is missing or forged (or the key is wrong); "
-                    "verify the log and restore it or its key before appending"
-                )
+            if head is None or not self._head_ok(head):
+                msg = f"the head anchor of {self.path} is missing or forged, or the key is wrong; verify and restore it"
+                raise AuditTamperedError(msg)
             row = {"seq": head["seq"] + 1, "at": stamp, "kind": kind, "call_id": call_id, "actor": actor}
             row |= {"data": data_json, "prev_hash": head["hash"]}
             row["hash"] = self._hash(row)
@@ -171,7 +169,7 @@ class AuditLog:
                 seq = row["seq"]
                 if seq != last_seq + 1:
                     return _bad(total, last_seq + 1, f"record {last_seq + 1} is missing (deleted)")
-                if not hmac.compare_digest(row["hash"], self._hash(row)):
+                if not hmac.compare_digest(str(row["hash"]), self._hash(row)):
                     return _bad(total, seq, f"record {seq} was altered")
                 if row["prev_hash"] != last_hash:
                     return _bad(total, seq, f"record {seq} does not follow record {last_seq} (reordered or inserted)")
@@ -181,15 +179,13 @@ class AuditLog:
     def _check_head(self, head: dict[str, Any] | None, total: int, last_seq: int, last_hash: str) -> VerifyReport:
         if head is None:
             return _bad(total, None, "the head anchor is missing (records may have been deleted from the end)")
-        if not hmac.compare_digest(head["mac"], self._head_mac(head["seq"], head["hash"])):
+        if not self._head_ok(head):
             return _bad(total, None, "the head anchor was forged (its mac does not match)")
-        if head["seq"] > last_seq:
-            problem = (
-                f"the log ends at record {last_seq} but its head says {head['seq']} (records deleted from the end)"
-            )
+        if (head_seq := head["seq"]) > last_seq:
+            problem = f"the log ends at record {last_seq} but its head says {head_seq} (records deleted from the end)"
             return _bad(total, last_seq + 1, problem)
-        if head["seq"] < last_seq:
-            return _bad(total, head["seq"] + 1, f"record {head['seq'] + 1} was added after the head anchor")
+        if head_seq < last_seq:
+            return _bad(total, head_seq + 1, f"record {head_seq + 1} is past the head anchor (head rolled back)")
         if head["hash"] != last_hash:
             return _bad(total, last_seq, f"the head anchor does not match record {last_seq}")
         return VerifyReport(ok=True, records=total)
@@ -222,11 +218,14 @@ class AuditLog:
 
     def _hash(self, row: dict[str, Any]) -> str:
         fields = [row["seq"], row["at"], row["kind"], row["call_id"], row["actor"], row["data"]]
-        message = row["prev_hash"] + "\n" + _canonical(fields)
+        message = f"{row['prev_hash']}\n{_canonical(fields)}"
         return hmac.new(self._key, message.encode("utf-8"), hashlib.sha256).hexdigest()
 
     def _head_mac(self, seq: int, hash_hex: str) -> str:
         return hmac.new(self._key, f"{seq}:{hash_hex}".encode(), hashlib.sha256).hexdigest()
+
+    def _head_ok(self, head: dict[str, Any]) -> bool:
+        return hmac.compare_digest(str(head["mac"]), self._head_mac(head["seq"], head["hash"]))
 
     @staticmethod
     def _head(db: sqlite_utils.Database) -> dict[str, Any] | None:
@@ -256,10 +255,8 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
 def _load_key(key_path: Path, *, create: bool, db_path: Path) -> bytes:
     if not key_path.exists():
         if not create:
-            raise AuditKeyError(
-                f"audit key {key_path} is missing but the log {db_path} already exists; "
-                "restore the key file (a new key would fail every record)"
-            )
+            msg = f"audit key {key_path} is missing but the log {db_path} exists; restore the key from backup"
+            raise AuditKeyError(msg)
         _write_key(key_path, secrets.token_bytes(KEY_BYTES))
     try:
         key = key_path.read_bytes()
@@ -278,14 +275,9 @@ def _write_key(key_path: Path, key: bytes) -> None:
         f.write(key)
         f.flush()
         os.fsync(f.fileno())
-    try:
+    with suppress(FileExistsError):
         os.link(tmp, key_path)
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink()
+    tmp.unlink()
     dir_fd = os.open(key_path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    os.fsync(dir_fd)
+    os.close(dir_fd)

@@ -177,15 +177,15 @@ def rules_lint(packs: tuple[str, ...]) -> None:
 @click.option("--call", "as_call", is_flag=True,
               help="Lines are one call in order (prefix 'agent:' or 'customer:'); customer signals change state.")
 @click.option("--jsonl", is_flag=True, help="One JSON object per line (the default; kept for scripts).")
-@click.pass_obj
+@click.argument("source", type=click.File("r", encoding="utf-8"), default="-")
 @cli_errors
-def rules_check(config: Config, pack_name: str, leg: str, context: str, as_call: bool, jsonl: bool) -> None:
-    """Read utterances from stdin, one per line; print {"text", "flags"} per line, in order."""
+def rules_check(pack_name: str, leg: str, context: str, as_call: bool, jsonl: bool, source: TextIO) -> None:
+    """Read utterances, one per line, from SOURCE (default stdin); print {"text", "flags"} per line, in order."""
     engine = RuleEngine.from_pack(pack_name)
     state = CallState(verified=context != "unverified", disputed=context == "disputed",
                       third_party=context == "third_party")
     monitor = CallMonitor(engine, state=state)
-    for line in click.get_text_stream("stdin"):
+    for line in source:
         text = line.rstrip("\r\n")
         line_leg, prefix = leg, LEG_PREFIX.match(text)
         if prefix:
