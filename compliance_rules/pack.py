@@ -44,7 +44,7 @@ class Rule:
     exceptions: tuple[str, ...] = ()
     """Regexes for lawful look-alikes: a hit that overlaps one is dropped."""
     unless: tuple[str, ...] = ()
-    """Regexes for lawful contexts (a warning against fraud, a negation): anywhere in the utterance, they drop every hit."""
+    """Regexes for lawful contexts (a fraud warning, a negation): anywhere in the utterance, they drop every hit."""
     when: tuple[str, ...] = ()
     sets: str | None = None
     homophones: bool = True
@@ -127,7 +127,7 @@ def load_pack(name_or_path: str | Path) -> RulePack:
     """Read and validate a pack; raise RulePackError naming the line and field at fault."""
     path = pack_path(name_or_path)
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 - a SafeLoader
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
     except OSError as e:
         raise RulePackError(path, None, f"cannot read: {e.strerror}") from e
     except UnicodeDecodeError as e:
@@ -203,8 +203,9 @@ class _Validator:
                         quiet_days_after_conversation=quiet_days, actions=actions)
 
     def rule(self, raw: Any, actions: dict[str, str]) -> Rule:
-        r = self.mapping(raw, "rule", {"id", "category", "severity", "leg", "action", "phrases", "sounds_like", "patterns",
-                                       "exceptions", "unless", "when", "sets", "homophones", "description"},
+        r = self.mapping(raw, "rule", {"id", "category", "severity", "leg", "action", "phrases", "sounds_like",
+                                       "patterns", "exceptions", "unless", "when", "sets", "homophones",
+                                       "description"},
                          {"id", "category", "severity", "leg"})
         rule_id = self.text(r["id"], "id")
         where = f"rule {rule_id}"
@@ -224,7 +225,8 @@ class _Validator:
             id=rule_id, category=self.text(r["category"], f"{where}: category"), severity=severity,
             leg=self.choice(r["leg"], f"{where}: leg", LEGS),
             action=self.choice(r["action"], f"{where}: action", ACTIONS) if "action" in r else actions[severity],
-            phrases=phrases, sounds_like=sounds_like, patterns=patterns, exceptions=self.regexes(r.get("exceptions"), f"{where}: exceptions"),
+            phrases=phrases, sounds_like=sounds_like, patterns=patterns,
+            exceptions=self.regexes(r.get("exceptions"), f"{where}: exceptions"),
             unless=self.regexes(r.get("unless"), f"{where}: unless"),
             when=when, homophones=homophones, description=str(r.get("description", "")),
             sets=self.choice(r["sets"], f"{where}: sets", SIGNAL_STATES) if "sets" in r else None,

@@ -191,5 +191,5 @@ def test_bad_windows_are_refused(tmp_path: Path, window: str, message: str):
 
 
 def test_unknown_pack_name_lists_the_bundled_ones():
-    with pytest.raises(RulePackError, match="bundled packs: .*cn-collection"):
+    with pytest.raises(RulePackError, match=r"bundled packs: .*cn-collection"):
         load_pack("no-such-pack")

@@ -102,11 +102,12 @@ def test_us_no_call_within_seven_days_after_a_conversation(us_pack):
 
 def test_agreed_callback_outside_the_window_is_allowed_with_its_evidence():
     at = local(SH, 2026, 11, 23, 21, 30)
-    agreement = Agreement(local(SH, 2026, 11, 23, 21, 15), local(SH, 2026, 11, 23, 21, 45), "audit#42 call c-7 at 12.3s")
+    evidence = "audit#42 call c-7 at 12.3s"
+    agreement = Agreement(local(SH, 2026, 11, 23, 21, 15), local(SH, 2026, 11, 23, 21, 45), evidence)
     assert not pre_dial_check(CN, at, ["Asia/Shanghai"]).allowed
     decision = pre_dial_check(CN, at, ["Asia/Shanghai"], agreement=agreement)
     assert decision.allowed
-    assert decision.evidence == "audit#42 call c-7 at 12.3s"
+    assert decision.evidence == evidence
     assert not pre_dial_check(CN, at + timedelta(hours=1), ["Asia/Shanghai"], agreement=agreement).allowed
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import logging
+import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
