@@ -21,6 +21,7 @@ lint: $(STAMP)
 
 bench: models
 	$(BIN)/python bench/asr.py
+	$(BIN)/python bench/rules.py
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
