@@ -56,7 +56,6 @@ class VoiceGate:
         self._voiced_run = 0
         self._silent_run = 0
         self.in_speech = False
-        self.speech_frames = 0
 
     def accept(self, pcm: np.ndarray) -> list[GateEvent]:
         """Feed int16 samples (any length); returns the speech to recognise and utterance ends."""
@@ -88,8 +87,6 @@ class VoiceGate:
         index = self._frames_seen
         self._frames_seen += 1
         voiced = self._vad.is_speech(frame.tobytes(), self.sample_rate)
-        if voiced:
-            self.speech_frames += 1
         if not self.in_speech:
             self._voiced_run = self._voiced_run + 1 if voiced else 0
             self._preroll.append(frame)

@@ -23,7 +23,6 @@ class Normalized:
 
     text: str
     index: tuple[int, ...]
-    original_length: int
 
     def original_span(self, start: int, end: int) -> tuple[int, int]:
         """Map a [start, end) span of the normalised text back to the original text."""
@@ -43,7 +42,7 @@ def normalize(text: str) -> Normalized:
                 continue
             chars.append(c)
             index.append(i)
-    return Normalized(text="".join(chars), index=tuple(index), original_length=len(text))
+    return Normalized(text="".join(chars), index=tuple(index))
 
 
 _SYLLABLES: dict[str, str] = {}
@@ -71,7 +70,6 @@ class Hit:
     key: str
     start: int
     end: int
-    homophone: bool
 
 
 class PhraseIndex:
@@ -104,11 +102,11 @@ class PhraseIndex:
                 if len(automaton):
                     automaton.make_automaton()
             self._built = True
-        key_text = homophone_key(text)
-        hits = _automaton_hits(self._exact, text, homophone=False)
-        hits += _automaton_hits(self._sound, key_text, homophone=True)
+        hits = _automaton_hits(self._exact, text)
+        if len(self._sound):  # packs without sound-alike phrases (English) skip the pinyin pass
+            hits += _automaton_hits(self._sound, homophone_key(text))
         for key, pattern in self._patterns:
-            hits += [Hit(key, m.start(), m.end(), False) for m in pattern.finditer(text) if m.end() > m.start()]
+            hits += [Hit(key, m.start(), m.end()) for m in pattern.finditer(text) if m.end() > m.start()]
         return hits
 
 
@@ -118,8 +116,8 @@ def _add(automaton: ahocorasick.Automaton, text: str, key: str) -> None:
         automaton.add_word(text, (length, (*keys, key)))
 
 
-def _automaton_hits(automaton: ahocorasick.Automaton, text: str, *, homophone: bool) -> list[Hit]:
+def _automaton_hits(automaton: ahocorasick.Automaton, text: str) -> list[Hit]:
     if not len(automaton) or not text:
         return []
-    return [Hit(key, end + 1 - length, end + 1, homophone)
+    return [Hit(key, end + 1 - length, end + 1)
             for end, (length, keys) in automaton.iter(text) for key in keys]
