@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
@@ -20,7 +22,9 @@ from asr.vosk_engine import ModelMissingError, VoskEngine
 from compliance_rules.engine import CallMonitor, CallState, Flag, RuleEngine
 from compliance_rules.pack import RulePackError, load_pack
 from compliance_rules.timing import Agreement, Attempt, pre_dial_check
+from voicebot.adapters.replay import load_call_audio, replay_call
 from voicebot.audit import AuditKeyError, AuditLog
+from voicebot.call import CallBoard, CallInfo, Engines
 from voicebot.config import Config, ConfigError, load_config
 from voicebot.models import ModelFetchError, fetch_vosk_model, vosk_model_sources
 
@@ -267,3 +271,68 @@ def audit_export(config: Config, fmt: str, output: TextIO, db_path: Path | None)
     with open_audit(config, db_path) as log:
         count = log.export(output, fmt)  # type: ignore[arg-type]
     click.echo(f"{count} records exported", err=True)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--pack", "pack_name", default="cn-collection", show_default=True, help="Bundled pack or YAML file.")
+@click.option("--start", "start_text", help="Wall time the call starts, ISO-8601 (default: now).")
+@click.option("--tz", "zones", multiple=True, help="IANA zone of the debtor (repeat when sources conflict).")
+@click.option("--speed", type=click.FloatRange(min=0.1, max=1000), default=1.0, show_default=True,
+              help="Replay speed relative to real time.")
+@click.option("--model", type=click.Path(file_okay=False, path_type=Path), help="Vosk model folder.")
+@db_option
+@click.pass_obj
+@cli_errors
+def monitor(config: Config, files: tuple[Path, ...], pack_name: str, start_text: str | None, zones: tuple[str, ...],
+            speed: float, model: Path | None, db_path: Path | None) -> None:
+    """Replay a stereo call (or agent and customer files) through the live path; print one JSON line per event."""
+    audio = load_call_audio(list(files))
+    start = parse_start(start_text, zones)
+    engines = load_engines(config, pack_name, db_path, model)
+    info = CallInfo(adapter="replay", zones=zones, started_at=start, speed=speed)
+    asyncio.run(_monitor(audio, engines, info))
+
+
+async def _monitor(audio: Audio, engines: Engines, info: CallInfo) -> None:
+    board = CallBoard()
+    events = board.listen(maxsize=0)
+    replay = asyncio.create_task(replay_call(audio, engines, board, info))
+    while True:
+        event = await events.get()
+        click.echo(json.dumps(event, ensure_ascii=False))
+        if event["type"] == "call_end":
+            break
+    await replay
+
+
+def parse_start(text: str | None, zones: tuple[str, ...]) -> datetime:
+    """The call's start: ISO-8601, read in the debtor's first zone when it has no offset; default now."""
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError as e:
+        raise click.BadParameter(f"{text!r} is not an ISO-8601 time", param_hint="--start") from e
+    if at.tzinfo is None:
+        if not zones:
+            raise click.BadParameter(f"{text!r} has no UTC offset; add one or give --tz", param_hint="--start")
+        at = at.replace(tzinfo=zone_info(zones[0]))
+    return at
+
+
+def zone_info(name: str) -> ZoneInfo:
+    """An IANA zone, or a usage error naming it."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise click.BadParameter(f"unknown time zone {name!r}; use an IANA name such as Asia/Shanghai",
+                                 param_hint="--tz") from e
+
+
+def load_engines(config: Config, pack_name: str, db_path: Path | None, model: Path | None = None) -> Engines:
+    """Load what live calls share: the recognizer, the rule pack, the audit log."""
+    rules = RuleEngine.from_pack(pack_name)
+    asr = VoskEngine.load(model or config.vosk_model)
+    return Engines(asr=asr, rules=rules, audit=open_audit(config, db_path),
+                   recordings_dir=config.data_dir / "recordings")

@@ -1,0 +1,220 @@
+"""A live call: two legs, each a pipeline written once here, plus the call clock and the live board."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+from asr.codecs import Encoding
+from asr.vosk_engine import VoskEngine
+from compliance_rules.engine import CallMonitor, Flag, RuleEngine
+from compliance_rules.timing import CallClock
+from recordings.store import CallRecording
+from voicebot.audit import AuditLog
+from voicebot.frames import LEGS, Action, ActionFrame, DtmfFrame, EndFrame, InputAudioFrame, Leg, ViolationFrame
+from voicebot.pipeline import Pipeline
+from voicebot.stages.audit import Audit
+from voicebot.stages.check_rules import CheckRules
+from voicebot.stages.decode import Decode
+from voicebot.stages.enforce import CallControl, Enforce
+from voicebot.stages.fail_safe import FailSafe
+from voicebot.stages.publish import Event, Publish
+from voicebot.stages.recognize import Recognize
+from voicebot.stages.record import Record
+from voicebot.stages.vad_gate import VadGate
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["in-path", "tap"]
+CLOCK_TICK_S = 0.5
+EVENTS_KEPT = 400
+WINDOW_RULE = "window.outside_hours"
+
+
+@dataclass(frozen=True, slots=True)
+class Engines:
+    """What every call in a process shares: the recognizer model, the rules, the audit log, the executor."""
+
+    asr: VoskEngine
+    rules: RuleEngine
+    audit: AuditLog
+    recordings_dir: Path
+    executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(os.cpu_count() or 2))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallInfo:
+    """Who and what a call is, as its adapter learned it."""
+
+    adapter: str
+    mode: Mode = "in-path"
+    call_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    zones: tuple[str, ...] = ()
+    """The debtor's time zones; empty means every zone of the pack (the strictest reading)."""
+    agent_id: str | None = None
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    speed: float = 1.0
+    """How fast audio arrives relative to real time (file replay can run faster)."""
+
+
+class CallBoard:
+    """The live calls of a process and the listeners (consoles, `voicebot monitor`) that follow them."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, Call] = {}
+        self._listeners: set[asyncio.Queue[Event]] = set()
+
+    def listen(self, maxsize: int = 1000) -> asyncio.Queue[Event]:
+        """A queue that receives every event of every call from now on."""
+        q: asyncio.Queue[Event] = asyncio.Queue(maxsize)
+        self._listeners.add(q)
+        return q
+
+    def unlisten(self, q: asyncio.Queue[Event]) -> None:
+        """Stop feeding a listener."""
+        self._listeners.discard(q)
+
+    def publish(self, event: Event) -> None:
+        """Send an event to every listener; a listener that has fallen 1000 events behind is dropped."""
+        for q in list(self._listeners):
+            try:
+                q.put_nowait(event)
+            except asyncio.QueueFull:
+                log.warning("dropping a listener that fell %d events behind", q.qsize())
+                self._listeners.discard(q)
+
+
+class Call:
+    """One supervised call: feed it each leg's packets; it recognises, checks, audits, records and enforces."""
+
+    def __init__(self, info: CallInfo, engines: Engines, control: CallControl, board: CallBoard,
+                 *, now: Callable[[], datetime] | None = None) -> None:
+        self.info = info
+        self.engines = engines
+        self.board = board
+        self.monitor = CallMonitor(engines.rules)
+        self.recording = CallRecording(engines.recordings_dir, info.call_id)
+        self.events: collections.deque[Event] = collections.deque(maxlen=EVENTS_KEPT)
+        self.muted: set[Leg] = set()
+        self.ended_reason: str | None = None
+        self._started_mono = time.monotonic()
+        self._now = now or self._clock_now
+        self.legs = {leg: build_leg_pipeline(self, leg, control) for leg in LEGS}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._done = asyncio.Event()
+
+    @property
+    def call_id(self) -> str:
+        """The call's id in the audit log and the recording store."""
+        return self.info.call_id
+
+    def audio_wall_s(self, call_time_s: float) -> float:
+        """The time.monotonic() at which audio of this call time reached us."""
+        return self._started_mono + call_time_s / self.info.speed
+
+    def _clock_now(self) -> datetime:
+        return self.info.started_at + timedelta(seconds=(time.monotonic() - self._started_mono) * self.info.speed)
+
+    async def start(self) -> None:
+        """Write the call's start to the audit log, then start both legs and the call clock."""
+        data = {"adapter": self.info.adapter, "mode": self.info.mode, "zones": list(self.info.zones),
+                "pack": self.engines.rules.pack.name, "started_at": self.info.started_at.isoformat()}
+        await self._audit("call_start", data, self.info.agent_id)
+        self.board.calls[self.call_id] = self
+        self.emit({"type": "call_start", **data, "agent_id": self.info.agent_id})
+        self._started_mono = time.monotonic()
+        self._tasks = [asyncio.create_task(p.run(), name=f"{self.call_id}:{p.name}") for p in self.legs.values()]
+        self._tasks.append(asyncio.create_task(self._run_clock(), name=f"{self.call_id}:clock"))
+
+    def feed(self, leg: Leg, payload: bytes, encoding: Encoding, sample_rate: int) -> None:
+        """Queue one packet of a leg's audio, as received."""
+        if self.ended_reason is None:
+            self.legs[leg].queue(InputAudioFrame(leg=leg, payload=payload, encoding=encoding,
+                                                 sample_rate=sample_rate))
+
+    def press(self, leg: Leg, digit: str) -> None:
+        """Queue a DTMF key pressed on a leg."""
+        self.legs[leg].queue(DtmfFrame(leg=leg, digit=digit))
+
+    def act(self, action: Action, *, actor: str, reason: str, leg: Leg | None = None) -> None:
+        """Queue an action ahead of all audio: it is audited, carried out, then shown."""
+        self.legs["agent"].queue(ActionFrame(action=action, leg=leg, actor=actor, reason=reason))
+
+    async def end(self, reason: str) -> None:
+        """Finish both legs, close the recording and write the call's end; safe to call more than once."""
+        if self.ended_reason is not None:
+            await self._done.wait()
+            return
+        self.ended_reason = reason
+        for pipeline in self.legs.values():
+            pipeline.queue(EndFrame(reason=reason))
+        await asyncio.gather(*self._tasks[:2], return_exceptions=True)
+        for task in self._tasks[2:]:
+            task.cancel()
+        paths = self.recording.close()
+        decoders = [p.processors[0] for p in self.legs.values()]
+        data = {"reason": reason, "duration_s": round(max(d.samples / (d.rate or 8000) for d in decoders), 2),
+                "recordings": [p.name for p in paths],
+                "flags": sum(1 for e in self.events if e["type"] == "flag" and not e.get("signal")),
+                "bad_packets": sum(d.bad_packets for d in decoders)}
+        await self._audit("call_end", data, None)
+        self.emit({"type": "call_end", **data})
+        self.board.calls.pop(self.call_id, None)
+        self._done.set()
+
+    async def wait(self) -> None:
+        """Wait until the call has ended and its records are written."""
+        await self._done.wait()
+
+    def mark_muted(self, leg: Leg, muted: bool) -> None:
+        """Note a leg's mute state, as the adapter applied it."""
+        (self.muted.add if muted else self.muted.discard)(leg)
+
+    def emit(self, event: Event) -> None:
+        event = {"call_id": self.call_id, **event}
+        self.events.append(event)
+        self.board.publish(event)
+
+    async def _audit(self, kind: str, data: dict, actor: str | None) -> None:
+        append = lambda: self.engines.audit.append(kind, data, call_id=self.call_id, actor=actor)  # noqa: E731
+        await asyncio.get_running_loop().run_in_executor(self.engines.executor, append)
+
+    async def _run_clock(self) -> None:
+        clock = CallClock(self.engines.rules.pack, self._now(), self.info.zones)
+        while True:
+            for event in clock.tick(self._now()):
+                now = time.monotonic()
+                if event.action == "end_call":
+                    flag = Flag(rule=WINDOW_RULE, category="call_time", severity="critical", action="end_call",
+                                leg="agent", span=(0, 0), matched="")
+                    self.legs["agent"].queue(ViolationFrame(flag=flag, final=True, detected_wall_s=now))
+                action = "hangup" if event.action == "end_call" else "warn"
+                self.legs["agent"].queue(ActionFrame(action=action, leg="agent", actor="clock", reason=event.reason,
+                                                     rule=WINDOW_RULE, detected_wall_s=now))
+            await asyncio.sleep(CLOCK_TICK_S)
+
+
+def build_leg_pipeline(call: Call, leg: Leg, control: CallControl) -> Pipeline:
+    """The path of one leg's audio, top to bottom."""
+    e = call.engines
+    return Pipeline([
+        Decode(),
+        Record(call.recording),
+        VadGate(leg),
+        Recognize(leg, e.asr, e.executor),
+        CheckRules(call.monitor),
+        FailSafe(),
+        Audit(e.audit, call.call_id, e.executor, mode=call.info.mode),
+        Enforce(control, mode=call.info.mode),
+        Publish(call.emit, call.audio_wall_s),
+    ], name=f"{call.call_id[:8]}:{leg}")

@@ -1,0 +1,1 @@
+"""The stages of a call's pipeline, one job each."""
