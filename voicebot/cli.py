@@ -15,6 +15,7 @@ from typing import Any, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
+from aiohttp import web
 
 from asr.codecs import ENCODINGS, STREAM_RATES, Audio, AudioFormatError, read_audio_file, read_raw_file
 from asr.transcribe import LegTranscript, transcribe_audio
@@ -25,8 +26,9 @@ from compliance_rules.timing import Agreement, Attempt, pre_dial_check
 from voicebot.adapters.replay import load_call_audio, replay_call
 from voicebot.audit import AuditKeyError, AuditLog
 from voicebot.call import CallBoard, CallInfo, Engines
-from voicebot.config import Config, ConfigError, load_config
+from voicebot.config import Config, ConfigError, ServeConfig, load_config, media_token
 from voicebot.models import ModelFetchError, fetch_vosk_model, vosk_model_sources
+from voicebot.web.app import create_app
 
 RAW_SUFFIXES = {".ul": "ulaw", ".ulaw": "ulaw", ".mulaw": "ulaw", ".al": "alaw", ".alaw": "alaw",
                 ".pcm": "pcm16", ".raw": "pcm16", ".s16": "pcm16"}
@@ -336,3 +338,26 @@ def load_engines(config: Config, pack_name: str, db_path: Path | None, model: Pa
     asr = VoskEngine.load(model or config.vosk_model)
     return Engines(asr=asr, rules=rules, audit=open_audit(config, db_path),
                    recordings_dir=config.data_dir / "recordings")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address of the console and media endpoints.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--pack", "pack_name", default="cn-collection", show_default=True, help="Bundled pack or YAML file.")
+@click.option("--mode", type=click.Choice(["in-path", "tap"]), default="in-path", show_default=True,
+              help="in-path: we mute and hang up; tap: we alert and ask the PBX to act.")
+@click.option("--audiosocket-port", type=click.IntRange(1, 65535), help="Listen for Asterisk AudioSocket.")
+@click.option("--sip-listen", metavar="HOST:PORT", help="Run the SIP user agent on this address.")
+@click.option("--sip-forward", metavar="URI", help="Bridge SIP calls in-path to this URI ({user} = called user).")
+@click.option("--tz", "zones", multiple=True, help="Debtor time zone when a call carries none.")
+@db_option
+@click.pass_obj
+@cli_errors
+def serve(config: Config, host: str, port: int, pack_name: str, mode: str, audiosocket_port: int | None,
+          sip_listen: str | None, sip_forward: str | None, zones: tuple[str, ...], db_path: Path | None) -> None:
+    """Run the supervisor console, the media endpoints and the telephony adapters."""
+    load_pack(pack_name)
+    settings = ServeConfig(db=db_path or config.data_dir / "voicebot.db", media_token=media_token(config.data_dir),
+                           host=host, port=port, pack=pack_name, mode=mode, audiosocket_port=audiosocket_port,
+                           sip_listen=sip_listen, sip_forward=sip_forward, zones=zones)
+    web.run_app(create_app(config, settings), host=host, port=port, print=lambda line: click.echo(line, err=True))

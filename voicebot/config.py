@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import secrets
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -78,3 +79,44 @@ def _read_toml(path: Path, names: set[str]) -> dict[str, object]:
     if unknown:
         raise ConfigError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
     return values
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServeConfig:
+    """How `voicebot serve` listens and what it supervises with; built by the CLI from options and VOICEBOT_*."""
+
+    db: Path
+    """SQLite file holding the audit log and the console's users and sessions."""
+    media_token: str = field(repr=False)
+    """Shared secret every media connection must present (Twilio `?token=`, AudioSocket peer allow-list aside)."""
+    host: str = "127.0.0.1"
+    port: int = 8080
+    pack: str = "cn-collection"
+    mode: str = "in-path"
+    audiosocket_port: int | None = None
+    sip_listen: str | None = None
+    """host:port the SIP user agent listens on, e.g. 127.0.0.1:5080; None: no SIP."""
+    sip_forward: str | None = None
+    """URI template a SIP call is bridged to in-path, e.g. sip:{user}@pbx.local; None: the call is a tap."""
+    zones: tuple[str, ...] = ()
+    """Default debtor time zones when the adapter gives none (empty: every zone of the pack)."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("in-path", "tap"):
+            raise ConfigError(f"mode must be in-path or tap, not {self.mode!r}")
+        if len(self.media_token) < 16:
+            raise ConfigError("media token must be at least 16 characters; leave it unset to generate one")
+
+
+def media_token(data_dir: Path, env: Mapping[str, str] | None = None) -> str:
+    """VOICEBOT_MEDIA_TOKEN, else the deployment's token in <data>/media.token, created (0600) on first use."""
+    env = os.environ if env is None else env
+    if env.get("VOICEBOT_MEDIA_TOKEN"):
+        return env["VOICEBOT_MEDIA_TOKEN"]
+    path = data_dir / "media.token"
+    if not path.is_file():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()

@@ -1,0 +1,1 @@
+"""The web side of `voicebot serve`: the supervisor console and the media endpoints."""

@@ -1,0 +1,56 @@
+"""create_app(): the supervisor console, the media endpoints and the adapters' servers in one aiohttp app."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from asr.vosk_engine import VoskEngine
+from compliance_rules.engine import RuleEngine
+from voicebot.adapters.audiosocket import audiosocket_ctx
+from voicebot.adapters.sip import sip_ctx
+from voicebot.adapters.twilio import media_stream
+from voicebot.audit import AuditLog
+from voicebot.call import CallBoard, Engines
+from voicebot.config import Config, ServeConfig
+from voicebot.web.keys import BOARD, CONFIG, ENGINES, SERVE
+
+
+def create_app(config: Config, serve: ServeConfig, engines: Engines | None = None) -> web.Application:
+    """The whole server; `engines` may be passed in (tests share one loaded model), else loaded on start-up."""
+    app = web.Application()
+    app[CONFIG] = config
+    app[SERVE] = serve
+    app[BOARD] = CallBoard()
+    app.cleanup_ctx.extend([_engines_ctx(engines), audiosocket_ctx, sip_ctx])
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/media/twilio", media_stream)
+    return app
+
+
+def _engines_ctx(given: Engines | None):
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        if given is not None:
+            app[ENGINES] = given
+            yield
+            return
+        config, serve = app[CONFIG], app[SERVE]
+        loop = asyncio.get_running_loop()
+        asr = await loop.run_in_executor(None, VoskEngine.load, config.vosk_model)
+        audit = await loop.run_in_executor(None, AuditLog.open, serve.db)
+        app[ENGINES] = Engines(asr=asr, rules=RuleEngine.from_pack(serve.pack), audit=audit,
+                               recordings_dir=config.data_dir / "recordings")
+        yield
+        for call in list(app[BOARD].calls.values()):
+            await call.end("server shutdown")
+        audit.close()
+        app[ENGINES].executor.shutdown(wait=True)
+
+    return ctx
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness and the number of live calls; no authentication, no call data."""
+    return web.json_response({"ok": True, "calls": len(request.app[BOARD].calls)})
