@@ -50,3 +50,30 @@ def us_pack():
     from compliance_rules.pack import load_pack
 
     return load_pack("us-fdcpa-regf")
+
+
+@pytest.fixture(scope="session")
+def cn_rules():
+    """The bundled Chinese collection pack, compiled once."""
+    from compliance_rules.engine import RuleEngine
+
+    return RuleEngine.from_pack("cn-collection")
+
+
+@pytest.fixture
+def engines(engine: VoskEngine, cn_rules, tmp_path: Path):
+    """What live calls share, with the real model and rules, and a fresh audit log and recording folder."""
+    from voicebot.audit import AuditLog
+    from voicebot.call import Engines
+
+    audit = AuditLog.open(tmp_path / "voicebot.db")
+    engines = Engines(asr=engine, rules=cn_rules, audit=audit, recordings_dir=tmp_path / "recordings")
+    yield engines
+    engines.executor.shutdown(wait=True)
+    audit.close()
+
+
+@pytest.fixture(scope="session")
+def threat_call(shared: Path) -> Path:
+    """The stereo two-leg call in which the agent threatens the customer (gang-style, at about 19–22 s)."""
+    return shared / "audio" / "tts-cmn" / "calls" / "call_agent_threat.wav"

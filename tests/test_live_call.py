@@ -1,0 +1,113 @@
+"""A whole call through the live path: file replay → recognizer → rules → audit → enforcement → events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import soundfile as sf
+
+from voicebot.adapters.replay import load_call_audio, replay_call
+from voicebot.call import CallBoard, CallInfo
+
+pytestmark = pytest.mark.model
+
+VOICEBOT = str(Path(sys.executable).parent / "voicebot")
+SHANGHAI_NOON = datetime(2026, 11, 23, 12, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+
+
+async def test_threat_hangs_up_the_replayed_call(engines, threat_call: Path) -> None:
+    board = CallBoard()
+    events = board.listen(maxsize=0)
+    info = CallInfo(adapter="replay", zones=("Asia/Shanghai",), started_at=SHANGHAI_NOON, speed=8)
+    call = await replay_call(load_call_audio([threat_call]), engines, board, info)
+    seen = [events.get_nowait() for _ in range(events.qsize())]
+    kinds = [e["type"] for e in seen]
+    assert kinds[0] == "call_start" and kinds[-1] == "call_end"
+    gang = next(e for e in seen if e["type"] == "flag" and e["category"] == "gang")
+    assert gang["leg"] == "agent" and 19.0 < gang["end_s"] < 23.0
+    hangup = next(e for e in seen if e["type"] == "action" and e["action"] == "hangup")
+    assert hangup["actor"] == "engine" and hangup["audio_s"] == gang["end_s"] and hangup["delay_ms"] >= 0
+    assert seen[-1]["reason"].startswith("hangup") and seen[-1]["duration_s"] < 26.8
+    assert any(e["type"] == "final" and e["leg"] == "customer" for e in seen)
+    assert not board.calls
+
+    records = list(engines.audit.records())
+    assert records[0].kind == "call_start" and records[-1].kind == "call_end"
+    assert {r.call_id for r in records} == {call.call_id}
+    flag_seq = next(r.seq for r in records if r.kind == "flag" and r.data["category"] == "gang")
+    action = next(r for r in records if r.kind == "action" and r.data["action"] == "hangup")
+    assert action.seq > flag_seq and action.actor == "engine"
+    assert engines.audit.verify().ok
+
+    for leg in ("agent", "customer"):
+        info_ = sf.info(call.recording.path(leg))
+        assert info_.samplerate == 16000 and 19.0 < info_.duration < 26.8
+
+
+async def test_call_outside_hours_is_ended_by_the_clock(engines, threat_call: Path) -> None:
+    late = datetime(2026, 11, 23, 21, 30, tzinfo=ZoneInfo("Asia/Shanghai"))
+    board = CallBoard()
+    events = board.listen(maxsize=0)
+    info = CallInfo(adapter="replay", zones=("Asia/Shanghai",), started_at=late, speed=4)
+    await replay_call(load_call_audio([threat_call]), engines, board, info)
+    seen = [events.get_nowait() for _ in range(events.qsize())]
+    flag = next(e for e in seen if e["type"] == "flag")
+    assert flag["rule"] == "window.outside_hours"
+    actions = [(e["action"], e["actor"]) for e in seen if e["type"] == "action"]
+    assert actions == [("warn", "clock"), ("hangup", "clock")]
+    assert seen[-1]["type"] == "call_end" and seen[-1]["duration_s"] < 5
+
+
+async def test_supervisor_action_is_audited_with_its_actor(engines, shared: Path) -> None:
+    board = CallBoard()
+    events = board.listen(maxsize=0)
+    audio = load_call_audio([shared / "audio" / "tts-cmn" / "calls" / "call_ptp.wav"])
+    info = CallInfo(adapter="replay", zones=("Asia/Shanghai",), started_at=SHANGHAI_NOON, speed=4)
+
+    async def supervise() -> None:
+        while True:
+            event = await events.get()
+            if event["type"] == "final":
+                call = board.calls[event["call_id"]]
+                call.act("mute", actor="alice", reason="supervisor", leg="agent")
+                call.act("hangup", actor="alice", reason="supervisor")
+                return
+
+    watcher = asyncio.create_task(supervise())
+    call = await replay_call(audio, engines, board, info)
+    await watcher
+    actions = [(r.actor, r.data["action"]) for r in engines.audit.records() if r.kind == "action"]
+    assert ("alice", "mute") in actions and ("alice", "hangup") in actions
+    assert call.muted == {"agent"}
+    assert call.ended_reason == "hangup: supervisor"
+
+
+def test_monitor_prints_json_events(tmp_path: Path, threat_call: Path) -> None:
+    out = subprocess.run(
+        [VOICEBOT, "monitor", str(threat_call), "--speed", "8", "--db",
+         str(tmp_path / "m.db"), "--start", "2026-11-23T10:00", "--tz", "Asia/Shanghai"],
+        capture_output=True, text=True, timeout=240, check=True,
+    )
+    events = [json.loads(line) for line in out.stdout.splitlines()]
+    kinds = {e["type"] for e in events}
+    assert {"partial", "final", "flag", "action", "call_start", "call_end"} <= kinds
+    for e in events:
+        if e["type"] in ("partial", "final", "flag", "action") and e.get("audio_s") is not None:
+            assert "delay_ms" in e
+    assert any(e["type"] == "action" and e["action"] == "hangup" for e in events)
+    assert "信不信" not in out.stderr, "transcripts never go to the log"
+
+
+def test_monitor_refuses_a_mono_file_clearly(tmp_path: Path, shared: Path) -> None:
+    out = subprocess.run(
+        [VOICEBOT, "monitor", str(shared / "audio" / "tts-cmn" / "a11.wav"),
+         "--db", str(tmp_path / "m.db")], capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 1 and "two mono files" in out.stderr

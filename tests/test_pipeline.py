@@ -1,0 +1,172 @@
+"""The pipeline and its stages, one at a time, on real frames."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from asr.codecs import encode
+from compliance_rules.engine import CallMonitor, Flag, TimedWord
+from voicebot.frames import (
+    ActionFrame,
+    AudioFrame,
+    EndFrame,
+    ErrorFrame,
+    Frame,
+    InputAudioFrame,
+    TranscriptFrame,
+    ViolationFrame,
+)
+from voicebot.pipeline import Pipeline, Processor
+from voicebot.stages.audit import Audit
+from voicebot.stages.check_rules import CheckRules, action_for
+from voicebot.stages.decode import Decode
+from voicebot.stages.enforce import Enforce
+from voicebot.stages.fail_safe import FailSafe
+from voicebot.stages.publish import Publish
+
+
+class Collect(Processor):
+    """The end of a test pipeline: keeps what reaches it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames: list[Frame] = []
+
+    async def process(self, frame: Frame) -> None:
+        self.frames.append(frame)
+
+
+async def run_stage(stage: Processor, frames: list[Frame]) -> list[Frame]:
+    """Push frames through one stage and return what came out."""
+    out = Collect()
+    stage.link(out)
+    for frame in frames:
+        await stage.process(frame)
+    return out.frames
+
+
+class Recorder:
+    """A CallControl that notes what it was asked to do."""
+
+    def __init__(self) -> None:
+        self.done: list[tuple] = []
+
+    async def hangup(self, reason: str) -> None:
+        self.done.append(("hangup", reason))
+
+    async def mute(self, leg, muted: bool) -> None:
+        self.done.append(("mute", leg, muted))
+
+    async def warn(self, leg) -> None:
+        self.done.append(("warn", leg))
+
+
+async def test_decode_stamps_call_time_and_drops_bad_packets() -> None:
+    pcm = np.arange(160, dtype=np.int16)
+    frames = [
+        InputAudioFrame(leg="agent", payload=encode(pcm, "ulaw"), encoding="ulaw", sample_rate=8000),
+        InputAudioFrame(leg="agent", payload=b"\x01\x02\x03", encoding="pcm16", sample_rate=8000),
+        InputAudioFrame(leg="agent", payload=pcm.tobytes(), encoding="pcm16", sample_rate=44100),
+        InputAudioFrame(leg="agent", payload=pcm.tobytes(), encoding="pcm16", sample_rate=8000),
+    ]
+    decode = Decode()
+    out = await run_stage(decode, frames)
+    assert [type(f) for f in out] == [AudioFrame, AudioFrame]
+    assert [f.start_s for f in out] == [0.0, 0.02]
+    assert np.array_equal(out[1].pcm, pcm)
+    assert decode.bad_packets == 2
+
+
+async def test_check_rules_emits_transcript_violation_and_action(cn_rules) -> None:
+    words = (TimedWord("今晚", 19.0, 19.4), TimedWord("带", 19.4, 19.6), TimedWord("几个人", 19.6, 20.2),
+             TimedWord("上", 20.2, 20.4), TimedWord("你家", 20.4, 20.8))
+    text = "今晚带几个人上你家"
+    frame = TranscriptFrame(leg="agent", text=text, final=False, start_s=19.0, end_s=20.8, words=words)
+    out = await run_stage(CheckRules(CallMonitor(cn_rules)), [frame, frame])
+    assert out[0] is frame
+    violation, action = out[1], out[2]
+    assert isinstance(violation, ViolationFrame) and violation.flag.category == "gang"
+    assert isinstance(action, ActionFrame) and action.action == "hangup" and action.actor == "engine"
+    assert action.audio_end_s == violation.flag.end_s and action.audio_end_s is not None
+    assert len(out) == 4, "the same hit in a repeated partial is flagged once"
+
+
+def test_action_for_follows_the_pack() -> None:
+    flag = Flag(rule="r", category="signal", severity="info", action="log", leg="customer", span=(0, 1), matched="x")
+    assert action_for(flag, 0.0) is None
+    muted = action_for(Flag(rule="r", category="obscene", severity="high", action="mute", leg="agent", span=(0, 1),
+                            matched="x"), 0.0)
+    assert muted is not None and (muted.action, muted.leg) == ("mute", "agent")
+
+
+async def test_fail_safe_ends_the_call_after_a_fatal_error() -> None:
+    out = await run_stage(FailSafe(), [ErrorFrame(stage="agent", error="RuntimeError", fatal=True),
+                                       ErrorFrame(stage="agent", error="Minor")])
+    assert [getattr(f, "action", None) for f in out] == [None, "alert", "hangup", None]
+
+
+async def test_audit_writes_before_enforce_acts(engines) -> None:
+    control = Recorder()
+    seen_on_disk: list[int] = []
+
+    class Probe(Processor):
+        async def process(self, frame: Frame) -> None:
+            seen_on_disk.append(len(list(engines.audit.records())))
+            await self.push(frame)
+
+    stages = [Audit(engines.audit, "c1", engines.executor, mode="in-path"), Probe(),
+              Enforce(control, mode="in-path")]
+    pipeline = Pipeline([*stages, Collect()], name="t")
+    await pipeline.process(ActionFrame(action="hangup", leg="agent", actor="alice", reason="supervisor"))
+    await pipeline.process(ActionFrame(action="mute", leg="agent", actor="engine", reason="obscene"))
+    assert seen_on_disk == [1, 2]
+    assert control.done == [("hangup", "supervisor"), ("mute", "agent", True)]
+    records = list(engines.audit.records())
+    assert [(r.kind, r.actor) for r in records] == [("action", "alice"), ("action", "engine")]
+
+
+async def test_tap_mode_alerts_but_does_not_act() -> None:
+    control = Recorder()
+    out = await run_stage(Enforce(control, mode="tap"), [ActionFrame(action="hangup", leg=None, actor="engine",
+                                                                     reason="threat")])
+    assert control.done == [] and len(out) == 1
+
+
+async def test_publish_reports_delay_from_the_audio() -> None:
+    events: list[dict] = []
+    frame = TranscriptFrame(leg="customer", text="你好", final=True, start_s=1.0, end_s=1.5)
+    await run_stage(Publish(events.append, lambda t: 100.0 + t), [frame])
+    assert events[0]["type"] == "final" and events[0]["audio_s"] == 1.5 and "delay_ms" in events[0]
+
+
+async def test_system_frames_jump_queued_audio_and_errors_do_not_stop_the_leg() -> None:
+    order: list[str] = []
+
+    class Fragile(Processor):
+        async def process(self, frame: Frame) -> None:
+            order.append(type(frame).__name__)
+            if isinstance(frame, AudioFrame) and frame.start_s == 0.0:
+                raise RuntimeError("boom")
+            await self.push(frame)
+
+    pipeline = Pipeline([Fragile(), Collect()], name="t")
+    audio = [AudioFrame(leg="agent", pcm=np.zeros(160, np.int16), sample_rate=8000, start_s=i * 0.02)
+             for i in range(2)]
+    for frame in audio:
+        pipeline.queue(frame)
+    pipeline.queue(ActionFrame(action="warn", leg="agent", actor="bob", reason="x"))
+    pipeline.queue(EndFrame(reason="done"))
+    await asyncio.wait_for(pipeline.run(), 5)
+    assert order[0] == "ActionFrame"
+    assert order[1:] == ["AudioFrame", "ErrorFrame", "AudioFrame", "EndFrame"]
+
+
+@pytest.mark.parametrize("mode", ["in-path", "tap"])
+async def test_audit_entry_names_who_acts(engines, mode: str) -> None:
+    await run_stage(Audit(engines.audit, "c2", engines.executor, mode=mode),
+                    [ActionFrame(action="hangup", leg=None, actor="engine", reason="threat")])
+    (record,) = engines.audit.records()
+    assert record.data["by"] == ("adapter" if mode == "in-path" else "pbx")
