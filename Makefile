@@ -22,6 +22,7 @@ lint: $(STAMP)
 bench: models
 	$(BIN)/python bench/asr.py
 	$(BIN)/python bench/rules.py
+	$(BIN)/python bench/live.py
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

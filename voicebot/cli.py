@@ -61,6 +61,17 @@ def main(ctx: click.Context, verbose: bool) -> None:
     ctx.obj = load_config()
 
 
+def db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The `--db PATH` option every state-writing command takes (default: the data folder's voicebot.db)."""
+    return click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
+                        help="SQLite database (default: <data folder>/voicebot.db).")(fn)
+
+
+def open_audit(config: Config, db_path: Path | None) -> AuditLog:
+    """The audit log in `db_path`, or in the data folder's voicebot.db."""
+    return AuditLog.open(db_path or config.data_dir / "voicebot.db")
+
+
 @main.group()
 def models() -> None:
     """Install and locate the offline models."""
@@ -106,21 +117,44 @@ def transcribe(config: Config, files: tuple[Path, ...], as_json: bool, no_vad: b
 
 @main.command()
 @click.option("--model", type=click.Path(file_okay=False, path_type=Path), help="Vosk model folder.")
+@click.option("--speed", type=click.FloatRange(min=0.5, max=100), default=3.0, show_default=True,
+              help="Replay speed relative to real time.")
+@db_option
 @click.pass_obj
 @cli_errors
-def demo(config: Config, model: Path | None) -> None:
-    """Transcribe the demo two-leg call and print each utterance with its times."""
-    if not config.demo_call.is_file():
-        raise click.ClickException(
-            f"demo call not found at {config.demo_call}; set VOICEBOT_SHARED_DIR to the shared/ folder"
-        )
-    engine = VoskEngine.load(model or config.vosk_model)
-    audio = read_audio_file(config.demo_call)
-    click.echo(f"{config.demo_call.name}: {audio.duration_s:.1f} s, {len(audio.channels)} legs")
-    utterances = [(e.start_s or 0.0, e.end_s or 0.0, leg.leg or "mono", e.text)
-                  for leg in transcribe_audio(engine, audio) for e in leg.finals]
-    for start_s, end_s, leg, text in sorted(utterances):
-        click.echo(f"[{start_s:6.2f}–{end_s:6.2f}] {leg:<8} {text}")
+def demo(config: Config, model: Path | None, speed: float, db_path: Path | None) -> None:
+    """Supervise two recorded calls live: a lawful one, then one where the agent threatens and is cut off."""
+    calls = [config.demo_call, config.demo_call.with_name("call_agent_threat.wav")]
+    missing = [str(p) for p in calls if not p.is_file()]
+    if missing:
+        raise click.ClickException(f"demo call(s) not found: {', '.join(missing)}; "
+                                   "set VOICEBOT_SHARED_DIR to the shared/ folder")
+    engines = load_engines(config, "cn-collection", db_path or config.data_dir / "demo.db", model)
+    shanghai = ZoneInfo("Asia/Shanghai")
+    office_hours = datetime.now(shanghai).replace(hour=10, minute=0, second=0, microsecond=0)
+    for path in calls:
+        audio = load_call_audio([path])
+        click.echo(f"== {path.name}: {audio.duration_s:.1f} s, 2 legs, replayed live at {speed:g}x")
+        info = CallInfo(adapter="replay", zones=("Asia/Shanghai",), started_at=office_hours, speed=speed)
+        asyncio.run(_follow(audio, engines, info, _show_event))
+    report = engines.audit.verify()
+    click.echo(f"== audit log {engines.audit.path}: {report.records} records, "
+               f"hash chain {'intact' if report.ok else 'BROKEN: ' + str(report.problem)}")
+
+
+def _show_event(event: dict[str, Any]) -> None:
+    kind = event["type"]
+    if kind == "final":
+        click.echo(f"[{event['start_s'] or 0:6.2f}–{event['end_s'] or 0:6.2f}] {event['leg']:<8} {event['text']}")
+    elif kind == "flag":
+        label = "signal" if event["signal"] else f"FLAG {event['severity']}"
+        click.echo(f"{'':17}{label}: {event['category']} ({event['rule']}) on {event['matched']!r}")
+    elif kind == "action":
+        delay = f", {event['delay_ms']:.0f} ms after the words" if "delay_ms" in event else ""
+        click.echo(f"{'':17}ACTION {event['action']} by {event['actor']}{delay}")
+    elif kind == "call_end":
+        click.echo(f"== ended ({event['reason']}) after {event['duration_s']} s; recordings: "
+                   f"{', '.join(event['recordings'])}")
 
 
 def read_input(path: Path, encoding: str | None, sample_rate: int) -> Audio:
@@ -146,17 +180,6 @@ def leg_json(path: Path, leg: LegTranscript) -> dict[str, Any]:
 
 def _leg_line(path: Path, leg: LegTranscript) -> str:
     return f"{path}{f' [{leg.leg}]' if leg.leg else ''}: {leg.text}"
-
-
-def db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The `--db PATH` option every state-writing command takes (default: the data folder's voicebot.db)."""
-    return click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
-                        help="SQLite database (default: <data folder>/voicebot.db).")(fn)
-
-
-def open_audit(config: Config, db_path: Path | None) -> AuditLog:
-    """The audit log in `db_path`, or in the data folder's voicebot.db."""
-    return AuditLog.open(db_path or config.data_dir / "voicebot.db")
 
 
 @main.group()
@@ -293,16 +316,17 @@ def monitor(config: Config, files: tuple[Path, ...], pack_name: str, start_text:
     start = parse_start(start_text, zones)
     engines = load_engines(config, pack_name, db_path, model)
     info = CallInfo(adapter="replay", zones=zones, started_at=start, speed=speed)
-    asyncio.run(_monitor(audio, engines, info))
+    asyncio.run(_follow(audio, engines, info, lambda e: click.echo(json.dumps(e, ensure_ascii=False))))
 
 
-async def _monitor(audio: Audio, engines: Engines, info: CallInfo) -> None:
+async def _follow(audio: Audio, engines: Engines, info: CallInfo, show: Callable[[dict[str, Any]], None]) -> None:
+    """Replay a call and show each of its events as it happens."""
     board = CallBoard()
     events = board.listen(maxsize=0)
     replay = asyncio.create_task(replay_call(audio, engines, board, info))
     while True:
         event = await events.get()
-        click.echo(json.dumps(event, ensure_ascii=False))
+        show(event)
         if event["type"] == "call_end":
             break
     await replay

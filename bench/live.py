@@ -1,0 +1,179 @@
+"""Live supervision figures: concurrent real-time calls and the delay from a violating phrase to the hang-up.
+
+Starts `voicebot serve`, then drives N concurrent calls of real speech over the Twilio Media Streams protocol
+(both tracks, 20 ms μ-law frames paced in real time, starts spread over 2 s). Each call is the stereo
+threat call; the hang-up on the wire is the server closing the stream. Prints one JSON line per figure.
+
+Usage: python bench/live.py [--calls 1,2,4,6,8,10,12] [--port 18765]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import csv
+import json
+import os
+import random
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import aiohttp
+
+if not __package__:  # run as a file: this file's folder must not shadow the project's packages
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from asr.codecs import encode, read_audio_file, resample
+from voicebot.config import load_config
+
+CORES = os.cpu_count()
+FRAME_MS = 20
+CALL = "call_agent_threat"
+REALTIME_P95_S = 2.0
+"""A round counts as real-time when every call is hung up and the p95 delay stays under this."""
+
+
+def emit(metric: str, value: float, unit: str, **extra: object) -> None:
+    """Print one figure as a JSON line."""
+    print(json.dumps({"metric": metric, "value": round(value, 4), "unit": unit, "cores": CORES, **extra},
+                     ensure_ascii=False), flush=True)
+
+
+def call_frames(shared: Path) -> tuple[list[bytes], list[bytes], float]:
+    """The threat call's agent and customer legs as 20 ms μ-law frames, and the end of the violating turn."""
+    audio = read_audio_file(shared / "audio" / "tts-cmn" / "calls" / f"{CALL}.wav")
+    legs = [encode(resample(c, audio.sample_rate, 8000), "ulaw") for c in audio.channels]
+    step = 8000 * FRAME_MS // 1000
+    frames = [[leg[i : i + step] for i in range(0, len(leg), step)] for leg in legs]
+    with (shared / "audio" / "tts-cmn" / "calls" / "turns.tsv").open(encoding="utf-8") as f:
+        turns = [t for t in csv.DictReader(f, delimiter="\t") if t["call"] == CALL]
+    threat_end_s = next(float(t["end_s"]) for t in turns if t["id"] == "a08")
+    return frames[0], frames[1], threat_end_s
+
+
+def message(event: str, sid: str, **body: object) -> str:
+    """One Twilio Media Streams message."""
+    return json.dumps({"event": event, "streamSid": sid, **body})
+
+
+async def one_call(session: aiohttp.ClientSession, url: str, agent: list[bytes], customer: list[bytes],
+                   threat_end_s: float, delay_start_s: float) -> float | None:
+    """Stream one call; return seconds from the end of the violating phrase to the server closing the stream."""
+    await asyncio.sleep(delay_start_s)
+    sid = "MZ" + secrets.token_hex(16)
+    async with session.ws_connect(url) as ws:
+        await ws.send_str(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+        start = {"streamSid": sid, "accountSid": "AC" + "0" * 32, "callSid": "CA" + secrets.token_hex(16),
+                 "tracks": ["inbound", "outbound"], "customParameters": {"debtor_tz": "Asia/Shanghai"},
+                 "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}
+        await ws.send_str(message("start", sid, sequenceNumber="1", start=start))
+        closed = asyncio.get_running_loop().create_future()
+
+        async def reader() -> None:
+            async for _ in ws:
+                pass
+            if not closed.done():
+                closed.set_result(time.monotonic())
+
+        read_task = asyncio.create_task(reader())
+        t0 = time.monotonic()
+        seq = 2
+        try:
+            for i, (a, c) in enumerate(zip(agent, customer, strict=False)):
+                if closed.done():
+                    break
+                for track, payload in (("outbound", a), ("inbound", c)):
+                    media = {"track": track, "chunk": str(i + 1), "timestamp": str(i * FRAME_MS),
+                             "payload": base64.b64encode(payload).decode()}
+                    await ws.send_str(message("media", sid, sequenceNumber=str(seq), media=media))
+                    seq += 1
+                await asyncio.sleep(max(0.0, t0 + (i + 1) * FRAME_MS / 1000 - time.monotonic()))
+        except (aiohttp.ClientError, ConnectionResetError):
+            pass
+        try:
+            await asyncio.wait_for(asyncio.shield(closed), 5)
+        except TimeoutError:
+            await ws.close()
+        read_task.cancel()
+        return closed.result() - (t0 + threat_end_s) if closed.done() else None
+
+
+async def round_of(n: int, url: str, frames: tuple[list[bytes], list[bytes], float]) -> list[float | None]:
+    """N concurrent calls, started over 2 s; their phrase-end-to-hang-up delays (None: never hung up)."""
+    agent, customer, threat_end_s = frames
+    async with aiohttp.ClientSession() as session:
+        return await asyncio.gather(*(one_call(session, url, agent, customer, threat_end_s, random.uniform(0, 2))
+                                      for _ in range(n)))
+
+
+def start_server(port: int, data: Path, token: str) -> subprocess.Popen[bytes]:
+    """`voicebot serve` on 127.0.0.1 with a fresh database; returns once /healthz answers."""
+    env = {**os.environ, "VOICEBOT_MEDIA_TOKEN": token, "VOICEBOT_DATA_DIR": str(data)}
+    voicebot = str(Path(sys.executable).parent / "voicebot")
+    proc = subprocess.Popen([voicebot, "serve", "--port", str(port), "--db", str(data / "bench.db")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("voicebot serve did not start")
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The server's peak resident memory."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    """Run rounds of growing N and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", default="1,2,4,6,8,10,12")
+    parser.add_argument("--port", type=int, default=18765)
+    args = parser.parse_args()
+    config = load_config()
+    frames = call_frames(config.shared_dir)
+    token = secrets.token_urlsafe(24)
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = start_server(args.port, Path(tmp), token)
+        url = f"http://127.0.0.1:{args.port}/media/twilio?token={token}"
+        best = 0
+        all_delays: list[float] = []
+        try:
+            for n in (int(x) for x in args.calls.split(",")):
+                delays = asyncio.run(round_of(n, url, frames))
+                hung = [d for d in delays if d is not None]
+                p95 = statistics.quantiles(hung, n=20)[-1] if len(hung) >= 2 else (hung[0] if hung else float("inf"))
+                emit("hangup_delay_p50", statistics.median(hung) if hung else float("nan"), "s", calls=n,
+                     hung_up=len(hung), protocol="twilio")
+                emit("hangup_delay_p95", p95, "s", calls=n, hung_up=len(hung), protocol="twilio")
+                if len(hung) == n and p95 < REALTIME_P95_S:
+                    best = n
+                    all_delays.extend(hung)
+                else:
+                    break
+            emit("concurrent_realtime_calls", best, "calls", criterion=f"all hung up, p95 < {REALTIME_P95_S} s")
+            if len(all_delays) >= 2:
+                q = statistics.quantiles(all_delays, n=20)
+                emit("hangup_delay_p50_all_realtime_rounds", statistics.median(all_delays), "s")
+                emit("hangup_delay_p95_all_realtime_rounds", q[-1], "s")
+            emit("server_peak_rss", peak_rss_mib(proc.pid), "MiB")
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
+if __name__ == "__main__":
+    main()
