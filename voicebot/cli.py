@@ -29,10 +29,12 @@ from voicebot.call import CallBoard, CallInfo, Engines
 from voicebot.config import Config, ConfigError, ServeConfig, load_config, media_token
 from voicebot.models import ModelFetchError, fetch_vosk_model, vosk_model_sources
 from voicebot.web.app import create_app
+from voicebot.web.auth import ROLES, AuthError, UserStore, check_password_text
 
 RAW_SUFFIXES = {".ul": "ulaw", ".ulaw": "ulaw", ".mulaw": "ulaw", ".al": "alaw", ".alaw": "alaw",
                 ".pcm": "pcm16", ".raw": "pcm16", ".s16": "pcm16"}
-EXPECTED_ERRORS = (AudioFormatError, ModelMissingError, ModelFetchError, ConfigError, RulePackError, AuditKeyError)
+EXPECTED_ERRORS = (AudioFormatError, ModelMissingError, ModelFetchError, ConfigError, RulePackError, AuditKeyError,
+                   AuthError)
 CONTEXTS = ("verified", "unverified", "disputed", "third_party")
 LEG_PREFIX = re.compile(r"^(agent|customer)\s*[:：]\s*")
 
@@ -296,6 +298,70 @@ def audit_export(config: Config, fmt: str, output: TextIO, db_path: Path | None)
     with open_audit(config, db_path) as log:
         count = log.export(output, fmt)  # type: ignore[arg-type]
     click.echo(f"{count} records exported", err=True)
+
+
+@main.group()
+def users() -> None:
+    """Manage the supervisor console's users (kept in the audit log's database)."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(ROLES), required=True,
+              help="supervisor: watch and act; qa: watch only; admin: also manage users.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin's first line instead of a prompt.")
+@db_option
+@click.pass_obj
+@cli_errors
+def users_add(config: Config, name: str, role: str, password_stdin: bool, db_path: Path | None) -> None:
+    """Add a console user; the password is asked for (hidden) or read from stdin, and stored as an scrypt hash."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    check_password_text(password)
+    with open_audit(config, db_path) as log, UserStore.open(log.path) as store:
+        user = store.add_user(name, role, password)
+        log.append("user", {"event": "add", "username": user.username, "role": user.role}, actor="cli")
+    click.echo(f"added {user.username} ({user.role})")
+
+
+@users.command("list")
+@db_option
+@click.pass_obj
+@cli_errors
+def users_list(config: Config, db_path: Path | None) -> None:
+    """List console users: name, role, status, created (UTC)."""
+    with UserStore.open(db_path or config.data_dir / "voicebot.db") as store:
+        for u in store.users():
+            created = datetime.fromtimestamp(u.created_at, UTC).strftime("%Y-%m-%d %H:%M")
+            click.echo(f"{u.username}\t{u.role}\t{'disabled' if u.disabled else 'active'}\t{created}")
+
+
+@users.command("disable")
+@click.argument("name")
+@db_option
+@click.pass_obj
+@cli_errors
+def users_disable(config: Config, name: str, db_path: Path | None) -> None:
+    """Disable a user and end their console sessions at once."""
+    with open_audit(config, db_path) as log, UserStore.open(log.path) as store:
+        user = store.set_disabled(name, True)
+        log.append("user", {"event": "disable", "username": user.username}, actor="cli")
+    click.echo(f"disabled {user.username}")
+
+
+@users.command("enable")
+@click.argument("name")
+@db_option
+@click.pass_obj
+@cli_errors
+def users_enable(config: Config, name: str, db_path: Path | None) -> None:
+    """Re-enable a disabled user."""
+    with open_audit(config, db_path) as log, UserStore.open(log.path) as store:
+        user = store.set_disabled(name, False)
+        log.append("user", {"event": "enable", "username": user.username}, actor="cli")
+    click.echo(f"enabled {user.username}")
 
 
 @main.command()

@@ -11,14 +11,17 @@ from asr.vosk_engine import VoskEngine
 from compliance_rules.engine import RuleEngine
 from voicebot.adapters.audiosocket import audiosocket_ctx
 from voicebot.adapters.sip import sip_ctx
-from voicebot.adapters.twilio import media_stream
+from voicebot.adapters.twilio import setup as setup_twilio
 from voicebot.audit import AuditLog
 from voicebot.call import CallBoard, Engines
 from voicebot.config import Config, ServeConfig
+from voicebot.web.auth import AuthSettings
+from voicebot.web.console import setup_console
 from voicebot.web.keys import BOARD, CONFIG, ENGINES, SERVE
 
 
-def create_app(config: Config, serve: ServeConfig, engines: Engines | None = None) -> web.Application:
+def create_app(config: Config, serve: ServeConfig, engines: Engines | None = None, *,
+               auth: AuthSettings | None = None) -> web.Application:
     """The whole server; `engines` may be passed in (tests share one loaded model), else loaded on start-up."""
     app = web.Application()
     app[CONFIG] = config
@@ -26,7 +29,8 @@ def create_app(config: Config, serve: ServeConfig, engines: Engines | None = Non
     app[BOARD] = CallBoard()
     app.cleanup_ctx.extend([_engines_ctx(engines), audiosocket_ctx, sip_ctx])
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/media/twilio", media_stream)
+    setup_console(app, auth or AuthSettings())
+    setup_twilio(app)
     return app
 
 

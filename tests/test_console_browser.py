@@ -1,0 +1,150 @@
+"""The console in headless Debian Chromium: sign in, watch replayed calls live, press the buttons, stay XSS-safe."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from aiohttp import web
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from voicebot.adapters.replay import load_call_audio, replay_call
+from voicebot.call import Call, CallInfo
+from voicebot.config import ServeConfig
+from voicebot.web.app import create_app
+from voicebot.web.keys import AUTH, BOARD, ENGINES
+
+pytestmark = [pytest.mark.browser, pytest.mark.model]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PASSWORD = "correct horse battery"
+IN_HOURS = datetime(2025, 3, 3, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+"""Inside the pack's calling window, so the call clock never ends a test call."""
+SLOW_S = 60_000
+"""Playwright waits (ms) for things the recognizer must hear first; the machine may be busy."""
+
+
+@pytest.fixture
+async def server(engines, config) -> AsyncIterator[tuple[str, web.Application]]:
+    """The real app on 127.0.0.1 at a free port, with a supervisor and a QA user."""
+    app = create_app(config, ServeConfig(db=engines.audit.path, media_token="m" * 24), engines)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    app[AUTH].store.add_user("sup", "supervisor", PASSWORD)
+    app[AUTH].store.add_user("quinn", "qa", PASSWORD)
+    yield f"http://127.0.0.1:{port}", app
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        await browser.close()
+
+
+async def signed_in_page(browser: Browser, base: str, username: str, csp_errors: list[str]) -> Page:
+    """A page that went to the console, was sent to the sign-in form, signed in and sees the live stream."""
+    page = await browser.new_page()
+    page.on("console", lambda m: csp_errors.append(m.text) if "Content Security Policy" in m.text else None)
+    await page.goto(base + "/")
+    assert page.url.startswith(base + "/login")
+    await page.fill("#username", username)
+    await page.fill("#password", PASSWORD)
+    await page.click("#sign-in")
+    await page.wait_for_url(base + "/")
+    await expect(page.locator("#conn-status")).to_have_text("live", timeout=15_000)
+    return page
+
+
+def start_replay(app: web.Application, path: Path, speed: float) -> tuple[CallInfo, asyncio.Task[Call]]:
+    info = CallInfo(adapter="replay", zones=("Asia/Shanghai",), started_at=IN_HOURS, speed=speed, agent_id="a-07")
+    audio = load_call_audio([path])
+    return info, asyncio.create_task(replay_call(audio, app[ENGINES], app[BOARD], info))
+
+
+async def test_console_shows_a_threat_call_live_with_its_flag_and_the_hangup(server, browser, threat_call):
+    base, app = server
+    csp_errors: list[str] = []
+    page = await signed_in_page(browser, base, "sup", csp_errors)
+    info, replay = start_replay(app, threat_call, speed=3.0)
+    row = page.locator(f'tr[data-call-id="{info.call_id}"]')
+    await expect(row).to_be_visible(timeout=15_000)
+    await expect(row).to_contain_text("replay")
+    await expect(row).to_contain_text("a-07")
+    await row.click()
+    await expect(page.locator("#detail-id")).to_have_text(info.call_id)
+    await expect(page.locator("#transcript .line.leg-agent.final").first).to_be_visible(timeout=SLOW_S)
+    await expect(page.locator("#transcript .line.leg-customer").first).to_be_visible(timeout=SLOW_S)
+    gang = page.locator('#flags li.sev-critical[data-category="gang"]')
+    await expect(gang.first).to_be_visible(timeout=SLOW_S)
+    marked = page.locator("#transcript .line.leg-agent.flagged.sev-critical mark.sev-critical")
+    await expect(marked.first).to_be_visible()
+    shown = {await m.text_content() for m in await page.locator("#flags li.sev-critical .matched").all()}
+    assert await marked.first.text_content() in shown
+    await expect(page.locator('#actions li[data-action="hangup"]').first).to_contain_text("engine")
+    await expect(page.locator("#detail-status")).to_contain_text("Ended", timeout=SLOW_S)
+    await expect(row).to_contain_class("ended")
+    call = await asyncio.wait_for(replay, 60)
+    assert call.ended_reason is not None and call.ended_reason.startswith("hangup")
+    assert csp_errors == []
+
+
+async def test_supervisor_mutes_and_hangs_up_a_lawful_call_from_the_buttons(server, browser, shared, engines):
+    base, app = server
+    csp_errors: list[str] = []
+    page = await signed_in_page(browser, base, "sup", csp_errors)
+    info, replay = start_replay(app, shared / "audio" / "tts-cmn" / "calls" / "call_ptp.wav", speed=1.0)
+    row = page.locator(f'tr[data-call-id="{info.call_id}"]')
+    await row.click(timeout=15_000)
+    await expect(page.locator("#transcript .line.leg-agent").first).to_be_visible(timeout=SLOW_S)
+    await page.click('#action-bar button[data-action="mute"]')
+    await expect(page.locator('#actions li[data-action="mute"][data-actor="sup"]')).to_be_visible(timeout=SLOW_S)
+    await expect(page.locator("#detail-status")).to_contain_text("muted: agent")
+    await expect(row).to_contain_text("agent")
+    await page.click('#action-bar button[data-action="hangup"]')
+    await expect(page.locator("#detail-status")).to_contain_text("Ended: hangup: supervisor", timeout=SLOW_S)
+    await expect(page.locator('#action-bar button[data-action="hangup"]')).to_be_disabled()
+    call = await asyncio.wait_for(replay, 60)
+    assert call.ended_reason == "hangup: supervisor"
+    by_user = [(r.data["action"], r.data["leg"], r.data["reason"])
+               for r in engines.audit.records() if r.kind == "action" and r.actor == "sup"]
+    assert by_user == [("mute", "agent", "supervisor"), ("hangup", None, "supervisor")]
+    assert csp_errors == []
+
+
+async def test_hostile_transcript_is_shown_as_text_and_qa_gets_no_buttons(server, browser):
+    base, app = server
+    csp_errors: list[str] = []
+    page = await signed_in_page(browser, base, "quinn", csp_errors)
+    payload = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
+    board, call_id = app[BOARD], "fake-call-xss"
+    board.publish({"call_id": call_id, "type": "call_start", "adapter": "<b>sip</b>", "mode": "tap",
+                   "started_at": IN_HOURS.isoformat(), "agent_id": "<i>x</i>"})
+    board.publish({"call_id": call_id, "type": "final", "leg": "agent", "text": payload, "start_s": 1.0,
+                   "end_s": 2.0})
+    board.publish({"call_id": call_id, "type": "flag", "leg": "agent", "rule": "cn.threat.gang", "category": "gang",
+                   "severity": "critical", "matched": "<script>", "span": [0, 8], "start_s": 1.0, "end_s": 2.0,
+                   "signal": False})
+    row = page.locator(f'tr[data-call-id="{call_id}"]')
+    await expect(row).to_contain_text("<b>sip</b>", timeout=15_000)
+    await row.click()
+    line = page.locator("#transcript .line.leg-agent")
+    await expect(line).to_contain_text(payload)
+    await expect(line.locator("mark.sev-critical")).to_have_text("<script>")
+    assert await page.locator("#transcript img, #transcript script, #calls-panel b").count() == 0
+    assert await page.evaluate("window.__xss") is None
+    await expect(page.locator("#action-bar")).to_contain_text("Read-only (qa)")
+    assert await page.locator("#action-bar button").count() == 0
+    assert await page.locator("#admin-link").is_hidden()
+    assert csp_errors == []
