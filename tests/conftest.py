@@ -77,3 +77,12 @@ def engines(engine: VoskEngine, cn_rules, tmp_path: Path):
 def threat_call(shared: Path) -> Path:
     """The stereo two-leg call in which the agent threatens the customer (gang-style, at about 19–22 s)."""
     return shared / "audio" / "tts-cmn" / "calls" / "call_agent_threat.wav"
+
+
+@pytest.fixture
+def midday_zone() -> str:
+    """An IANA zone where it is now about 12:00, so a live call's clock never ends it for the hour."""
+    from datetime import UTC, datetime
+
+    offset = 12 - datetime.now(UTC).hour
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"

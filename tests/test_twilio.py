@@ -10,7 +10,6 @@ import asyncio
 import base64
 import contextlib
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -42,11 +41,6 @@ CALL_SID = "CA0123456789abcdef0123456789abcdef"
 SILENCE = b"\xff" * 160
 """20 ms of μ-law silence."""
 
-
-def midday_zone() -> str:
-    """An IANA zone where it is now about 12:00, inside any pack's calling hours."""
-    offset = 12 - datetime.now(UTC).hour
-    return "Etc/GMT" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"
 
 
 def ulaw_packets(path: Path) -> list[bytes]:
@@ -148,9 +142,9 @@ def test_serializers_write_twilio_shapes_exactly() -> None:
 
 
 @pytest.fixture
-async def client(aiohttp_client, config, engines, tmp_path: Path):
+async def client(aiohttp_client, config, engines, tmp_path: Path, midday_zone: str):
     """The whole server, with the shared model and a fresh audit log."""
-    serve = ServeConfig(db=tmp_path / "v.db", media_token=TOKEN, zones=(midday_zone(),))
+    serve = ServeConfig(db=tmp_path / "v.db", media_token=TOKEN, zones=(midday_zone,))
     return await aiohttp_client(create_app(config, serve, engines))
 
 
@@ -217,10 +211,10 @@ def call_records(engines, call_id: str) -> list:
 
 
 @pytest.mark.model
-async def test_threat_hangs_up_emulated_twilio_peer(client, engines, shared: Path) -> None:
+async def test_threat_hangs_up_emulated_twilio_peer(client, engines, shared: Path, midday_zone: str) -> None:
     events = client.server.app[BOARD].listen()
     ws = await client.ws_connect(f"/media/twilio?token={TOKEN}")
-    for msg in (CONNECTED, start_message(["inbound", "outbound"], debtor_tz=midday_zone(), agent_id="agent-7"),
+    for msg in (CONNECTED, start_message(["inbound", "outbound"], debtor_tz=midday_zone, agent_id="agent-7"),
                 DTMF, MARK):
         await ws.send_json(msg)
     replies = asyncio.create_task(collect(ws))
@@ -304,3 +298,75 @@ async def test_unsupported_media_format_refuses_the_stream_emulated_twilio_peer(
     await ws.send_json(msg)
     await collect(ws)
     assert ws.close_code == 1008
+
+
+async def messages_until(ws, event: str) -> list[dict]:
+    """Messages from the server up to and including the first of an event."""
+    got: list[dict] = []
+    async with asyncio.timeout(60):
+        while not got or got[-1]["event"] != event:
+            got.append(json.loads(await ws.receive_str()))
+    return got
+
+
+@pytest.mark.model
+async def test_supervisor_mute_and_warn_in_path_emulated_twilio_peer(client, engines) -> None:
+    events = client.server.app[BOARD].listen()
+    ws = await client.ws_connect(f"/media/twilio?token={TOKEN}")
+    await ws.send_json(start_message(["inbound", "outbound"]))
+    call = client.server.app[BOARD].calls[(await next_event(events, "call_start"))["call_id"]]
+    tone = [bytes([i]) * 160 for i in range(3)]
+    await send_media(ws, {"outbound": tone})
+    relayed = await messages_until(ws, "media") + [json.loads(await ws.receive_str()) for _ in range(2)]
+    assert [base64.b64decode(m["media"]["payload"]) for m in relayed] == tone
+
+    call.act("mute", actor="supervisor-1", reason="abusive", leg="agent")
+    assert await messages_until(ws, "clear") == [{"event": "clear", "streamSid": SID}]
+    await send_media(ws, {"outbound": tone})
+    call.act("warn", actor="supervisor-1", reason="tone down", leg="agent")
+    warned = await messages_until(ws, "mark")
+    assert warned[-1] == {"event": "mark", "streamSid": SID, "mark": {"name": "warn-1"}}
+    assert len(warned) == 1 + 15 and all(m["event"] == "media" for m in warned[:-1]), \
+        "the 300 ms beep in 20 ms packets, and none of the muted agent's audio"
+    assert call.muted == {"agent"}
+    await ws.send_json(STOP)
+    end = await next_event(events, "call_end")
+    actions = [r for r in call_records(engines, end["call_id"]) if r.kind == "action"]
+    assert [(r.data["action"], r.actor, r.data["by"]) for r in actions] == [
+        ("mute", "supervisor-1", "adapter"), ("warn", "supervisor-1", "adapter")]
+
+
+@pytest.mark.model
+async def test_tap_mode_only_audits_actions_emulated_twilio_peer(client, engines) -> None:
+    events = client.server.app[BOARD].listen()
+    ws = await client.ws_connect(f"/media/twilio?token={TOKEN}")
+    await ws.send_json(start_message(["inbound", "outbound"], mode="tap"))
+    call = client.server.app[BOARD].calls[(await next_event(events, "call_start"))["call_id"]]
+    call.act("hangup", actor="supervisor-1", reason="test")
+    await next_event(events, "action")
+    await send_media(ws, {"outbound": [b"\x01" * 160] * 5})
+    await ws.send_json(STOP)
+    end = await next_event(events, "call_end")
+    got = await collect(ws)
+
+    assert end["reason"] == "stream stopped"
+    assert got == [], "a tap sends nothing back: no relay, no hang-up"
+    action = next(r for r in call_records(engines, end["call_id"]) if r.kind == "action")
+    assert (action.data["action"], action.data["mode"], action.data["by"]) == ("hangup", "tap", "pbx")
+
+
+@pytest.mark.model
+async def test_server_shutdown_ends_live_streams_emulated_twilio_peer(client, engines) -> None:
+    events = client.server.app[BOARD].listen()
+    ws = await client.ws_connect(f"/media/twilio?token={TOKEN}")
+    await ws.send_json(start_message(["inbound"]))
+    call_id = (await next_event(events, "call_start"))["call_id"]
+    await send_media(ws, {"inbound": [SILENCE] * 5})
+    replies = asyncio.create_task(collect(ws))
+    await client.server.close()
+    await replies
+
+    assert ws.close_code == 1001
+
+    records = call_records(engines, call_id)
+    assert records[-1].kind == "call_end" and records[-1].data["reason"] == "server shutdown"

@@ -256,6 +256,7 @@ class AudioSocketCall:
         conn.leg = leg
         self.conns[leg] = conn
         self._joined_at[leg] = time.monotonic()
+        log.info("audiosocket call %s: %s leg connected", self.call.call_id, leg)
         reason = f"{leg} leg hung up"
         try:
             while (frame := await conn.next_frame()) is not None and frame.kind is not Kind.HANGUP:
@@ -393,7 +394,6 @@ class AudioSocketServer:
         bridge = self.calls[call_uuid] = AudioSocketCall(call_uuid, info, self.engines, self.board)
         try:
             await bridge.call.start()
-            log.info("audiosocket call %s: agent leg connected", info.call_id)
             await bridge.serve(conn, "agent")
         finally:
             if self.calls.get(call_uuid) is bridge:
