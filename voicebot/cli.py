@@ -7,10 +7,12 @@ import functools
 import json
 import logging
 import re
+import signal
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -382,20 +384,31 @@ def monitor(config: Config, files: tuple[Path, ...], pack_name: str, start_text:
     start = parse_start(start_text, zones)
     engines = load_engines(config, pack_name, db_path, model)
     info = CallInfo(adapter="replay", zones=zones, started_at=start, speed=speed)
-    asyncio.run(_follow(audio, engines, info, lambda e: click.echo(json.dumps(e, ensure_ascii=False))))
+    asyncio.run(_follow(audio, engines, info, print_event))
 
 
 async def _follow(audio: Audio, engines: Engines, info: CallInfo, show: Callable[[dict[str, Any]], None]) -> None:
     """Replay a call and show each of its events as it happens."""
     board = CallBoard()
     events = board.listen(maxsize=0)
-    replay = asyncio.create_task(replay_call(audio, engines, board, info))
-    while True:
-        event = await events.get()
+    await follow_events(events, asyncio.create_task(replay_call(audio, engines, board, info)), show)
+
+
+CALL_TASK_DONE: dict[str, Any] = {"type": "call_task_done"}
+
+
+async def follow_events(events: asyncio.Queue[dict[str, Any]], task: asyncio.Task[Any],
+                        show: Callable[[dict[str, Any]], None]) -> None:
+    """Show a board's events until the task running the call is done, then raise its error if it failed."""
+    task.add_done_callback(lambda _: events.put_nowait(CALL_TASK_DONE))
+    while (event := await events.get()) is not CALL_TASK_DONE:
         show(event)
-        if event["type"] == "call_end":
-            break
-    await replay
+    await task
+
+
+def print_event(event: dict[str, Any]) -> None:
+    """Print an event as one JSON line."""
+    click.echo(json.dumps(event, ensure_ascii=False))
 
 
 def parse_start(text: str | None, zones: tuple[str, ...]) -> datetime:
@@ -451,3 +464,58 @@ def serve(config: Config, host: str, port: int, pack_name: str, mode: str, audio
                            host=host, port=port, pack=pack_name, mode=mode, audiosocket_port=audiosocket_port,
                            sip_listen=sip_listen, sip_forward=sip_forward, zones=zones)
     web.run_app(create_app(config, settings), host=host, port=port, print=lambda line: click.echo(line, err=True))
+
+
+@main.command()
+@click.option("--agent-input", metavar="DEV", help="The agent's headset microphone, by number or name "
+              "(default: the system's default input).")
+@click.option("--agent-output", metavar="DEV", help="The agent's headset (default: the system's default output).")
+@click.option("--customer-input", metavar="DEV", help="The customer's line into the desk (desk phone line, USB "
+              "telephone adapter, a virtual source).")
+@click.option("--customer-output", metavar="DEV", help="The line back to the customer.")
+@click.option("--pack", "pack_name", default="cn-collection", show_default=True, help="Bundled pack or YAML file.")
+@click.option("--tz", "zones", multiple=True, help="IANA zone of the debtor (repeat when sources conflict).")
+@click.option("--agent-id", help="Who sits at the desk, for the audit log.")
+@click.option("--list-devices", is_flag=True, help="List the sound devices and exit.")
+@click.option("--model", type=click.Path(file_okay=False, path_type=Path), help="Vosk model folder.")
+@db_option
+@click.pass_obj
+@cli_errors
+def softphone(config: Config, agent_input: str | None, agent_output: str | None, customer_input: str | None,
+              customer_output: str | None, pack_name: str, zones: tuple[str, ...], agent_id: str | None,
+              list_devices: bool, model: Path | None, db_path: Path | None) -> None:
+    """Bridge the agent's headset and the customer's line at a desk, supervised in-path; one JSON line per event."""
+    desk = _softphone_adapter()
+    if list_devices:
+        click.echo(desk.list_devices())
+        return
+    for zone in zones:
+        zone_info(zone)
+    devices = desk.DeskDevices(agent_input=desk.parse_device(agent_input), agent_output=desk.parse_device(agent_output),
+                               customer_input=desk.parse_device(customer_input),
+                               customer_output=desk.parse_device(customer_output))
+    try:
+        phone = desk.Softphone(devices)
+        engines = load_engines(config, pack_name, db_path, model)
+        asyncio.run(_bridge(phone, engines, CallInfo(adapter="softphone", zones=zones, agent_id=agent_id)))
+    except desk.SoundDeviceError as e:
+        raise click.ClickException(str(e)) from e
+
+
+def _softphone_adapter() -> ModuleType:
+    """The softphone adapter, imported when used: importing sounddevice starts PortAudio."""
+    try:
+        from voicebot.adapters import softphone
+    except OSError as e:  # sounddevice's import fails this way without the PortAudio library
+        raise click.ClickException("the PortAudio library is missing; install Debian's libportaudio2") from e
+    return softphone
+
+
+async def _bridge(phone: Any, engines: Engines, info: CallInfo) -> None:
+    """Run the desk bridge until hang-up, a lost device or Ctrl-C, printing each event."""
+    board = CallBoard()
+    events = board.listen(maxsize=0)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, phone.stop, "the agent left the desk")
+    await follow_events(events, asyncio.create_task(phone.run(engines, board, info)), print_event)

@@ -57,7 +57,7 @@ class DeskDevices:
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """One opened-to-be device: its role, PortAudio index and name, and the format we use it in."""
+    """The device chosen for one role: its PortAudio index and name, and the format we use it in."""
 
     role: Role
     index: int
@@ -71,7 +71,7 @@ def parse_device(text: str | None) -> int | str | None:
     if text is None or not text.strip():
         return None
     text = text.strip()
-    return int(text) if text.isdigit() else text
+    return int(text) if text.isascii() and text.isdigit() else text
 
 
 def role_kind(role: Role) -> Kind:
@@ -156,11 +156,8 @@ def mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def list_devices() -> str:
     """The sound devices this machine has, as `voicebot softphone --list-devices` prints them."""
-    devices = sd.query_devices()
-    default_in, default_out = sd.default.device
-    marks = f"default input: {default_in if default_in >= 0 else 'none'}, " \
-            f"default output: {default_out if default_out >= 0 else 'none'}"
-    return f"{device_table(devices)}\n{marks}"
+    default_in, default_out = (i if i >= 0 else "none" for i in sd.default.device)
+    return f"{device_table(sd.query_devices())}\ndefault input: {default_in}, default output: {default_out}"
 
 
 class Playout:
@@ -263,16 +260,19 @@ class Softphone:
         self._loop = asyncio.get_running_loop()
         self._open()
         call = self.call = Call(info, engines, self, board)
+        watchdog = None
         try:
             await call.start()
             self._start()
             watchdog = asyncio.create_task(self._watch(), name=f"{call.call_id}:devices")
             await self._ended.wait()
-            watchdog.cancel()
         finally:
+            self._finish("the bridge was cancelled")
+            if watchdog is not None:
+                watchdog.cancel()
             self._silent = True
             await asyncio.to_thread(self._close)
-            await call.end(self.end_reason or "ended")
+            await call.end(self.end_reason)
             log.info("desk bridge closed: %s xruns, %s samples dropped", self.xruns,
                      sum(p.dropped for p in self._playouts.values()))
         return call
@@ -377,7 +377,9 @@ class Softphone:
             if status:
                 self.xruns += 1
             pcm = indata[:, 0].copy()
-            self._threadsafe(self._deliver, leg, to_call(pcm).tobytes())
+            call_pcm = to_call(pcm)
+            if len(call_pcm):
+                self._threadsafe(self._deliver, leg, call_pcm.tobytes())
             if self._silent or leg in self._muted:
                 self.silenced_ms[leg] += frames * 1000 // self.endpoints[role].sample_rate
                 pcm = np.zeros_like(pcm)
