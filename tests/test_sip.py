@@ -11,7 +11,7 @@ import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -30,12 +30,11 @@ from voicebot.adapters.sip import (
     SipConfigError,
     SipSettings,
     check_forward_template,
-    end_reason,
     fill_forward_uri,
     parse_call_headers,
     parse_listen,
-    silence_due,
 )
+from voicebot.adapters.sip_session import end_reason, silence_due
 from voicebot.config import Config, ServeConfig
 from voicebot.web.app import create_app
 from voicebot.web.keys import BOARD
@@ -124,18 +123,17 @@ def sip_port() -> int:
 
 @pytest.fixture(scope="session")
 def phone_audio(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The test utterances as 8 kHz μ-law WAV (for sipp) and 8 kHz PCM WAV (for baresip's aufile)."""
-    out = tmp_path_factory.mktemp("phone")
-    files = {}
-    for name in ("a11", "b01", "b02"):
-        src = shared / "audio" / "tts-cmn" / f"{name}.wav"
-        files[name] = out / f"{name}_ulaw.wav"
-        subprocess.run(["sox", str(src), "-r", "8000", "-e", "u-law", "-b", "8", str(files[name])], check=True,
+    """Test utterances at 8 kHz: μ-law WAV for sipp (a11 threat, b02 lawful, a13b01 profanity then a lawful
+    line), 16-bit PCM WAV for baresip's aufile (b01_pcm)."""
+    out, tts = tmp_path_factory.mktemp("phone"), shared / "audio" / "tts-cmn"
+    subprocess.run(["sox", str(tts / "a13.wav"), str(tts / "b01.wav"), str(out / "a13b01.wav")], check=True)
+    ulaw, pcm = ["-e", "u-law", "-b", "8"], ["-e", "signed", "-b", "16"]
+    files = {"a11": (tts / "a11.wav", ulaw), "b02": (tts / "b02.wav", ulaw), "a13b01": (out / "a13b01.wav", ulaw),
+             "b01_pcm": (tts / "b01.wav", pcm)}
+    for name, (src, encoding) in files.items():
+        subprocess.run(["sox", str(src), "-r", "8000", *encoding, str(out / f"{name}.8k.wav")], check=True,
                        stderr=subprocess.DEVNULL)
-        files[f"{name}_pcm"] = out / f"{name}_pcm.wav"
-        subprocess.run(["sox", str(src), "-r", "8000", "-e", "signed", "-b", "16", str(files[f"{name}_pcm"])],
-                       check=True, stderr=subprocess.DEVNULL)
-    return files
+    return {name: out / f"{name}.8k.wav" for name in files}
 
 
 def fill(template: str, dest: Path, **values: object) -> Path:
@@ -195,6 +193,18 @@ async def peers(tmp_path: Path) -> AsyncIterator[Peers]:
     await p.stop()
 
 
+async def listening(port: int) -> None:
+    """Wait until something holds UDP `port` (a peer started in the background is ready)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"nothing listens on UDP {port}")
+
+
 async def finished(proc: asyncio.subprocess.Process, timeout_s: float = 45) -> int:
     """The exit code of a peer, once it has exited."""
     return await asyncio.wait_for(proc.wait(), timeout_s)
@@ -205,8 +215,10 @@ class Server:
     """The voicebot app, in this process, with its SIP user agent listening on `port`."""
 
     app: web.Application
+    client: object
     port: int
     events: asyncio.Queue
+    seen: list[dict] = field(default_factory=list)
 
     @property
     def uri(self) -> str:
@@ -223,6 +235,7 @@ class Server:
         async with asyncio.timeout(timeout_s):
             while True:
                 event = await self.events.get()
+                self.seen.append(event)
                 if event["type"] == kind:
                     return event
 
@@ -237,15 +250,15 @@ def pinned_clock() -> Callable[[], datetime]:
 async def serve(engines, config: Config, tmp_path: Path, aiohttp_client) -> Callable[..., object]:
     """Start the app (real model, fresh audit log) with SIP on a free port; keyword arguments go to ServeConfig."""
 
-    async def start(**options: object) -> Server:
+    async def start(settings: SipSettings | None = None, **options: object) -> Server:
         port = sip_port()
         serve_config = ServeConfig(db=tmp_path / "voicebot.db", media_token="sip-test-token-0123456789",
                                    sip_listen=f"127.0.0.1:{port}", zones=("Asia/Shanghai",), **options)
         app = create_app(config, serve_config, engines)
-        app[SIP_SETTINGS] = SipSettings(rtp_timeout_s=2, clock=pinned_clock())
+        app[SIP_SETTINGS] = settings or SipSettings(rtp_timeout_s=5, clock=pinned_clock())
         events = app[BOARD].listen(maxsize=0)
-        await aiohttp_client(app)
-        return Server(app=app, port=port, events=events)
+        client = await aiohttp_client(app)
+        return Server(app=app, client=client, port=port, events=events)
 
     return start
 
@@ -264,10 +277,6 @@ def live_test(fn):
 
 # --- live calls --------------------------------------------------------------------------------------
 
-def kinds(recs: list) -> list[str]:
-    return [r.kind for r in recs]
-
-
 def assert_threat_hung_up(recs: list) -> dict:
     """The audit trail of a call whose agent threatened: gang flag, engine hang-up, call_end; returns the action."""
     assert recs[0].kind == "call_start" and recs[-1].kind == "call_end"
@@ -285,7 +294,9 @@ async def test_sipp_caller_threatening_is_hung_up(serve, peers: Peers, phone_aud
                     HEADERS=f"\n      {SHANGHAI}\n      X-Agent-Id: agent-7")
     sipp = await peers.sipp("sipp", scenario, server.uri, "-s", "4001")
     start = await server.next("call_start")
+    audio_wall_s = server.app[BOARD].calls[start["call_id"]].audio_wall_s
     hangup = await server.next("action")
+    bye_wall_s = time.monotonic()  # Enforce has handed the BYE to the stack before the action is published
     rc = await finished(sipp)
     assert rc == 0, peers.log("sipp")
     end = await server.next("call_end")
@@ -294,8 +305,11 @@ async def test_sipp_caller_threatening_is_hung_up(serve, peers: Peers, phone_aud
     assert start["agent_id"] == "agent-7" and start["zones"] == ["Asia/Shanghai"] and start["adapter"] == "sip"
     action = assert_threat_hung_up(records(engines, start["call_id"]))
     assert action["action"] == hangup["action"] == "hangup"
-    print(json.dumps({"metric": "threat_end_to_bye_ms", "value": hangup["delay_ms"], "unit": "ms",
+    phrase_s = sf.info(phone_audio["a11"]).duration
+    print(json.dumps({"metric": "matched_words_end_to_bye_ms", "value": hangup["delay_ms"], "unit": "ms",
                       "path": "sipp->voicebot"}))
+    print(json.dumps({"metric": "phrase_end_to_bye_ms", "value": round((bye_wall_s - audio_wall_s(phrase_s)) * 1000),
+                      "unit": "ms", "path": "sipp->voicebot", "phrase_s": round(phrase_s, 2)}))
 
 
 async def kamailio(peers: Peers, target_port: int) -> int:
@@ -395,7 +409,7 @@ async def test_baresip_lawful_call_with_dtmf_ends_on_its_hangup(serve, peers: Pe
     assert closed["param"] == "end of file" and end["reason"] == "remote hang-up"
     assert dtmf["leg"] == "agent" and pressed == [("agent", "7")]
     recs = records(engines, start["call_id"])
-    assert kinds(recs)[0] == "call_start" and kinds(recs)[-1] == "call_end"
+    assert recs[0].kind == "call_start" and recs[-1].kind == "call_end"
     assert not [r for r in recs if r.kind in ("flag", "action")]
     assert 5.0 < recs[-1].data["duration_s"] < 9.0
 
@@ -405,6 +419,7 @@ async def test_bridged_threat_hangs_up_both_legs(serve, peers: Peers, phone_audi
     customer_port = free_port()
     server = await serve(sip_forward=f"sip:{{user}}@127.0.0.1:{customer_port}")
     customer = await peers.sipp("customer", None, "", port=customer_port)
+    await listening(customer_port)
     scenario = fill("uac_play_wait_bye.xml", tmp_path / "uac.xml", AUDIO=phone_audio["a11"], HEADERS="")
     agent = await peers.sipp("agent", scenario, server.uri, "-s", "4004")
     start = await server.next("call_start")
@@ -417,5 +432,140 @@ async def test_bridged_threat_hangs_up_both_legs(serve, peers: Peers, phone_audi
     assert hangup["action"] == "hangup"
     echoed, _ = sf.read(recording.path("customer"), dtype="int16")
     assert len(echoed) > 2 * 8000 and np.abs(echoed).max() > 3000, "the agent's audio did not cross the bridge"
-    print(json.dumps({"metric": "threat_end_to_bye_ms", "value": hangup["delay_ms"], "unit": "ms",
+    print(json.dumps({"metric": "matched_words_end_to_bye_ms", "value": hangup["delay_ms"], "unit": "ms",
                       "path": "sipp->voicebot->sipp (bridged)"}))
+
+
+GARBAGE = (
+    b"\x00\xff\x13\x37" * 64,
+    b"INVITE sip:x SIP/2.0\r\n\r\n",
+    b"INVITE sip:4005@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK-x\r\nCall-ID: junk\r\n"
+    b"CSeq: 1 INVITE\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nContent-Length: 9999\r\n\r\nv=0\r\n",
+    b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK-nope\r\nCSeq: 7 BYE\r\n\r\n",
+    ("BYE sip:x@y SIP/2.0\r\nX-Voicebot-Leg: " + "é" * 3000 + "\r\n\r\n").encode(),
+)
+
+
+@live_test
+async def test_garbage_then_two_calls_one_hanging_up_early(serve, peers: Peers, phone_audio, engines,
+                                                           tmp_path: Path) -> None:
+    server = await serve()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for datagram in GARBAGE:
+            s.sendto(datagram, ("127.0.0.1", server.port))
+    lawful = fill("uac_play_bye.xml", tmp_path / "lawful.xml", AUDIO=phone_audio["b02"], HEADERS="", PAUSE_MS=2500)
+    threat = fill("uac_play_wait_bye.xml", tmp_path / "threat.xml", AUDIO=phone_audio["a11"], HEADERS="")
+    caller = await peers.sipp("lawful", lawful, server.uri, "-s", "4005")
+    threatener = await peers.sipp("threat", threat, server.uri, "-s", "4011")
+    assert await finished(caller) == 0, peers.log("lawful")
+    assert await finished(threatener) == 0, peers.log("threat")
+    ends = [await server.next("call_end"), await server.next("call_end")]
+    reasons = sorted(e["reason"].split(":")[0] for e in ends)
+    assert reasons == ["hangup", "remote hang-up"]
+    hung_up_by_caller = next(e for e in ends if e["reason"] == "remote hang-up")
+    assert hung_up_by_caller["flags"] == 0
+    for name in hung_up_by_caller["recordings"]:
+        assert (engines.recordings_dir / name).is_file()
+    assert_threat_hung_up(records(engines, next(e for e in ends if e is not hung_up_by_caller)["call_id"]))
+
+
+@live_test
+async def test_vanished_caller_ends_by_rtp_timeout_and_capacity_refuses(serve, peers: Peers, phone_audio,
+                                                                       tmp_path: Path) -> None:
+    server = await serve(SipSettings(rtp_timeout_s=2, max_calls=1, clock=pinned_clock()))
+    vanish = fill("uac_play_vanish.xml", tmp_path / "vanish.xml", AUDIO=phone_audio["b02"], HEADERS="", PAUSE_MS=500)
+    first = await peers.sipp("vanish", vanish, server.uri, "-s", "4006")
+    await server.next("call_start")
+    bye = fill("uac_play_bye.xml", tmp_path / "bye.xml", AUDIO=phone_audio["b02"], HEADERS="", PAUSE_MS=100)
+    refused = await peers.sipp("refused", bye, server.uri, "-s", "4007")
+    assert await finished(refused) != 0 and "486" in peers.log("refused")
+    assert server.app[SIP_ADAPTER].refused == 1
+    assert await finished(first) == 0, peers.log("vanish")
+    end = await server.next("call_end")
+    assert end["reason"] == "rtp timeout"
+
+
+@live_test
+async def test_dialled_call_is_supervised_and_hung_up_by_a_supervisor(serve, peers: Peers, engines) -> None:
+    server = await serve()
+    port = free_port()
+    callee = await peers.sipp("callee", None, "", port=port)
+    await listening(port)
+    call = await server.app[SIP_ADAPTER].dial(f"sip:4008@127.0.0.1:{port}", zones=("Asia/Shanghai",))
+    start = await server.next("call_start")
+    assert start["call_id"] == call.call_id and start["mode"] == "in-path"
+    call.act("warn", actor="alice", reason="supervisor", leg="customer")
+    await server.next("action")
+    await asyncio.sleep(1)  # the beep plays and sipp echoes it back to us
+    call.act("hangup", actor="alice", reason="supervisor")
+    assert await finished(callee) == 0, peers.log("callee")
+    end = await server.next("call_end")
+    assert end["reason"] == "hangup: supervisor"
+    actions = [(r.actor, r.data["action"]) for r in records(engines, call.call_id) if r.kind == "action"]
+    assert actions == [("alice", "warn"), ("alice", "hangup")]
+    echoed, _ = sf.read(call.recording.path("customer"), dtype="int16")
+    assert np.abs(echoed).max() > 3000, "the warning beep did not reach the callee"
+
+
+@live_test
+async def test_forked_calls_with_one_call_header_are_one_tapped_call(serve, peers: Peers, phone_audio, engines,
+                                                                     tmp_path: Path) -> None:
+    server = await serve()
+    forks = []
+    for leg, audio in (("agent", "a11"), ("customer", "b02")):
+        headers = f"\n      X-Voicebot-Call: fork-42\n      X-Voicebot-Leg: {leg}\n      {SHANGHAI}"
+        scenario = fill("uac_play_bye.xml", tmp_path / f"{leg}.xml", AUDIO=phone_audio[audio], HEADERS=headers,
+                        PAUSE_MS=5000)
+        forks.append(await peers.sipp(leg, scenario, server.uri, "-s", "4009"))
+        if leg == "agent":
+            start = await server.next("call_start")
+    for fork, leg in zip(forks, ("agent", "customer"), strict=True):
+        assert await finished(fork) == 0, peers.log(leg)
+    end = await server.next("call_end")
+    assert start["mode"] == "tap" and end["reason"] == "remote hang-up" and end["flags"] >= 1
+    recs = records(engines, start["call_id"])
+    assert [r.kind for r in engines.audit.records()].count("call_start") == 1
+    assert any(e["type"] == "final" and e["leg"] == "customer" for e in server.seen)
+    assert any(r.kind == "flag" and r.data["category"] == "gang" and r.data["leg"] == "agent" for r in recs)
+    assert len(recs[-1].data["recordings"]) == 2
+
+
+@live_test
+async def test_server_shutdown_hangs_up_live_calls(serve, peers: Peers, phone_audio, engines, tmp_path: Path) -> None:
+    server = await serve()
+    scenario = fill("uac_play_wait_bye.xml", tmp_path / "uac.xml", AUDIO=phone_audio["b02"], HEADERS="")
+    sipp = await peers.sipp("sipp", scenario, server.uri, "-s", "4010")
+    start = await server.next("call_start")
+    await server.next("partial")
+    await server.client.close()
+    assert await finished(sipp) == 0, peers.log("sipp")
+    assert records(engines, start["call_id"])[-1].data["reason"] == "server shutdown"
+
+
+@live_test
+async def test_bridged_profanity_mutes_the_agent_towards_the_customer(serve, peers: Peers, phone_audio,
+                                                                       engines, shared: Path, tmp_path: Path) -> None:
+    customer_port = free_port()
+    server = await serve(sip_forward=f"sip:{{user}}@127.0.0.1:{customer_port}")
+    customer = await peers.sipp("customer", None, "", port=customer_port)
+    await listening(customer_port)
+    spoken_s = sf.info(phone_audio["a13b01"]).duration
+    scenario = fill("uac_play_bye.xml", tmp_path / "uac.xml", AUDIO=phone_audio["a13b01"], HEADERS="",
+                    PAUSE_MS=int(spoken_s * 1000) + 500)
+    agent = await peers.sipp("agent", scenario, server.uri, "-s", "4012")
+    start = await server.next("call_start")
+    call = server.app[BOARD].calls[start["call_id"]]
+    mute = await server.next("action")
+    assert mute["action"] == "mute" and mute["leg"] == "agent" and call.muted == {"agent"}
+    assert await finished(agent) == 0, peers.log("agent")
+    assert await finished(customer) == 0, peers.log("customer")
+    end = await server.next("call_end")
+    assert end["reason"] == "remote hang-up"
+    # after the mute the agent's lawful line still reaches us, but the customer hears (and echoes) silence
+    a13_s = sf.info(shared / "audio" / "tts-cmn" / "a13.wav").duration
+    muted_from_s = max(a13_s, mute["audio_s"] + mute["delay_ms"] / 1000) + 0.5
+    legs = {leg: sf.read(call.recording.path(leg), dtype="int16") for leg in ("agent", "customer")}
+    (agent_pcm, rate), (echo_pcm, _) = legs["agent"], legs["customer"]
+    window = slice(int(muted_from_s * rate), int((spoken_s - 0.5) * rate))
+    assert np.abs(agent_pcm[window]).max() > 3000 and np.abs(echo_pcm[window]).max() < 300
+    assert np.abs(echo_pcm[: int(a13_s * rate)]).max() > 3000, "the agent was not heard before the mute"
