@@ -347,10 +347,7 @@ def users_list(config: Config, db_path: Path | None) -> None:
 @cli_errors
 def users_disable(config: Config, name: str, db_path: Path | None) -> None:
     """Disable a user and end their console sessions at once."""
-    with open_audit(config, db_path) as log, UserStore.open(log.path) as store:
-        user = store.set_disabled(name, True)
-        log.append("user", {"event": "disable", "username": user.username}, actor="cli")
-    click.echo(f"disabled {user.username}")
+    _set_disabled(config, name, db_path, disabled=True)
 
 
 @users.command("enable")
@@ -360,10 +357,15 @@ def users_disable(config: Config, name: str, db_path: Path | None) -> None:
 @cli_errors
 def users_enable(config: Config, name: str, db_path: Path | None) -> None:
     """Re-enable a disabled user."""
+    _set_disabled(config, name, db_path, disabled=False)
+
+
+def _set_disabled(config: Config, name: str, db_path: Path | None, *, disabled: bool) -> None:
+    event = "disable" if disabled else "enable"
     with open_audit(config, db_path) as log, UserStore.open(log.path) as store:
-        user = store.set_disabled(name, False)
-        log.append("user", {"event": "enable", "username": user.username}, actor="cli")
-    click.echo(f"enabled {user.username}")
+        user = store.set_disabled(name, disabled)
+        log.append("user", {"event": event, "username": user.username}, actor="cli")
+    click.echo(f"{event}d {user.username}")
 
 
 @main.command()

@@ -86,13 +86,8 @@ class AudioFrame(Frame):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SpeechFrame(Frame):
+class SpeechFrame(AudioFrame):
     """Audio the VAD gate let through."""
-
-    leg: Leg
-    pcm: np.ndarray = field(repr=False)
-    sample_rate: int
-    start_s: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
