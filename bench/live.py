@@ -129,6 +129,12 @@ def start_server(port: int, data: Path, token: str) -> subprocess.Popen[bytes]:
     raise SystemExit("voicebot serve did not start")
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mib(pid: int) -> float:
     """The server's peak resident memory."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -153,7 +159,11 @@ def main() -> None:
         all_delays: list[float] = []
         try:
             for n in (int(x) for x in args.calls.split(",")):
+                server_cpu, client_cpu, wall = cpu_s(proc.pid), cpu_s(os.getpid()), time.monotonic()
                 delays = asyncio.run(round_of(n, url, frames))
+                wall = time.monotonic() - wall
+                emit("server_cpu", (cpu_s(proc.pid) - server_cpu) / wall, "cores", calls=n)
+                emit("load_client_cpu", (cpu_s(os.getpid()) - client_cpu) / wall, "cores", calls=n)
                 hung = [d for d in delays if d is not None]
                 p95 = statistics.quantiles(hung, n=20)[-1] if len(hung) >= 2 else (hung[0] if hung else float("inf"))
                 emit("hangup_delay_p50", statistics.median(hung) if hung else float("nan"), "s", calls=n,
