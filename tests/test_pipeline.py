@@ -117,8 +117,7 @@ async def test_audit_writes_before_enforce_acts(engines) -> None:
             seen_on_disk.append(len(list(engines.audit.records())))
             await self.push(frame)
 
-    stages = [Audit(engines.audit, "c1", engines.executor, mode="in-path"), Probe(),
-              Enforce(control, mode="in-path")]
+    stages = [Audit(engines.audit, "c1", engines.executor, mode="in-path"), Probe(), Enforce(control)]
     pipeline = Pipeline([*stages, Collect()], name="t")
     await pipeline.process(ActionFrame(action="hangup", leg="agent", actor="alice", reason="supervisor"))
     await pipeline.process(ActionFrame(action="mute", leg="agent", actor="engine", reason="obscene"))
@@ -126,13 +125,6 @@ async def test_audit_writes_before_enforce_acts(engines) -> None:
     assert control.done == [("hangup", "supervisor"), ("mute", "agent", True)]
     records = list(engines.audit.records())
     assert [(r.kind, r.actor) for r in records] == [("action", "alice"), ("action", "engine")]
-
-
-async def test_tap_mode_alerts_but_does_not_act() -> None:
-    control = Recorder()
-    out = await run_stage(Enforce(control, mode="tap"), [ActionFrame(action="hangup", leg=None, actor="engine",
-                                                                     reason="threat")])
-    assert control.done == [] and len(out) == 1
 
 
 async def test_publish_reports_delay_from_the_audio() -> None:

@@ -20,6 +20,7 @@ from asr.vosk_engine import VoskEngine
 from compliance_rules.engine import CallMonitor, Flag, RuleEngine
 from compliance_rules.timing import CallClock
 from recordings.store import CallRecording
+from voicebot.adapters.pbx import PbxControl, PbxWebhook
 from voicebot.audit import AuditLog
 from voicebot.frames import LEGS, Action, ActionFrame, DtmfFrame, EndFrame, InputAudioFrame, Leg, ViolationFrame
 from voicebot.pipeline import Pipeline
@@ -50,6 +51,8 @@ class Engines:
     audit: AuditLog
     recordings_dir: Path
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(os.cpu_count() or 2))
+    pbx: PbxWebhook | None = None
+    """Where tapped calls' actions are sent; None: tapped calls are only alerted on."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,6 +112,8 @@ class Call:
         self.ended_reason: str | None = None
         self._started_mono = time.monotonic()
         self._now = now or self._clock_now
+        if info.mode == "tap":
+            control = PbxControl(engines.pbx, info.call_id, self.emit)
         self.legs = {leg: build_leg_pipeline(self, leg, control) for leg in LEGS}
         self._tasks: list[asyncio.Task[None]] = []
         self._done = asyncio.Event()
@@ -215,6 +220,6 @@ def build_leg_pipeline(call: Call, leg: Leg, control: CallControl) -> Pipeline:
         CheckRules(call.monitor),
         FailSafe(),
         Audit(e.audit, call.call_id, e.executor, mode=call.info.mode),
-        Enforce(control, mode=call.info.mode),
+        Enforce(control),
         Publish(call.emit, call.audio_wall_s),
     ], name=f"{call.call_id[:8]}:{leg}")

@@ -26,6 +26,7 @@ from compliance_rules.engine import CallMonitor, CallState, Flag, RuleEngine
 from compliance_rules.pack import RulePackError, load_pack
 from compliance_rules.timing import Agreement, Attempt, pre_dial_check
 from voicebot.adapters.replay import load_call_audio, replay_call
+from voicebot.adapters.sip import SipCallError, SipConfigError
 from voicebot.audit import AuditKeyError, AuditLog
 from voicebot.call import CallBoard, CallInfo, Engines
 from voicebot.config import Config, ConfigError, ServeConfig, load_config, media_token
@@ -36,7 +37,7 @@ from voicebot.web.auth import ROLES, AuthError, UserStore, check_password_text
 RAW_SUFFIXES = {".ul": "ulaw", ".ulaw": "ulaw", ".mulaw": "ulaw", ".al": "alaw", ".alaw": "alaw",
                 ".pcm": "pcm16", ".raw": "pcm16", ".s16": "pcm16"}
 EXPECTED_ERRORS = (AudioFormatError, ModelMissingError, ModelFetchError, ConfigError, RulePackError, AuditKeyError,
-                   AuthError)
+                   AuthError, SipCallError, SipConfigError)
 CONTEXTS = ("verified", "unverified", "disputed", "third_party")
 LEG_PREFIX = re.compile(r"^(agent|customer)\s*[:：]\s*")
 
@@ -455,17 +456,23 @@ def load_engines(config: Config, pack_name: str, db_path: Path | None, model: Pa
 @click.option("--sip-listen", metavar="HOST:PORT", help="Run the SIP user agent on this address.")
 @click.option("--sip-forward", metavar="URI", help="Bridge SIP calls in-path to this URI ({user} = called user).")
 @click.option("--tz", "zones", multiple=True, help="Debtor time zone when a call carries none.")
+@click.option("--pbx-webhook", metavar="URL", help="Tap mode: POST actions here, signed with the media token.")
 @db_option
 @click.pass_obj
 @cli_errors
 def serve(config: Config, host: str, port: int, pack_name: str, mode: str, audiosocket_port: int | None,
-          sip_listen: str | None, sip_forward: str | None, zones: tuple[str, ...], db_path: Path | None) -> None:
+          sip_listen: str | None, sip_forward: str | None, zones: tuple[str, ...], pbx_webhook: str | None,
+          db_path: Path | None) -> None:
     """Run the supervisor console, the media endpoints and the telephony adapters."""
     load_pack(pack_name)
     settings = ServeConfig(db=db_path or config.data_dir / "voicebot.db", media_token=media_token(config.data_dir),
                            host=host, port=port, pack=pack_name, mode=mode, audiosocket_port=audiosocket_port,
-                           sip_listen=sip_listen, sip_forward=sip_forward, zones=zones)
-    web.run_app(create_app(config, settings), host=host, port=port, print=lambda line: click.echo(line, err=True))
+                           sip_listen=sip_listen, sip_forward=sip_forward, zones=zones, pbx_webhook=pbx_webhook)
+    try:
+        web.run_app(create_app(config, settings), host=host, port=port, print=lambda line: click.echo(line, err=True))
+    except OSError as e:
+        raise click.ClickException(f"cannot listen ({e.strerror or type(e).__name__}); choose other ports or stop "
+                                   "what listens there") from e
 
 
 @main.command()

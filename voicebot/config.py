@@ -100,6 +100,8 @@ class ServeConfig:
     """URI template a SIP call is bridged to in-path, e.g. sip:{user}@pbx.local; None: the call is a tap."""
     zones: tuple[str, ...] = ()
     """Default debtor time zones when the adapter gives none (empty: every zone of the pack)."""
+    pbx_webhook: str | None = None
+    """URL tapped calls' actions are POSTed to, signed with the media token; None: tapped calls only alert."""
 
     def __post_init__(self) -> None:
         if self.mode not in ("in-path", "tap"):

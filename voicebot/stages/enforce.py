@@ -1,4 +1,4 @@
-"""Enforce: carry out audited actions through the adapter, in-path; in tap mode ask the PBX instead."""
+"""Enforce: carry out audited actions through the call's control (the adapter in-path, the PBX in tap mode)."""
 
 from __future__ import annotations
 
@@ -27,14 +27,13 @@ class CallControl(Protocol):
 class Enforce(Processor):
     """ActionFrame → the adapter's hangup / mute / warn; every frame goes on after."""
 
-    def __init__(self, control: CallControl, *, mode: str) -> None:
+    def __init__(self, control: CallControl) -> None:
         super().__init__()
         self.control = control
-        self.mode = mode
 
     async def process(self, frame: Frame) -> None:
         """Act on ActionFrames; adapters ignore actions on a call that has already ended."""
-        if isinstance(frame, ActionFrame) and self.mode == "in-path":
+        if isinstance(frame, ActionFrame):
             log.info("enforcing %s on leg %s (actor type %s)", frame.action, frame.leg,
                      "engine" if frame.actor in ("engine", "clock", "fail-safe") else "user")
             if frame.action == "hangup":

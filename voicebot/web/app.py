@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import aiohttp
 from aiohttp import web
 
 from asr.vosk_engine import VoskEngine
 from compliance_rules.engine import RuleEngine
 from voicebot.adapters.audiosocket import audiosocket_ctx
+from voicebot.adapters.pbx import PbxWebhook
 from voicebot.adapters.sip import sip_ctx
 from voicebot.adapters.twilio import setup as setup_twilio
 from voicebot.audit import AuditLog
@@ -44,11 +46,17 @@ def _engines_ctx(given: Engines | None):
         loop = asyncio.get_running_loop()
         asr = await loop.run_in_executor(None, VoskEngine.load, config.vosk_model)
         audit = await loop.run_in_executor(None, AuditLog.open, serve.db)
+        session, pbx = None, None
+        if serve.pbx_webhook:
+            session = aiohttp.ClientSession()
+            pbx = PbxWebhook(serve.pbx_webhook, serve.media_token, session)
         app[ENGINES] = Engines(asr=asr, rules=RuleEngine.from_pack(serve.pack), audit=audit,
-                               recordings_dir=config.data_dir / "recordings")
+                               recordings_dir=config.data_dir / "recordings", pbx=pbx)
         yield
         for call in list(app[BOARD].calls.values()):
             await call.end("server shutdown")
+        if session is not None:
+            await session.close()
         audit.close()
         app[ENGINES].executor.shutdown(wait=True)
 
