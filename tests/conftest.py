@@ -1,11 +1,15 @@
-"""Shared fixtures: the real Vosk model and the shared audio beside the project."""
+"""Shared fixtures: the real Vosk model, the shared audio beside the project, real peers and Chromium."""
 
 from __future__ import annotations
 
 import csv
+import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from live_peers import CHROMIUM, CHROMIUM_ARGS, Peers
+from playwright.async_api import Browser, async_playwright
 
 from asr.vosk_engine import VoskEngine
 from voicebot.config import Config, load_config
@@ -86,3 +90,35 @@ def midday_zone() -> str:
 
     offset = 12 - datetime.now(UTC).hour
     return "Etc/GMT" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"
+
+
+@pytest.fixture(scope="session")
+def phone_audio(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Test utterances at 8 kHz: μ-law WAV for sipp (a11 threat, b02 lawful, a13b01 profanity then a lawful
+    line), 16-bit PCM WAV for baresip's aufile (b01_pcm)."""
+    out, tts = tmp_path_factory.mktemp("phone"), shared / "audio" / "tts-cmn"
+    subprocess.run(["sox", str(tts / "a13.wav"), str(tts / "b01.wav"), str(out / "a13b01.wav")], check=True)
+    ulaw, pcm = ["-e", "u-law", "-b", "8"], ["-e", "signed", "-b", "16"]
+    files = {"a11": (tts / "a11.wav", ulaw), "b02": (tts / "b02.wav", ulaw), "a13b01": (out / "a13b01.wav", ulaw),
+             "b01_pcm": (tts / "b01.wav", pcm)}
+    for name, (src, encoding) in files.items():
+        subprocess.run(["sox", str(src), "-r", "8000", *encoding, str(out / f"{name}.8k.wav")], check=True,
+                       stderr=subprocess.DEVNULL)
+    return {name: out / f"{name}.8k.wav" for name in files}
+
+
+@pytest.fixture
+async def peers(tmp_path: Path) -> AsyncIterator[Peers]:
+    """Start real SIP peers; they are stopped after the test."""
+    p = Peers(tmp_path)
+    yield p
+    await p.stop()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Headless Debian Chromium, driven by Playwright; closed after the test."""
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        await browser.close()

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from live_peers import SLIN_SILENCE as SILENCE
+from live_peers import AsteriskChannel, call_records, next_event, open_call, slin_packets
 
-from asr.codecs import read_audio_file, resample
+from asr.codecs import read_audio_file
 from voicebot.adapters.audiosocket import (
     AUDIOSOCKET,
     MAX_PAYLOAD_BYTES,
@@ -27,18 +29,6 @@ from voicebot.adapters.audiosocket import (
 from voicebot.config import ServeConfig
 from voicebot.web.app import create_app
 from voicebot.web.keys import BOARD
-
-SILENCE = bytes(320)
-"""20 ms of 8 kHz slin silence."""
-
-
-
-def slin_packets(path: Path) -> list[bytes]:
-    """A 16 kHz utterance as 20 ms slin 8 kHz payloads, as Asterisk sends them."""
-    audio = read_audio_file(path)
-    pcm = resample(audio.channels[0], audio.sample_rate, 8000).astype("<i2").tobytes()
-    return [pcm[i : i + 320] for i in range(0, len(pcm) - 319, 320)]
-
 
 # --- framing ---------------------------------------------------------------------------------------
 
@@ -126,65 +116,6 @@ def test_parse_frames_reads_any_split_of_a_valid_stream(frames: list[AudioSocket
 # --- emulated Asterisk channels ---------------------------------------------------------------------
 
 
-class AsteriskChannel:
-    """An emulated Asterisk channel in AudioSocket(): it sends the UUID, then audio; it records what it hears."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.heard: list[AudioSocketFrame] = []
-        self.closed = asyncio.Event()
-        self.heard_any = asyncio.Event()
-        self._task = asyncio.create_task(self._listen())
-
-    @classmethod
-    async def connect(cls, port: int, call_uuid: uuid.UUID) -> AsteriskChannel:
-        """Open the TCP connection and send the call's UUID, as Asterisk does."""
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        channel = cls(reader, writer)
-        channel.send(Kind.UUID, call_uuid.bytes)
-        return channel
-
-    def send(self, kind: Kind, payload: bytes = b"") -> None:
-        """Write one frame."""
-        if not self.writer.is_closing():
-            self.writer.write(serialize_frame(kind, payload))
-
-    async def play(self, packets: list[bytes], *, packet_s: float = 0.02) -> int:
-        """Send slin packets in real time until the server closes the connection; returns how many were sent."""
-        t0 = asyncio.get_running_loop().time()
-        for i, packet in enumerate(packets):
-            if self.closed.is_set():
-                return i
-            self.send(Kind.AUDIO, packet)
-            await asyncio.sleep(max(0.0, t0 + (i + 1) * packet_s - asyncio.get_running_loop().time()))
-        return len(packets)
-
-    async def hang_up(self) -> None:
-        """The channel hangs up: Asterisk just closes the socket."""
-        self.writer.close()
-        await self.closed.wait()
-
-    async def _listen(self) -> None:
-        buffer = bytearray()
-        try:
-            while data := await self.reader.read(65536):
-                buffer += data
-                self.heard += parse_frames(buffer)
-                if self.heard:
-                    self.heard_any.set()
-        except ConnectionError:
-            pass
-        finally:
-            self.writer.close()
-            self.closed.set()
-
-    @property
-    def audio(self) -> list[bytes]:
-        """The audio payloads heard."""
-        return [f.payload for f in self.heard if f.kind is Kind.AUDIO]
-
-
 @pytest.fixture
 async def client(aiohttp_client, config, engines, tmp_path: Path, midday_zone: str):
     """The whole server with its AudioSocket listener on a free port."""
@@ -192,38 +123,10 @@ async def client(aiohttp_client, config, engines, tmp_path: Path, midday_zone: s
     return await aiohttp_client(create_app(config, serve, engines))
 
 
-async def next_event(events: asyncio.Queue, kind: str, timeout_s: float = 120.0) -> dict:
-    """The next board event of a kind (the timeout only guards against a hung test)."""
-    async with asyncio.timeout(timeout_s):
-        while (event := await events.get())["type"] != kind:
-            pass
-    return event
-
-
-async def open_call(client, events: asyncio.Queue, call_uuid: uuid.UUID | None = None, *,
-                    legs: int = 2) -> tuple[list[AsteriskChannel], str]:
-    """One or two channels of a call (agent first, then customer, as Asterisk opens them), and the call's id."""
-    port, call_uuid = client.server.app[AUDIOSOCKET].port, call_uuid or uuid.uuid4()
-    agent = await AsteriskChannel.connect(port, call_uuid)
-    call_id = (await next_event(events, "call_start"))["call_id"]
-    if legs == 1:
-        return [agent], call_id
-    customer = await AsteriskChannel.connect(port, call_uuid)
-    customer.send(Kind.AUDIO, SILENCE)
-    async with asyncio.timeout(10):
-        await agent.heard_any.wait()  # the customer's first packet, relayed: both legs are bridged
-    return [agent, customer], call_id
-
-
-def call_records(engines, call_id: str) -> list:
-    """The audit records of one call."""
-    return [r for r in engines.audit.records() if r.call_id == call_id]
-
-
 @pytest.mark.model
 async def test_threat_hangs_up_both_legs_emulated_asterisk_peer(client, engines, shared: Path) -> None:
     events = client.server.app[BOARD].listen()
-    (agent, customer), call_id = await open_call(client, events)
+    (agent, customer), call_id = await open_call(client.server.app, events)
     threat = slin_packets(shared / "audio" / "tts-cmn" / "a11.wav") + [SILENCE] * 500
     sent, _ = await asyncio.gather(agent.play(threat), customer.play([SILENCE] * 500))
     end = await next_event(events, "call_end")
@@ -245,7 +148,7 @@ async def test_threat_hangs_up_both_legs_emulated_asterisk_peer(client, engines,
 @pytest.mark.model
 async def test_profanity_mutes_the_agent_relay_emulated_asterisk_peer(client, engines, shared: Path) -> None:
     events = client.server.app[BOARD].listen()
-    (agent, customer), call_id = await open_call(client, events)
+    (agent, customer), call_id = await open_call(client.server.app, events)
     listener = asyncio.create_task(next_event(events, "action"))
     customer_side = asyncio.create_task(customer.play([SILENCE] * 1000))
     await agent.play(slin_packets(shared / "audio" / "tts-cmn" / "a13.wav") + [SILENCE] * 100)
@@ -271,7 +174,7 @@ async def test_profanity_mutes_the_agent_relay_emulated_asterisk_peer(client, en
 @pytest.mark.model
 async def test_caller_hang_up_ends_the_call_emulated_asterisk_peer(client, engines) -> None:
     events = client.server.app[BOARD].listen()
-    (agent, customer), call_id = await open_call(client, events)
+    (agent, customer), call_id = await open_call(client.server.app, events)
     await asyncio.gather(agent.play([SILENCE] * 25), customer.play([SILENCE] * 25))
     customer.send(Kind.DTMF, b"5")
     await customer.hang_up()
@@ -289,8 +192,8 @@ async def test_caller_hang_up_ends_the_call_emulated_asterisk_peer(client, engin
 @pytest.mark.model
 async def test_garbage_frame_closes_only_its_call_emulated_asterisk_peer(client, engines) -> None:
     events = client.server.app[BOARD].listen()
-    (broken,), broken_id = await open_call(client, events, legs=1)
-    (healthy,), healthy_id = await open_call(client, events, legs=1)
+    (broken,), broken_id = await open_call(client.server.app, events, legs=1)
+    (healthy,), healthy_id = await open_call(client.server.app, events, legs=1)
     await asyncio.gather(broken.play([SILENCE] * 10), healthy.play([SILENCE] * 10))
     broken.send(Kind.AUDIO, b"\x01")
     broken.writer.write(b"\x42\x00\x02zz")
@@ -317,7 +220,7 @@ async def test_connection_without_uuid_or_a_third_leg_is_refused_emulated_asteri
     writer.close()
 
     call_uuid = uuid.uuid4()
-    (agent, _customer), call_id = await open_call(client, events, call_uuid)
+    (agent, _customer), call_id = await open_call(client.server.app, events, call_uuid)
     third = await AsteriskChannel.connect(port, call_uuid)
     await third.closed.wait()
     await agent.play([SILENCE] * 5)
@@ -349,7 +252,7 @@ async def test_16_khz_channel_is_supervised_emulated_asterisk_peer(client, share
 @pytest.mark.model
 async def test_supervisor_warn_beeps_the_agent_emulated_asterisk_peer(client, engines) -> None:
     events = client.server.app[BOARD].listen()
-    (agent, customer), call_id = await open_call(client, events)
+    (agent, customer), call_id = await open_call(client.server.app, events)
     heard_before = len(agent.heard)
     client.server.app[BOARD].calls[call_id].act("warn", actor="supervisor-1", reason="tone down", leg="agent")
     await next_event(events, "action")

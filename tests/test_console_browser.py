@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp import web
-from playwright.async_api import Browser, Page, async_playwright, expect
+from live_peers import PASSWORD, SLOW_S, running, signed_in_page
+from playwright.async_api import expect
 
 from voicebot.adapters.replay import load_call_audio, replay_call
 from voicebot.call import Call, CallInfo
@@ -20,51 +21,18 @@ from voicebot.web.keys import AUTH, BOARD, ENGINES
 
 pytestmark = [pytest.mark.browser, pytest.mark.model]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-PASSWORD = "correct horse battery"
 IN_HOURS = datetime(2025, 3, 3, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 """Inside the pack's calling window, so the call clock never ends a test call."""
-SLOW_S = 60_000
-"""Playwright waits (ms) for things the recognizer must hear first; the machine may be busy."""
 
 
 @pytest.fixture
 async def server(engines, config) -> AsyncIterator[tuple[str, web.Application]]:
     """The real app on 127.0.0.1 at a free port, with a supervisor and a QA user."""
     app = create_app(config, ServeConfig(db=engines.audit.path, media_token="m" * 24), engines)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    app[AUTH].store.add_user("sup", "supervisor", PASSWORD)
-    app[AUTH].store.add_user("quinn", "qa", PASSWORD)
-    yield f"http://127.0.0.1:{port}", app
-    await runner.cleanup()
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        await browser.close()
-
-
-async def signed_in_page(browser: Browser, base: str, username: str, csp_errors: list[str]) -> Page:
-    """A page that went to the console, was sent to the sign-in form, signed in and sees the live stream."""
-    page = await browser.new_page()
-    page.on("console", lambda m: csp_errors.append(m.text) if "Content Security Policy" in m.text else None)
-    await page.goto(base + "/")
-    assert page.url.startswith(base + "/login")
-    await page.fill("#username", username)
-    await page.fill("#password", PASSWORD)
-    await page.click("#sign-in")
-    await page.wait_for_url(base + "/")
-    await expect(page.locator("#conn-status")).to_have_text("live", timeout=15_000)
-    return page
+    async with running(app) as base:
+        app[AUTH].store.add_user("sup", "supervisor", PASSWORD)
+        app[AUTH].store.add_user("quinn", "qa", PASSWORD)
+        yield base, app
 
 
 def start_replay(app: web.Application, path: Path, speed: float) -> tuple[CallInfo, asyncio.Task[Call]]:

@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import shutil
 import socket
-import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,6 +20,7 @@ import soundfile as sf
 from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
+from live_peers import SIP_DIR, Peers, assert_threat_hung_up, fill, finished, free_port, listening, sip_port
 
 from voicebot.adapters.sip import (
     SIP_ADAPTER,
@@ -39,7 +38,6 @@ from voicebot.config import Config, ServeConfig
 from voicebot.web.app import create_app
 from voicebot.web.keys import BOARD
 
-SIP_DIR = Path(__file__).parent / "sip"
 NOON = datetime(2026, 11, 23, 12, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 SHANGHAI = "X-Debtor-TZ: Asia/Shanghai"
 PEERS = ("sipp", "kamailio", "baresip", "sox")
@@ -90,125 +88,7 @@ def test_settings_parsers_and_reasons() -> None:
     assert end_reason("Connection reset by peer [104]") == "remote hang-up"
 
 
-# --- peers and ports ---------------------------------------------------------------------------------
-
-def free_port(*, udp: tuple[int, ...] = (0,), tcp: tuple[int, ...] = ()) -> int:
-    """A port p with UDP p+i (i in udp) and TCP p+j (j in tcp) free right now."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port + max(udp + tcp) > 65535:
-            continue
-        held: list[socket.socket] = []
-        try:
-            for kind, offsets in ((socket.SOCK_DGRAM, udp), (socket.SOCK_STREAM, tcp)):
-                for i in offsets:
-                    s = socket.socket(socket.AF_INET, kind)
-                    held.append(s)
-                    s.bind(("127.0.0.1", port + i))
-            return port
-        except OSError:
-            continue
-        finally:
-            for s in held:
-                s.close()
-    raise RuntimeError("no free port found")
-
-
-def sip_port() -> int:
-    """A port a baresip-based UA can listen on: UDP and TCP p, and TCP p+1 (its TLS listener)."""
-    return free_port(udp=(0,), tcp=(0, 1))
-
-
-@pytest.fixture(scope="session")
-def phone_audio(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Test utterances at 8 kHz: μ-law WAV for sipp (a11 threat, b02 lawful, a13b01 profanity then a lawful
-    line), 16-bit PCM WAV for baresip's aufile (b01_pcm)."""
-    out, tts = tmp_path_factory.mktemp("phone"), shared / "audio" / "tts-cmn"
-    subprocess.run(["sox", str(tts / "a13.wav"), str(tts / "b01.wav"), str(out / "a13b01.wav")], check=True)
-    ulaw, pcm = ["-e", "u-law", "-b", "8"], ["-e", "signed", "-b", "16"]
-    files = {"a11": (tts / "a11.wav", ulaw), "b02": (tts / "b02.wav", ulaw), "a13b01": (out / "a13b01.wav", ulaw),
-             "b01_pcm": (tts / "b01.wav", pcm)}
-    for name, (src, encoding) in files.items():
-        subprocess.run(["sox", str(src), "-r", "8000", *encoding, str(out / f"{name}.8k.wav")], check=True,
-                       stderr=subprocess.DEVNULL)
-    return {name: out / f"{name}.8k.wav" for name in files}
-
-
-def fill(template: str, dest: Path, **values: object) -> Path:
-    """Copy tests/sip/<template> to `dest` with its @NAME@ placeholders filled."""
-    text = (SIP_DIR / template).read_text()
-    for key, value in values.items():
-        text = text.replace(f"@{key}@", str(value))
-    assert not re.search(r"@[A-Z_]+@", text), f"unfilled placeholder in {template}"
-    dest.write_text(text)
-    return dest
-
-
-class Peers:
-    """Subprocesses a test starts; each is stopped at teardown."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.procs: list[asyncio.subprocess.Process] = []
-
-    async def start(self, name: str, *args: str) -> asyncio.subprocess.Process:
-        out = (self.workdir / f"{name}.log").open("wb")
-        proc = await asyncio.create_subprocess_exec(*args, cwd=self.workdir, stdin=subprocess.DEVNULL,
-                                                    stdout=out, stderr=subprocess.STDOUT)
-        out.close()
-        self.procs.append(proc)
-        return proc
-
-    async def sipp(self, name: str, scenario: Path | None, target: str, *extra: str,
-                   port: int | None = None) -> asyncio.subprocess.Process:
-        """sipp for one call: a UAC playing `scenario` to `target`, or (no scenario) an echoing UAS on `port`."""
-        role = ["-sf", str(scenario)] if scenario else ["-sn", "uas", "-rtp_echo"]
-        args = ["sipp", *role, *extra, "-m", "1", "-i", "127.0.0.1",
-                "-p", str(port or free_port()), "-mi", "127.0.0.1", "-mp", str(free_port(udp=(0, 1, 2, 3))),
-                "-nostdin", "-timeout", "60s", "-timeout_error", "-trace_err", *([target] if target else [])]
-        return await self.start(name, *args)
-
-    def log(self, name: str) -> str:
-        paths = [self.workdir / f"{name}.log", *self.workdir.glob("*_errors.log")]
-        return "\n".join(p.read_text(errors="replace")[-3000:] for p in paths if p.exists())
-
-    async def stop(self) -> None:
-        for proc in self.procs:
-            if proc.returncode is None:
-                proc.terminate()
-                try:
-                    await asyncio.wait_for(proc.wait(), 5)
-                except TimeoutError:
-                    proc.kill()
-                    await proc.wait()
-
-
-@pytest.fixture
-async def peers(tmp_path: Path) -> AsyncIterator[Peers]:
-    """Start real SIP peers; they are stopped after the test."""
-    p = Peers(tmp_path)
-    yield p
-    await p.stop()
-
-
-async def listening(port: int) -> None:
-    """Wait until something holds UDP `port` (a peer started in the background is ready)."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"nothing listens on UDP {port}")
-
-
-async def finished(proc: asyncio.subprocess.Process, timeout_s: float = 45) -> int:
-    """The exit code of a peer, once it has exited."""
-    return await asyncio.wait_for(proc.wait(), timeout_s)
-
+# --- the app with SIP on a free port -----------------------------------------------------------------
 
 @dataclass
 class Server:
@@ -276,16 +156,6 @@ def live_test(fn):
 
 
 # --- live calls --------------------------------------------------------------------------------------
-
-def assert_threat_hung_up(recs: list) -> dict:
-    """The audit trail of a call whose agent threatened: gang flag, engine hang-up, call_end; returns the action."""
-    assert recs[0].kind == "call_start" and recs[-1].kind == "call_end"
-    flag = next(r for r in recs if r.kind == "flag" and r.data["category"] == "gang")
-    action = next(r for r in recs if r.kind == "action" and r.data["action"] == "hangup")
-    assert flag.data["leg"] == "agent" and action.seq > flag.seq and action.actor == "engine"
-    assert recs[-1].data["reason"].startswith("hangup")
-    return action.data
-
 
 @live_test
 async def test_sipp_caller_threatening_is_hung_up(serve, peers: Peers, phone_audio, engines, tmp_path: Path) -> None:

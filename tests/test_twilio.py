@@ -13,11 +13,23 @@ import json
 from pathlib import Path
 
 import pytest
-from aiohttp import WSMsgType, WSServerHandshakeError
+from aiohttp import WSServerHandshakeError
 from hypothesis import given
 from hypothesis import strategies as st
+from live_peers import (
+    CALL_SID,
+    CONNECTED,
+    SID,
+    call_records,
+    collect,
+    media_message,
+    next_event,
+    send_media,
+    start_message,
+    ulaw_packets,
+)
+from live_peers import ULAW_SILENCE as SILENCE
 
-from asr.codecs import encode, read_audio_file, resample
 from voicebot.adapters.twilio import (
     MAX_BAD_MESSAGES,
     ProtocolError,
@@ -36,36 +48,6 @@ from voicebot.web.app import create_app
 from voicebot.web.keys import BOARD
 
 TOKEN = "x" * 32
-SID = "MZ18ad3ab5a668481ce02b83e7395059f0"
-CALL_SID = "CA0123456789abcdef0123456789abcdef"
-SILENCE = b"\xff" * 160
-"""20 ms of μ-law silence."""
-
-
-
-def ulaw_packets(path: Path) -> list[bytes]:
-    """A 16 kHz utterance as 20 ms μ-law 8 kHz packets, as Twilio sends them."""
-    audio = read_audio_file(path)
-    ulaw = encode(resample(audio.channels[0], audio.sample_rate, 8000), "ulaw")
-    return [ulaw[i : i + 160] for i in range(0, len(ulaw) - 159, 160)]
-
-
-def start_message(tracks: list[str], **params: str) -> dict:
-    """A `start` as Twilio sends it."""
-    return {"event": "start", "sequenceNumber": "1", "streamSid": SID,
-            "start": {"accountSid": "AC" + "0" * 32, "streamSid": SID, "callSid": CALL_SID, "tracks": tracks,
-                      "customParameters": params,
-                      "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}}
-
-
-def media_message(track: str, seq: int, chunk: int, payload: bytes) -> dict:
-    """A `media` message; every number is a string, as Twilio sends it."""
-    return {"event": "media", "sequenceNumber": str(seq), "streamSid": SID,
-            "media": {"track": track, "chunk": str(chunk), "timestamp": str(chunk * 20),
-                      "payload": base64.b64encode(payload).decode()}}
-
-
-CONNECTED = {"event": "connected", "protocol": "Call", "version": "1.0.0"}
 DTMF = {"event": "dtmf", "streamSid": SID, "sequenceNumber": "2", "dtmf": {"track": "inbound_track", "digit": "1"}}
 MARK = {"event": "mark", "streamSid": SID, "sequenceNumber": "3", "mark": {"name": "greeting"}}
 STOP = {"event": "stop", "streamSid": SID, "sequenceNumber": "9",
@@ -172,42 +154,6 @@ async def test_media_stream_accepts_the_token_three_ways(client, how: str) -> No
     headers = {"Authorization": f"Bearer {TOKEN}"} if how == "bearer" else {}
     ws = await client.ws_connect(url, headers=headers)
     await ws.close()
-
-
-async def next_event(events: asyncio.Queue, kind: str, timeout_s: float = 120.0) -> dict:
-    """The next board event of a kind (the timeout only guards against a hung test)."""
-    async with asyncio.timeout(timeout_s):
-        while (event := await events.get())["type"] != kind:
-            pass
-    return event
-
-
-async def collect(ws) -> list[dict]:
-    """Every message the server sends until it closes the socket."""
-    got = []
-    async for msg in ws:
-        if msg.type is WSMsgType.TEXT:
-            got.append(json.loads(msg.data))
-    return got
-
-
-async def send_media(ws, track_packets: dict[str, list[bytes]], *, packet_s: float = 0.005) -> int:
-    """Send the tracks' packets side by side, 20 ms each, at 4× real time; stops when the server closes."""
-    n = max(len(p) for p in track_packets.values())
-    seq = 10
-    for i in range(n):
-        for track, packets in track_packets.items():
-            if ws.closed:
-                return i
-            seq += 1
-            await ws.send_json(media_message(track, seq, i + 1, packets[i] if i < len(packets) else SILENCE))
-        await asyncio.sleep(packet_s)
-    return n
-
-
-def call_records(engines, call_id: str) -> list:
-    """The audit records of one call."""
-    return [r for r in engines.audit.records() if r.call_id == call_id]
 
 
 @pytest.mark.model
