@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
@@ -26,6 +27,10 @@ class RulePackError(ValueError):
     def __init__(self, path: Path | str, line: int | None, reason: str) -> None:
         self.path, self.line, self.reason = Path(path), line, reason
         super().__init__(f"{path}:{line}: {reason}" if line else f"{path}: {reason}")
+
+
+ErrorType = Callable[[Path, int | None, str], Exception]
+"""How a YAML file's faults are raised: `error(path, line, reason)`, e.g. RulePackError."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,8 +97,8 @@ class _LineDict(dict):
     line: int
 
 
-class _Loader(yaml.SafeLoader):
-    """A safe loader that remembers the line of every mapping and string."""
+class LineLoader(yaml.SafeLoader):
+    """A safe loader that remembers the line of every mapping and string (as a `.line` attribute)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> _LineDict:
         mapping = _LineDict(super().construct_mapping(node, deep=True))
@@ -101,14 +106,14 @@ class _Loader(yaml.SafeLoader):
         return mapping
 
 
-def _construct_str(loader: _Loader, node: yaml.ScalarNode) -> _LineStr:
+def _construct_str(loader: LineLoader, node: yaml.ScalarNode) -> _LineStr:
     value = _LineStr(loader.construct_scalar(node))
     value.line = node.start_mark.line + 1
     return value
 
 
-_Loader.add_constructor("tag:yaml.org,2002:str", _construct_str)
-_Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_mapping)
+LineLoader.add_constructor("tag:yaml.org,2002:str", _construct_str)
+LineLoader.add_constructor("tag:yaml.org,2002:map", LineLoader.construct_mapping)
 
 
 def pack_path(name_or_path: str | Path) -> Path:
@@ -126,26 +131,31 @@ def pack_path(name_or_path: str | Path) -> Path:
 def load_pack(name_or_path: str | Path) -> RulePack:
     """Read and validate a pack; raise RulePackError naming the line and field at fault."""
     path = pack_path(name_or_path)
+    return _Validator(path).pack(read_yaml(path))
+
+
+def read_yaml(path: Path, error: ErrorType = RulePackError) -> Any:
+    """Parse a YAML file with LineLoader; unreadable or malformed files raise `error(path, line, reason)`."""
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=LineLoader)
     except OSError as e:
-        raise RulePackError(path, None, f"cannot read: {e.strerror}") from e
+        raise error(path, None, f"cannot read: {e.strerror}") from e
     except UnicodeDecodeError as e:
-        raise RulePackError(path, None, "not UTF-8 text") from e
+        raise error(path, None, "not UTF-8 text") from e
     except yaml.MarkedYAMLError as e:
         line = e.problem_mark.line + 1 if e.problem_mark else None
-        raise RulePackError(path, line, f"invalid YAML: {e.problem}") from e
-    return _Validator(path).pack(data)
+        raise error(path, line, f"invalid YAML: {e.problem}") from e
 
 
-class _Validator:
-    """Turns parsed YAML into a RulePack, raising RulePackError at the first fault."""
+class FieldValidator:
+    """Checks fields of YAML parsed by LineLoader, raising `error(path, line, reason)` at the first fault."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, error: ErrorType = RulePackError) -> None:
+        self.path, self.error = path, error
 
-    def fail(self, where: Any, reason: str) -> RulePackError:
-        return RulePackError(self.path, getattr(where, "line", None), reason)
+    def fail(self, where: Any, reason: str) -> Exception:
+        """The error to raise for `where` (a value read by LineLoader, so it knows its line)."""
+        return self.error(self.path, getattr(where, "line", None), reason)
 
     def mapping(self, value: Any, what: str, allowed: set[str], required: set[str]) -> dict:
         if not isinstance(value, dict):
@@ -182,6 +192,10 @@ class _Validator:
             except re.error as e:
                 raise self.fail(item, f"{what}: bad regular expression {item!r}: {e.msg}") from e
         return items
+
+
+class _Validator(FieldValidator):
+    """Turns parsed YAML into a RulePack, raising RulePackError at the first fault."""
 
     def pack(self, data: Any) -> RulePack:
         top = self.mapping(data, "pack", {"pack", "description", "language", "window", "cadence", "actions",

@@ -12,6 +12,7 @@ import json
 import re
 import socket
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -212,6 +213,77 @@ async def send_media(ws, track_packets: dict[str, list[bytes]], *, packet_s: flo
             await ws.send_json(media_message(track, seq, i + 1, packets[i] if i < len(packets) else ULAW_SILENCE))
         await asyncio.sleep(packet_s)
     return n
+
+
+class TwilioDebtor:
+    """An emulated debtor on a bidirectional Media Stream: hears the bot's audio, answers with real speech or keys.
+
+    It sends `inbound` audio (silence between its replies, as a phone line does) paced in real time.
+    """
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.heard: list[tuple[float, bytes]] = []
+        """(time.monotonic(), μ-law payload) of every media message the bot sent."""
+        self.clears: list[float] = []
+        self._speech: list[bytes] = []
+        self._seq = 10
+        self._chunk = 0
+        self._reader = asyncio.create_task(self._read())
+        self._sender = asyncio.create_task(self._send_loop())
+
+    async def _read(self) -> None:
+        async for msg in self.ws:
+            if msg.type is WSMsgType.TEXT:
+                data = json.loads(msg.data)
+                if data["event"] == "media":
+                    self.heard.append((time.monotonic(), base64.b64decode(data["media"]["payload"])))
+                elif data["event"] == "clear":
+                    self.clears.append(time.monotonic())
+
+    async def _send_loop(self) -> None:
+        t0 = time.monotonic()
+        while not self.ws.closed:
+            payload = self._speech.pop(0) if self._speech else ULAW_SILENCE
+            self._seq, self._chunk = self._seq + 1, self._chunk + 1
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self.ws.send_json(media_message("inbound", self._seq, self._chunk, payload))
+            await asyncio.sleep(max(0.0, t0 + self._chunk * 0.02 - time.monotonic()))
+
+    @property
+    def closed(self) -> bool:
+        """Whether the server has ended the stream."""
+        return self._reader.done()
+
+    async def say(self, packets: list[bytes]) -> float:
+        """Speak an utterance; returns once it has been sent, with the time its last packet went."""
+        self._speech.extend(packets)
+        while self._speech and not self.closed:
+            await asyncio.sleep(0.02)
+        return time.monotonic()
+
+    async def press(self, digits: str) -> None:
+        """Key digits, as Twilio's `dtmf` messages."""
+        for digit in digits:
+            self._seq += 1
+            await self.ws.send_json({"event": "dtmf", "streamSid": SID, "sequenceNumber": str(self._seq),
+                                     "dtmf": {"track": "inbound_track", "digit": digit}})
+
+    async def bot_quiet(self, gap_s: float = 0.8, timeout_s: float = 60.0) -> None:
+        """Wait until the bot has said something and then been quiet for `gap_s`."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not self.closed:
+            if self.heard and time.monotonic() - self.heard[-1][0] > gap_s:
+                return
+            await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
+        """Stop sending and wait for the server to finish the stream."""
+        self._sender.cancel()
+        if not self.ws.closed:
+            await self.ws.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
 
 
 # --- emulated Asterisk AudioSocket channels --------------------------------------------------------

@@ -23,7 +23,7 @@ from recordings.store import CallRecording
 from voicebot.adapters.pbx import PbxControl, PbxWebhook
 from voicebot.audit import AuditLog
 from voicebot.frames import LEGS, Action, ActionFrame, DtmfFrame, EndFrame, InputAudioFrame, Leg, ViolationFrame
-from voicebot.pipeline import Pipeline
+from voicebot.pipeline import Pipeline, Processor
 from voicebot.stages.audit import Audit
 from voicebot.stages.check_rules import CheckRules
 from voicebot.stages.decode import Decode
@@ -37,6 +37,7 @@ from voicebot.stages.vad_gate import VadGate
 log = logging.getLogger(__name__)
 
 Mode = Literal["in-path", "tap"]
+LegBuilder = Callable[["Call", Leg, CallControl], Pipeline]
 CLOCK_TICK_S = 0.5
 EVENTS_KEPT = 400
 WINDOW_RULE = "window.outside_hours"
@@ -101,7 +102,7 @@ class Call:
     """One supervised call: feed it each leg's packets; it recognises, checks, audits, records and enforces."""
 
     def __init__(self, info: CallInfo, engines: Engines, control: CallControl, board: CallBoard,
-                 *, now: Callable[[], datetime] | None = None) -> None:
+                 *, now: Callable[[], datetime] | None = None, build: LegBuilder | None = None) -> None:
         self.info = info
         self.engines = engines
         self.board = board
@@ -114,7 +115,8 @@ class Call:
         self._now = now or self._clock_now
         if info.mode == "tap":
             control = PbxControl(engines.pbx, info.call_id, self.emit)
-        self.legs = {leg: build_leg_pipeline(self, leg, control) for leg in LEGS}
+        self.control = control
+        self.legs = {leg: (build or build_leg_pipeline)(self, leg, control) for leg in LEGS}
         self._tasks: list[asyncio.Task[None]] = []
         self._done = asyncio.Event()
 
@@ -210,16 +212,24 @@ class Call:
 
 
 def build_leg_pipeline(call: Call, leg: Leg, control: CallControl) -> Pipeline:
-    """The path of one leg's audio, top to bottom."""
+    """The path of one leg's audio on a supervised call, top to bottom."""
     e = call.engines
     return Pipeline([
         Decode(),
         Record(call.recording),
         VadGate(leg),
         Recognize(leg, e.asr, e.executor),
+        *supervise(call, control),
+    ], name=f"{call.call_id[:8]}:{leg}")
+
+
+def supervise(call: Call, control: CallControl) -> list[Processor]:
+    """The stages every leg ends with: rules, fail-safe, audit, enforcement, events."""
+    e = call.engines
+    return [
         CheckRules(call.monitor),
         FailSafe(),
         Audit(e.audit, call.call_id, e.executor, mode=call.info.mode),
         Enforce(control),
         Publish(call.emit, call.audio_wall_s),
-    ], name=f"{call.call_id[:8]}:{leg}")
+    ]

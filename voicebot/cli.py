@@ -10,7 +10,7 @@ import re
 import signal
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
@@ -25,10 +25,24 @@ from asr.vosk_engine import ModelMissingError, VoskEngine
 from compliance_rules.engine import CallMonitor, CallState, Flag, RuleEngine
 from compliance_rules.pack import RulePackError, load_pack
 from compliance_rules.timing import Agreement, Attempt, pre_dial_check
+from scripts_library import ScriptError, bundled_scripts, load_script
 from voicebot.adapters.replay import load_call_audio, replay_call
-from voicebot.adapters.sip import SipCallError, SipConfigError
+from voicebot.adapters.sip import SipCallError, SipConfigError, SipSettings
 from voicebot.audit import AuditKeyError, AuditLog
 from voicebot.call import CallBoard, CallInfo, Engines
+from voicebot.campaigns import (
+    CampaignError,
+    CampaignFileError,
+    CampaignStore,
+    DialPlan,
+    DialPlanError,
+    PiiKeyError,
+    RetryPolicy,
+    campaign_report,
+    format_report,
+    read_campaign_file,
+    run_sip_campaign,
+)
 from voicebot.config import Config, ConfigError, ServeConfig, load_config, media_token
 from voicebot.models import ModelFetchError, fetch_vosk_model, vosk_model_sources
 from voicebot.web.app import create_app
@@ -37,7 +51,8 @@ from voicebot.web.auth import ROLES, AuthError, UserStore, check_password_text
 RAW_SUFFIXES = {".ul": "ulaw", ".ulaw": "ulaw", ".mulaw": "ulaw", ".al": "alaw", ".alaw": "alaw",
                 ".pcm": "pcm16", ".raw": "pcm16", ".s16": "pcm16"}
 EXPECTED_ERRORS = (AudioFormatError, ModelMissingError, ModelFetchError, ConfigError, RulePackError, AuditKeyError,
-                   AuthError, SipCallError, SipConfigError)
+                   AuthError, SipCallError, SipConfigError, CampaignFileError, CampaignError, PiiKeyError,
+                   DialPlanError)
 CONTEXTS = ("verified", "unverified", "disputed", "third_party")
 LEG_PREFIX = re.compile(r"^(agent|customer)\s*[:：]\s*")
 
@@ -271,6 +286,30 @@ def parse_time(text: str) -> datetime:
 
 
 @main.group()
+def scripts() -> None:
+    """Lint the reminder bot's dialog scripts."""
+
+
+@scripts.command("lint")
+@click.argument("names", nargs=-1)
+def scripts_lint(names: tuple[str, ...]) -> None:
+    """Load scripts (bundled names or YAML files; default: all bundled) and check every line with its rule pack."""
+    failed = 0
+    for name in names or bundled_scripts():
+        try:
+            script = load_script(name)
+        except (ScriptError, RulePackError) as e:
+            click.echo(f"error: {e}", err=True)
+            failed += 1
+            continue
+        low, high = script.days
+        click.echo(f"{script.path}: ok ({len(script.lines)} lines, {script.language}, pack {script.pack}, "
+                   f"{low}–{high if high is not None else '∞'} days overdue)")
+    if failed:
+        raise click.ClickException(f"{failed} script(s) failed")
+
+
+@main.group()
 def audit() -> None:
     """Verify and export the tamper-evident audit log."""
 
@@ -444,6 +483,113 @@ def load_engines(config: Config, pack_name: str, db_path: Path | None, model: Pa
     asr = VoskEngine.load(model or config.vosk_model)
     return Engines(asr=asr, rules=rules, audit=open_audit(config, db_path),
                    recordings_dir=config.data_dir / "recordings")
+
+
+@main.group()
+def campaign() -> None:
+    """Outbound reminder campaigns: import accounts, dial them within the rules, report outcomes."""
+
+
+@campaign.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", help="Campaign name (default: the file's name without .csv).")
+@db_option
+@click.pass_obj
+@cli_errors
+def campaign_import(config: Config, file: Path, name: str | None, db_path: Path | None) -> None:
+    """Import accounts from CSV; bad rows are reported by line and left out (exit 3), good ones imported."""
+    if _import_campaign(config, file, name, db_path)[1]:
+        sys.exit(3)
+
+
+def _import_campaign(config: Config, file: Path, name: str | None, db_path: Path | None) -> tuple[str, int]:
+    """Import a campaign file, report its rejected rows and warnings; returns the name and the rows rejected."""
+    parsed = read_campaign_file(file)
+    name = name or file.stem
+    if parsed.rows_read and not parsed.rows:
+        for problem in parsed.problems:
+            click.echo(f"rejected: {problem}", err=True)
+        raise click.ClickException(f"no valid row in {file}; nothing imported")
+    with open_audit(config, db_path) as log, CampaignStore.open(log.path) as store:
+        done = store.import_rows(name, parsed.rows, source=file.name, now=datetime.now(UTC))
+        problems = sorted(parsed.problems + done.problems, key=lambda p: p.line)
+        rejected = len({p.line for p in problems})
+        log.append("campaign_import", {"campaign": name, "source": file.name, "added": done.added,
+                                       "updated": done.updated, "rejected": rejected}, actor="cli")
+    for problem in parsed.warnings:
+        click.echo(f"warning: {problem}", err=True)
+    for problem in problems:
+        click.echo(f"rejected: {problem}", err=True)
+    click.echo(f"campaign {name}: {done.added} added, {done.updated} updated, {rejected} of {parsed.rows_read} "
+               "row(s) rejected")
+    return name, rejected
+
+
+@campaign.command("run")
+@click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", help="Campaign name (default: FILE's name without .csv; needed without FILE).")
+@click.option("--pack", "pack_name", default="cn-collection", show_default=True, help="Bundled pack or YAML file.")
+@click.option("--sip-proxy", "proxies", multiple=True, required=True, metavar="URI",
+              help="Where calls go: sip:{phone}@pbx:5060 or HOST:PORT; repeat as +PREFIX=URI to route by prefix.")
+@click.option("--sip-listen", default="127.0.0.1:5090", show_default=True, metavar="HOST:PORT",
+              help="Address of our SIP user agent (UDP/TCP, and TCP on the next port).")
+@click.option("--max-attempts", type=click.IntRange(1, 20), default=3, show_default=True,
+              help="Dials per account until one is answered.")
+@click.option("--retry-after-min", type=click.IntRange(1, 43200), default=60, show_default=True,
+              help="Minutes before an unanswered, busy or failed dial is retried (never outside the hours).")
+@click.option("--dial-timeout-s", type=click.FloatRange(5, 120), default=30.0, show_default=True,
+              help="Ringing time before a dial counts as no answer.")
+@click.option("--concurrency", type=click.IntRange(1, 32), default=1, show_default=True, help="Calls at once.")
+@click.option("--once", is_flag=True, help="One pass over the accounts due now, then exit.")
+@click.option("--model", type=click.Path(file_okay=False, path_type=Path), help="Vosk model folder.")
+@db_option
+@click.pass_obj
+@cli_errors
+def campaign_run(config: Config, file: Path | None, name: str | None, pack_name: str, proxies: tuple[str, ...],
+                 sip_listen: str, max_attempts: int, retry_after_min: int, dial_timeout_s: float, concurrency: int,
+                 once: bool, model: Path | None, db_path: Path | None) -> None:
+    """Dial a campaign within the rules: one JSON line per account turn; without --once, until none is left."""
+    plan = DialPlan.parse(proxies)
+    policy = RetryPolicy(max_attempts=max_attempts, retry_after=timedelta(minutes=retry_after_min))
+    if file is not None:
+        name = _import_campaign(config, file, name, db_path)[0]
+    elif not name:
+        raise click.UsageError("give a campaign FILE or --name")
+    engines = load_engines(config, pack_name, db_path, model)
+    try:
+        with CampaignStore.open(engines.audit.path) as store:
+            store.require(name)
+            reports = asyncio.run(run_sip_campaign(
+                engines, store, engines.rules.pack, plan, listen=sip_listen, campaign=name, policy=policy,
+                once=once, concurrency=concurrency, settings=SipSettings(dial_timeout_s=dial_timeout_s),
+                on_attempt=lambda r: click.echo(json.dumps(r.as_dict(), ensure_ascii=False))))
+    finally:
+        engines.executor.shutdown(wait=True)
+        engines.audit.close()
+    dialled = sum(r.status != "refused" for r in reports)
+    click.echo(f"campaign {name}: {dialled} dialled, {len(reports) - dialled} refused by the gate", err=True)
+
+
+@campaign.command("report")
+@click.option("--campaign", "name", help="One campaign (default: all).")
+@click.option("--accounts", is_flag=True, help="Also a line per account (ids only, no personal data).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per campaign.")
+@db_option
+@click.pass_obj
+@cli_errors
+def campaign_report_cmd(config: Config, name: str | None, accounts: bool, as_json: bool,
+                        db_path: Path | None) -> None:
+    """Accounts by stage and state, dials by result, refusals, outcomes and promised amounts; no personal data."""
+    path = db_path or config.data_dir / "voicebot.db"
+    if not path.is_file():
+        raise click.ClickException(f"no database at {path}; import a campaign first")
+    with CampaignStore.open(path, pii=False) as store:
+        names = [store.require(name)] if name else store.campaigns()
+        if not names:
+            raise click.ClickException(f"no campaigns in {path}; import one with `voicebot campaign import`")
+        for n in names:
+            report = campaign_report(store, n, accounts=accounts)
+            click.echo(json.dumps(report, ensure_ascii=False) if as_json else format_report(report))
 
 
 @main.command()

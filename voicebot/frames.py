@@ -9,6 +9,7 @@ import numpy as np
 
 from asr.codecs import Encoding
 from compliance_rules.engine import Flag, TimedWord
+from voicebot.nlu import Understanding
 
 Leg = Literal["agent", "customer"]
 LEGS: tuple[Leg, ...] = ("agent", "customer")
@@ -51,6 +52,14 @@ class ActionFrame(SystemFrame):
     audio_end_s: float | None = None
     """Call time of the end of the audio that caused the action, when audio caused it."""
     detected_wall_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BargeInFrame(SystemFrame):
+    """The customer started speaking while the bot was: stop the bot's audio now."""
+
+    leg: Leg
+    detected_wall_s: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,6 +116,24 @@ class TranscriptFrame(Frame):
     start_s: float | None
     end_s: float | None
     words: tuple[TimedWord, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IntentFrame(Frame):
+    """What the NLU understood of a customer's final transcript."""
+
+    leg: Leg
+    understanding: Understanding
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BotSayFrame(Frame):
+    """A line of the bot's script, filled in, for the bot to say."""
+
+    line_id: str
+    text: str
+    end_call: bool = False
+    transfer: bool = False
 
 
 # --- control frames: kept in order ---------------------------------------------------------------

@@ -21,6 +21,7 @@ import numpy as np
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from asr.codecs import encode
+from voicebot.bot import BotCall, BotSetupError, bot_for_stream
 from voicebot.call import Call, CallInfo
 from voicebot.frames import Leg
 from voicebot.web.keys import BOARD, ENGINES, SERVE
@@ -323,6 +324,7 @@ class TwilioStream:
         self.ws = ws
         self.app = app
         self.call: Call | None = None
+        self.bot: BotCall | None = None
         self.stream_sid = ""
         self.bad_messages = 0
         self.end_reason: str | None = None
@@ -350,7 +352,9 @@ class TwilioStream:
 
     async def _finish(self, reason: str) -> None:
         try:
-            if self.call is not None:
+            if self.bot is not None:
+                await self.bot.end(reason)
+            elif self.call is not None:
                 await self.call.end(reason)
             self._close(WSCloseCode.OK, b"stream ended")
             if self._close_task is not None:
@@ -394,8 +398,19 @@ class TwilioStream:
             self._refuse(e)
             return
         self.stream_sid = start.stream_sid
-        self.call = Call(info, self.app[ENGINES], self, self.app[BOARD])
-        await self.call.start()
+        if start.custom_parameters.get("bot"):
+            try:
+                self.bot = await bot_for_stream(self.app, info, start.custom_parameters, self)
+            except BotSetupError as e:
+                log.warning("twilio: refused a bot stream (%s)", e)
+                self.end_reason = "bot refused"
+                self._close(WSCloseCode.POLICY_VIOLATION, b"bot call refused; see the server log")
+                return
+            self.call = self.bot.call
+            await self.bot.start()
+        else:
+            self.call = Call(info, self.app[ENGINES], self, self.app[BOARD])
+            await self.call.start()
         log.info("twilio call %s: stream started, tracks %s, mode %s", info.call_id, ",".join(start.tracks), info.mode)
 
     async def _media(self, call: Call, media: TwilioMedia) -> None:
@@ -428,6 +443,14 @@ class TwilioStream:
         """Close the socket from a task of its own: closing waits for Twilio's reply."""
         if self._close_task is None and not self.ws.closed:
             self._close_task = asyncio.create_task(self.ws.close(code=code, message=message))
+
+    async def send(self, pcm: np.ndarray) -> None:
+        """Send 20 ms of the bot's 8 kHz audio to the caller."""
+        await self._send(serialize_media(self.stream_sid, encode(pcm, "ulaw")))
+
+    async def clear(self) -> None:
+        """Barge-in: Twilio drops the audio it has queued."""
+        await self._send(serialize_clear(self.stream_sid))
 
     async def hangup(self, reason: str) -> None:
         """Close the stream: Twilio ends a <Connect><Stream> call; the read loop then ends the call."""

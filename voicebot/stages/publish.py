@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from voicebot.frames import ActionFrame, ErrorFrame, Frame, TranscriptFrame, ViolationFrame
+from voicebot.frames import ActionFrame, BargeInFrame, BotSayFrame, ErrorFrame, Frame, TranscriptFrame, ViolationFrame
 from voicebot.pipeline import Processor
 
 Event = dict[str, Any]
@@ -33,7 +33,7 @@ class Publish(Processor):
 
 
 def frame_event(frame: Frame) -> Event | None:
-    """The event for a frame: `partial`, `final`, `flag`, `action` or `error`."""
+    """The event for a frame: `partial`, `final`, `flag`, `action`, `bot_say`, `barge_in` or `error`."""
     if isinstance(frame, TranscriptFrame):
         return {"type": "final" if frame.final else "partial", "leg": frame.leg, "text": frame.text,
                 "start_s": frame.start_s, "end_s": frame.end_s, "audio_s": frame.end_s}
@@ -45,6 +45,10 @@ def frame_event(frame: Frame) -> Event | None:
     if isinstance(frame, ActionFrame):
         return {"type": "action", "action": frame.action, "leg": frame.leg, "actor": frame.actor,
                 "rule": frame.rule, "reason": frame.reason, "audio_s": frame.audio_end_s}
+    if isinstance(frame, BotSayFrame):
+        return {"type": "bot_say", "line_id": frame.line_id, "end_call": frame.end_call, "transfer": frame.transfer}
+    if isinstance(frame, BargeInFrame):
+        return {"type": "barge_in", "leg": frame.leg}
     if isinstance(frame, ErrorFrame):
         return {"type": "error", "stage": frame.stage, "error": frame.error, "fatal": frame.fatal}
     return None

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from asr.vad import SpeechChunk, VoiceGate
-from voicebot.frames import AudioFrame, EndFrame, Frame, Leg, SpeechEndFrame, SpeechFrame
+from voicebot.frames import AudioFrame, BargeInFrame, EndFrame, Frame, Leg, SpeechEndFrame, SpeechFrame
 from voicebot.pipeline import Processor
 
 
 class VadGate(Processor):
-    """AudioFrame → SpeechFrame while someone speaks, SpeechEndFrame when they pause."""
+    """AudioFrame → SpeechFrame while someone speaks, SpeechEndFrame when they pause.
 
-    def __init__(self, leg: Leg) -> None:
+    On a bot call, speech that starts while the bot is speaking is announced first with a BargeInFrame.
+    """
+
+    def __init__(self, leg: Leg, bot_speaking: Callable[[], bool] | None = None) -> None:
         super().__init__()
         self.leg = leg
+        self.bot_speaking = bot_speaking
         self._gate: VoiceGate | None = None
 
     async def process(self, frame: Frame) -> None:
@@ -20,7 +27,11 @@ class VadGate(Processor):
         if isinstance(frame, AudioFrame):
             if self._gate is None:
                 self._gate = VoiceGate(frame.sample_rate)
-            await self._emit(self._gate.accept(frame.pcm))
+            was_speaking = self._gate.in_speech
+            events = self._gate.accept(frame.pcm)
+            if not was_speaking and self._gate.in_speech and self.bot_speaking is not None and self.bot_speaking():
+                await self.push(BargeInFrame(leg=self.leg, detected_wall_s=time.monotonic()))
+            await self._emit(events)
             return
         if isinstance(frame, EndFrame) and self._gate is not None:
             await self._emit(self._gate.finish())

@@ -1,0 +1,127 @@
+"""The reminder bot end to end over the Twilio protocol: an emulated debtor (Twilio is a cloud service) answers
+with real speech and key presses; the bot hears, understands, answers from its script and records the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from live_peers import CONNECTED, TwilioDebtor, start_message, ulaw_packets
+
+import voicebot.bot
+from voicebot.config import ServeConfig
+from voicebot.web.app import create_app
+from voicebot.web.keys import BOARD
+
+pytestmark = pytest.mark.model
+
+TOKEN = "b" * 32
+ACCOUNT = {"bot": "1", "name": "李娜", "id_last4": "1234", "amount": "3200", "due_date": "2026-11-03",
+           "lender": "示例银行", "days_overdue": "20", "agent_id": "bot-01"}
+
+
+@pytest.fixture
+async def bot_client(aiohttp_client, config, engines, tmp_path: Path):
+    """The server with the shared model; bot calls load the installed NLU model and espeak prompts."""
+    serve = ServeConfig(db=tmp_path / "v.db", media_token=TOKEN)
+    return await aiohttp_client(create_app(config, serve, engines))
+
+
+@pytest.fixture
+def say(shared: Path):
+    """Real customer speech by utterance id (shared/audio/tts-cmn), as μ-law packets."""
+    return lambda name: ulaw_packets(shared / "audio" / "tts-cmn" / f"{name}.wav")
+
+
+async def bot_call(client, zone: str) -> AsyncIterator[tuple[TwilioDebtor, asyncio.Queue]]:
+    events = client.server.app[BOARD].listen(maxsize=0)
+    ws = await client.ws_connect(f"/media/twilio/{TOKEN}")
+    await ws.send_json(CONNECTED)
+    await ws.send_json(start_message(["inbound"], debtor_tz=zone, **ACCOUNT))
+    return TwilioDebtor(ws), events
+
+
+async def converse(debtor: TwilioDebtor, events: asyncio.Queue, replies: dict, max_turns: int = 12) -> list[str]:
+    """Answer each of the bot's questions from `replies` (line id → speech packets or DTMF digits) until it hangs up."""
+    said: list[str] = []
+    for _ in range(max_turns):
+        await debtor.bot_quiet()
+        while not events.empty():
+            event = events.get_nowait()
+            if event["type"] == "bot_say":
+                said.append(event["line_id"])
+        if debtor.closed:
+            break
+        reply = replies.get(said[-1]) if said else None
+        if reply is None:
+            await asyncio.sleep(0.5)
+        elif isinstance(reply, str):
+            await debtor.press(reply)
+        else:
+            await debtor.say(reply)
+    return said
+
+
+def outcome_of(engines) -> dict:
+    (record,) = [r for r in engines.audit.records() if r.kind == "bot_outcome"]
+    return record.data
+
+
+VERIFIED = {"ask_name": "c01", "ask_id_digits": "1234"}
+
+
+@pytest.mark.parametrize(("replies", "kind", "must_say"), [
+    ({**VERIFIED, "ask_payment": "c05", "ask_date": "c05", "ask_amount": "c05"}, "promise_to_pay",
+     {"opening", "verified_disclosure", "confirm_promise"}),
+    ({**VERIFIED, "ask_payment": "c08"}, "dispute", {"dispute_logged"}),
+    ({**VERIFIED, "ask_payment": "c18", "offer_plan": "c05"}, "hardship_plan", {"offer_plan"}),
+    ({**VERIFIED, "ask_payment": "c19"}, "callback", {"callback_confirm"}),
+    ({**VERIFIED, "ask_payment": "c23"}, "already_paid", {"already_paid_ack"}),
+    ({"ask_name": "c10", "third_party_callback": "c20", "ask_callback_time": "c20"}, None, {"wrong_person_sorry"}),
+    ({"ask_name": "c25", "offer_transfer": "c28"}, "complaint", {"complaint_ack"}),
+], ids=["promise", "dispute", "hardship", "callback", "already-paid", "wrong-person", "complaint"])
+async def test_bot_branch_over_twilio(bot_client, engines, say, midday_zone: str, replies: dict, kind: str | None,
+                                      must_say: set[str]) -> None:
+    debtor, events = await bot_call(bot_client, midday_zone)
+    packets = {k: (v if v.isdigit() else say(v)) for k, v in replies.items()}
+    said = await converse(debtor, events, packets)
+    await debtor.close()
+    outcome = outcome_of(engines)
+    assert must_say <= set(said), said
+    if kind:
+        assert outcome["kind"] == kind, (said, outcome)
+    else:
+        assert outcome["kind"] in ("wrong_person", "third_party_callback"), (said, outcome)
+        assert "verified_disclosure" not in said, "nothing is disclosed to a third party"
+    if kind == "promise_to_pay":
+        assert outcome["promise_amount"] == "1500" and outcome["promise_date"]
+    assert [r.kind for r in engines.audit.records()][-1] == "call_end"
+    flags = [r.data for r in engines.audit.records() if r.kind == "flag" and r.data["leg"] == "agent"]
+    assert flags == [], "the bot never says what an agent must not"
+
+
+async def test_bot_ends_after_silence(bot_client, engines, midday_zone: str, monkeypatch) -> None:
+    monkeypatch.setattr(voicebot.bot, "SILENCE_S", 1.5)
+    debtor, events = await bot_call(bot_client, midday_zone)
+    said = await converse(debtor, events, {})
+    await debtor.close()
+    assert "silence_prompt" in said
+    assert outcome_of(engines)["kind"] == "silence"
+
+
+async def test_customer_speech_cuts_the_bot_off(bot_client, engines, say, midday_zone: str) -> None:
+    debtor, events = await bot_call(bot_client, midday_zone)
+    while len(debtor.heard) < 50:  # the bot has spoken a second of its opening
+        await asyncio.sleep(0.02)
+    await debtor.say(say("c30"))  # 喂，喂，听得见吗 — over the bot
+    await asyncio.sleep(1.0)
+    interrupted_at = debtor.clears[0] if debtor.clears else None
+    await debtor.close()
+    assert interrupted_at is not None, "the bot sent Twilio `clear` on barge-in"
+    kinds = [events.get_nowait()["type"] for _ in range(events.qsize())]
+    assert "barge_in" in kinds
+    opening_frames = len(say("c30"))  # far shorter than the bot's opening and question
+    sent_before_clear = sum(1 for t, _ in debtor.heard if t <= interrupted_at)
+    assert sent_before_clear < 50 + opening_frames + 25, "the bot stopped within the customer's first words"

@@ -1,0 +1,372 @@
+"""Campaigns in the project's SQLite file: accounts (personal fields sealed), dial attempts and call outcomes."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import sqlite_utils
+
+from compliance_rules.timing import Agreement, Attempt
+from voicebot.campaigns.crypto import PiiCipher, PiiKeyError, default_key_path, load_pii_key
+from voicebot.campaigns.dialer import DebtorCall
+from voicebot.campaigns.importer import DebtRow, RowProblem, Stage
+
+
+class CampaignError(ValueError):
+    """A campaign name that is malformed or names no campaign in the database."""
+
+
+BUSY_TIMEOUT_S = 10.0
+State = Literal["pending", "retry", "callback", "done", "exhausted", "blocked"]
+ACTIVE: tuple[State, ...] = ("pending", "retry", "callback")
+SEALED = ("name", "phone", "id_last4")
+_NAME = re.compile(r"[^\x00-\x1f|/]{1,64}")
+SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
+    "pii_meta": ({"id": int, "check_mac": str, "created_at": str}, "id"),
+    "campaigns": ({"name": str, "created_at": str, "updated_at": str, "source": str}, "name"),
+    "accounts": ({"campaign": str, "account_id": str, "debt": str, "name_sealed": bytes, "phone_sealed": bytes,
+                  "phone_hmac": str, "id_last4_sealed": bytes, "zones": str, "amount": str, "days_overdue": int,
+                  "stage": str, "lender": str, "due_date": str, "agent_id": str, "state": str, "next_due": str,
+                  "callback_at": str, "callback_evidence": str, "source_line": int, "imported_at": str,
+                  "updated_at": str}, ("campaign", "account_id")),
+    "attempts": ({"attempt_id": str, "campaign": str, "account_id": str, "debt": str, "started_at": str,
+                  "ended_at": str, "status": str, "outcome": str, "conversation": int, "call_id": str,
+                  "detail": str}, "attempt_id"),
+    "outcomes": ({"attempt_id": str, "campaign": str, "account_id": str, "call_id": str, "at": str, "kind": str,
+                  "ptp_date": str, "ptp_amount": str, "callback_at": str, "detail": str}, "attempt_id"),
+}
+INDEXES = (("accounts", ["state", "next_due"]), ("accounts", ["phone_hmac"]), ("attempts", ["debt", "started_at"]),
+           ("attempts", ["campaign"]), ("outcomes", ["campaign"]))
+
+
+def stamp(at: datetime) -> str:
+    """A stored time: UTC ISO-8601 to the second, so text order is time order."""
+    if at.tzinfo is None:
+        raise ValueError("campaign times must be timezone-aware")
+    return at.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def unstamp(text: str | None) -> datetime | None:
+    """A stored time back as an aware datetime."""
+    return datetime.fromisoformat(text) if text else None
+
+
+def check_campaign_name(name: str) -> str:
+    """1-64 printable characters without | or /."""
+    if not _NAME.fullmatch(name or ""):
+        raise CampaignError(f"campaign name must be 1-64 printable characters without | or /, not {name!r}")
+    return name
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Account:
+    """An account of a campaign as stored, without its personal fields (those stay sealed until dialled)."""
+
+    campaign: str
+    account_id: str
+    debt: str
+    """`lender/account_id`: dial cadence and retries are counted per debt, across campaigns."""
+    phone_hmac: str = field(repr=False)
+    zones: tuple[str, ...]
+    amount: Decimal
+    days_overdue: int
+    stage: Stage
+    lender: str
+    due_date: date | None
+    agent_id: str | None
+    state: State
+    next_due: datetime | None
+    callback_at: datetime | None = None
+    callback_evidence: str | None = None
+
+    def agreement(self, grace_s: float) -> Agreement | None:
+        """The agreed callback as a timing Agreement: from the agreed time until `grace_s` after it."""
+        if self.state != "callback" or self.callback_at is None:
+            return None
+        return Agreement(self.callback_at, self.callback_at + timedelta(seconds=grace_s),
+                         self.callback_evidence or "callback agreed on an earlier call")
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    """What an import did: accounts added and updated, and rows refused as duplicates."""
+
+    added: int
+    updated: int
+    problems: list[RowProblem]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Step:
+    """What happens to an account after a dial: its new state, when it is next due, an agreed callback."""
+
+    state: State
+    next_due: datetime | None
+    callback_at: datetime | None = None
+    callback_evidence: str | None = None
+
+
+class CampaignStore:
+    """Campaign accounts, attempts and outcomes in one SQLite file (WAL), personal fields sealed with `<db>.pii.key`."""
+
+    def __init__(self, db: sqlite_utils.Database, path: Path, cipher: PiiCipher | None) -> None:
+        self._db, self.path, self._cipher = db, path, cipher
+        self._lock = threading.RLock()
+
+    @classmethod
+    def open(cls, path: Path, *, key_path: Path | None = None, pii: bool = True) -> Self:
+        """Open or create the store; `pii=False` opens without the key (reports need no personal data)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+        try:
+            db = sqlite_utils.Database(conn)
+            db.enable_wal()
+            db.execute("PRAGMA synchronous = FULL")
+            store = cls(db, path, None)
+            store._create_schema()
+            if pii:
+                store._cipher = store._unlock(key_path or default_key_path(path))
+        except BaseException:
+            conn.close()
+            raise
+        return store
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _create_schema(self) -> None:
+        with self._write():
+            for table, (columns, pk) in SCHEMA.items():
+                self._db.table(table).create(columns, pk=pk, if_not_exists=True)
+            for table, columns in INDEXES:
+                self._db.table(table).create_index(columns, if_not_exists=True)
+
+    def _unlock(self, key_path: Path) -> PiiCipher:
+        meta = self._first("SELECT check_mac FROM pii_meta WHERE id = 1")
+        cipher = PiiCipher(load_pii_key(key_path, create=meta is None, db_path=self.path))
+        if meta is None:
+            with self._write():
+                self._db.table("pii_meta").insert({"id": 1, "check_mac": cipher.check,
+                                                   "created_at": stamp(datetime.now(UTC))}, ignore=True)
+            meta = self._first("SELECT check_mac FROM pii_meta WHERE id = 1") or {}
+        if meta.get("check_mac") != cipher.check:
+            raise PiiKeyError(f"PII key {key_path} is not the key the personal data in {self.path} was sealed with; "
+                              "restore the right key file")
+        return cipher
+
+    @property
+    def cipher(self) -> PiiCipher:
+        """The cipher; PiiKeyError when the store was opened without its key."""
+        if self._cipher is None:
+            raise PiiKeyError(f"{self.path} was opened without its PII key; personal fields cannot be used")
+        return self._cipher
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        with self._lock:
+            self._db.conn.execute("BEGIN IMMEDIATE")
+            with self._db.conn:
+                yield
+
+    # --- import ------------------------------------------------------------------------------------
+
+    def import_rows(self, campaign: str, rows: Sequence[DebtRow], *, source: str, now: datetime) -> ImportReport:
+        """Add or update a campaign's accounts (history and state are kept on update); duplicates are refused."""
+        check_campaign_name(campaign)
+        at, added, updated, seen, problems = stamp(now), 0, 0, {}, []
+        with self._write():
+            campaigns = self._db.table("campaigns")
+            if not self._first("SELECT 1 FROM campaigns WHERE name = ?", [campaign]):
+                campaigns.insert({"name": campaign, "created_at": at, "updated_at": at, "source": source})
+            campaigns.update(campaign, {"updated_at": at, "source": source})
+            for row in rows:
+                account_id = row.account_id or self.derived_id(row)
+                if account_id in seen:
+                    problems.append(RowProblem(row.line, "account_id", f"same account as line {seen[account_id]}"))
+                    continue
+                seen[account_id] = row.line
+                record = self._account_record(campaign, account_id, row, at)
+                key = (campaign, account_id)
+                if self._first("SELECT 1 FROM accounts WHERE campaign = ? AND account_id = ?", key):
+                    self._db.table("accounts").update(key, record)
+                    updated += 1
+                else:
+                    self._db.table("accounts").insert({**record, "state": "pending", "next_due": at})
+                    added += 1
+        return ImportReport(added=added, updated=updated, problems=problems)
+
+    def derived_id(self, row: DebtRow) -> str:
+        """An account id for a row without one: keyed on phone, lender and due date, so a re-import matches it."""
+        return "acct-" + self.cipher.lookup(f"{row.phone}|{row.lender}|{row.due_date or ''}")[:16]
+
+    def _account_record(self, campaign: str, account_id: str, row: DebtRow, at: str) -> dict[str, Any]:
+        sealed = {f"{name}_sealed": self.cipher.seal(value, f"{name}|{campaign}|{account_id}") if value else None
+                  for name, value in (("name", row.name), ("phone", row.phone), ("id_last4", row.id_last4))}
+        return {"campaign": campaign, "account_id": account_id, "debt": f"{row.lender}/{account_id}", **sealed,
+                "phone_hmac": self.cipher.lookup(row.phone), "zones": ",".join(row.zones), "amount": str(row.amount),
+                "days_overdue": row.days_overdue, "stage": row.stage, "lender": row.lender,
+                "due_date": row.due_date.isoformat() if row.due_date else None, "agent_id": row.agent_id,
+                "source_line": row.line, "imported_at": at, "updated_at": at}
+
+    # --- reading accounts ----------------------------------------------------------------------------
+
+    def campaigns(self) -> list[str]:
+        """Campaign names, oldest first."""
+        return [r["name"] for r in self._rows("SELECT name FROM campaigns ORDER BY created_at, name")]
+
+    def require(self, campaign: str) -> str:
+        """The campaign's name if it exists; CampaignError naming the known ones otherwise."""
+        if campaign not in self.campaigns():
+            known = ", ".join(self.campaigns()) or "none yet"
+            raise CampaignError(f"no campaign {campaign!r} in {self.path} (campaigns: {known}); "
+                                "import one with `voicebot campaign import FILE.csv`")
+        return campaign
+
+    def due(self, now: datetime, campaign: str | None = None) -> list[Account]:
+        """Active accounts due at `now`, earliest first."""
+        sql = f"SELECT * FROM accounts WHERE state IN ({', '.join('?' * len(ACTIVE))}) AND next_due <= ?"
+        args: list[Any] = [*ACTIVE, stamp(now)]
+        if campaign is not None:
+            sql, args = sql + " AND campaign = ?", [*args, campaign]
+        return [_account(r) for r in self._rows(sql + " ORDER BY next_due, campaign, account_id", args)]
+
+    def next_due(self, campaign: str | None = None) -> datetime | None:
+        """When the next active account falls due; None when none is left."""
+        sql = f"SELECT min(next_due) AS t FROM accounts WHERE state IN ({', '.join('?' * len(ACTIVE))})"
+        args: list[Any] = list(ACTIVE)
+        if campaign is not None:
+            sql, args = sql + " AND campaign = ?", [*args, campaign]
+        return unstamp(self._rows(sql, args)[0]["t"])
+
+    def account(self, campaign: str, account_id: str) -> Account:
+        """One account, by campaign and id."""
+        row = self._first("SELECT * FROM accounts WHERE campaign = ? AND account_id = ?", [campaign, account_id])
+        if row is None:
+            raise CampaignError(f"no account {account_id!r} in campaign {campaign!r}")
+        return _account(row)
+
+    def find_by_phone(self, phone: str) -> list[tuple[str, str]]:
+        """(campaign, account id) of every account with this phone number, found by its keyed hash."""
+        rows = self._rows("SELECT campaign, account_id FROM accounts WHERE phone_hmac = ? ORDER BY campaign",
+                              [self.cipher.lookup(phone)])
+        return [(r["campaign"], r["account_id"]) for r in rows]
+
+    def debtor_call(self, account: Account, *, attempt: int, agreement: Agreement | None) -> DebtorCall:
+        """What the dialer is told: the account with its personal fields opened."""
+        row = self._first("SELECT name_sealed, phone_sealed, id_last4_sealed FROM accounts "
+                          "WHERE campaign = ? AND account_id = ?", [account.campaign, account.account_id])
+        if row is None:
+            raise CampaignError(f"account {account.account_id!r} is no longer in campaign {account.campaign!r}")
+        opened = {name: self.cipher.open(row[f"{name}_sealed"], f"{name}|{account.campaign}|{account.account_id}")
+                  if row[f"{name}_sealed"] is not None else None for name in SEALED}
+        return DebtorCall(campaign=account.campaign, account_id=account.account_id, zones=account.zones,
+                          amount=account.amount, days_overdue=account.days_overdue, stage=account.stage,
+                          lender=account.lender, due_date=account.due_date, agent_id=account.agent_id,
+                          attempt=attempt, agreement=agreement, **opened)
+
+    # --- attempts ----------------------------------------------------------------------------------------
+
+    def history(self, debt: str) -> list[tuple[Attempt, str]]:
+        """The debt's dials (not gate refusals) in time order, each as a timing Attempt and its status."""
+        rows = self._rows("SELECT started_at, conversation, status FROM attempts WHERE debt = ? "
+                              "AND status != 'refused' ORDER BY started_at, rowid", [debt])
+        return [(Attempt(at=unstamp(r["started_at"]), conversation=bool(r["conversation"])), r["status"])
+                for r in rows]
+
+    def begin_attempt(self, account: Account, at: datetime) -> str:
+        """Record a dial before it is placed (so a crash mid-call still counts it); returns the attempt id."""
+        attempt_id = uuid.uuid4().hex
+        with self._write():
+            self._db.table("attempts").insert({
+                "attempt_id": attempt_id, "campaign": account.campaign, "account_id": account.account_id,
+                "debt": account.debt, "started_at": stamp(at), "status": "dialling", "conversation": 0,
+                "detail": "{}"})
+        return attempt_id
+
+    def record_refusal(self, account: Account, at: datetime, detail: dict[str, Any], step: Step) -> str:
+        """Record a dial the gate refused, with its reasons and next allowed time, and reschedule the account."""
+        attempt_id = uuid.uuid4().hex
+        with self._write():
+            self._db.table("attempts").insert({
+                "attempt_id": attempt_id, "campaign": account.campaign, "account_id": account.account_id,
+                "debt": account.debt, "started_at": stamp(at), "ended_at": stamp(at), "status": "refused",
+                "conversation": 0, "detail": _json(detail)})
+            self._set_step(account, step, at)
+        return attempt_id
+
+    def finish_attempt(self, attempt_id: str, account: Account, *, ended: datetime, status: str, call_id: str | None,
+                       outcome: dict[str, Any], conversation: bool, detail: dict[str, Any], step: Step) -> None:
+        """Store a dial's result, the call's outcome when answered, and the account's next step, all at once."""
+        kind = outcome.get("kind") if status == "answered" else None
+        with self._write():
+            self._db.table("attempts").update(attempt_id, {
+                "ended_at": stamp(ended), "status": status, "outcome": kind, "conversation": int(conversation),
+                "call_id": call_id, "detail": _json(detail)})
+            if status == "answered":
+                self._db.table("outcomes").insert({
+                    "attempt_id": attempt_id, "campaign": account.campaign, "account_id": account.account_id,
+                    "call_id": call_id, "at": stamp(ended), "kind": str(kind or "answered"),
+                    "ptp_date": _text(outcome.get("ptp_date")), "ptp_amount": _text(outcome.get("ptp_amount")),
+                    "callback_at": stamp(step.callback_at) if step.callback_at else None, "detail": _json(outcome)})
+            self._set_step(account, step, ended)
+
+    def close_interrupted(self, now: datetime) -> int:
+        """Mark dials left `dialling` by a run that died as failed (they still count for cadence); returns how many."""
+        with self._write():
+            cursor = self._db.execute("UPDATE attempts SET status = 'failed', ended_at = ?, detail = ? "
+                                      "WHERE status = 'dialling'", [stamp(now), _json({"error": "interrupted"})])
+            return cursor.rowcount
+
+    def _set_step(self, account: Account, step: Step, at: datetime) -> None:
+        self._db.table("accounts").update((account.campaign, account.account_id), {
+            "state": step.state, "next_due": stamp(step.next_due) if step.next_due else None,
+            "callback_at": stamp(step.callback_at) if step.callback_at else None,
+            "callback_evidence": step.callback_evidence, "updated_at": stamp(at)})
+
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Rows of a read-only query (for reports)."""
+        return self._rows(sql, args)
+
+    def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._db.query(sql, list(args)))
+
+    def _first(self, sql: str, args: Sequence[Any] = ()) -> dict[str, Any] | None:
+        rows = self._rows(sql, args)
+        return rows[0] if rows else None
+
+
+def _account(row: dict[str, Any]) -> Account:
+    return Account(campaign=row["campaign"], account_id=row["account_id"], debt=row["debt"],
+                   phone_hmac=row["phone_hmac"], zones=tuple(z for z in (row["zones"] or "").split(",") if z),
+                   amount=Decimal(row["amount"]), days_overdue=row["days_overdue"], stage=row["stage"],
+                   lender=row["lender"], due_date=date.fromisoformat(row["due_date"]) if row["due_date"] else None,
+                   agent_id=row["agent_id"], state=row["state"], next_due=unstamp(row["next_due"]),
+                   callback_at=unstamp(row["callback_at"]), callback_evidence=row["callback_evidence"])
+
+
+def _json(value: dict[str, Any]) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
