@@ -15,6 +15,7 @@ test: models
 
 models: $(STAMP)
 	$(BIN)/voicebot models fetch
+	$(BIN)/voicebot nlu train --if-missing
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -39,6 +39,7 @@ from voicebot.campaigns import (
     RetryPolicy,
     campaign_report,
     hold_then_hang_up,
+    read_campaign_file,
     run_sip_campaign,
     stage_for,
 )
@@ -164,7 +165,6 @@ def test_header_aliases_bom_and_unusable_files(tmp_path: Path) -> None:
         parse_text("")
     latin = tmp_path / "latin.csv"
     latin.write_bytes(csv_text(row()).encode() + "Müller,+4915112345678,Europe/Berlin,5,1,B\n".encode("latin-1"))
-    from voicebot.campaigns import read_campaign_file
     with pytest.raises(CampaignFileError, match=r"latin.csv:3: not UTF-8"):
         read_campaign_file(latin)
 
@@ -360,7 +360,7 @@ async def test_outcomes_are_stored_answered_calls_not_retried_and_a_callback_kep
     assert (kept.account_id, kept.status, kept.state) == ("A2", "answered", "done")
     assert dialer.calls[-1][1].agreement is not None
     allowed = [r for r in audit.records() if r.kind == "dial_attempt" and r.data["account_id"] == "A2"][-1]
-    assert allowed.data["evidence"].startswith("callback agreed on call call-2")
+    assert allowed.data["evidence"].startswith("callback agreed by the debtor on call call-2")
     outcomes = store.query("SELECT account_id, call_id, kind, ptp_date, ptp_amount, callback_at FROM outcomes "
                            "ORDER BY at, rowid")
     assert [(o["account_id"], o["kind"], o["ptp_amount"]) for o in outcomes] == [
@@ -375,6 +375,28 @@ async def test_outcomes_are_stored_answered_calls_not_retried_and_a_callback_kep
     call_outcomes = [r for r in audit.records() if r.kind == "call_outcome"]
     assert [r.call_id for r in call_outcomes] == ["call-1", "call-2", "call-3", "call-4"]
     assert audit.verify().ok
+
+
+async def test_dialog_outcome_fields_are_read_and_a_third_partys_callback_keeps_the_hours(db) -> None:
+    store, audit = db
+    load(store, csv_text(row("A1"), row("A2", phone="+8613900000002")))
+    clock = Clock(datetime(2026, 11, 2, 10, 0, tzinfo=SHANGHAI))
+    late = datetime(2026, 11, 3, 21, 30, tzinfo=SHANGHAI)
+    dialer = ScriptedDialer(
+        clock,
+        CallResult(status="answered", outcome={"kind": "promise_to_pay", "promise_date": date(2026, 11, 20),
+                                               "promise_amount": Decimal("1500.00")}),
+        CallResult(status="answered", outcome={"kind": "third_party_callback", "callback_at": late}))
+    run = runner(store, audit, dialer)
+    assert [(r.kind, r.state) for r in await run.run_once()] == [("promise_to_pay", "done"),
+                                                                 ("third_party_callback", "callback")]
+    ptp = store.query("SELECT ptp_date, ptp_amount FROM outcomes WHERE account_id = 'A1'")[0]
+    assert (ptp["ptp_date"], ptp["ptp_amount"]) == ("2026-11-20", "1500.00")
+    clock.set(late)  # a third party cannot agree to a call outside the hours for the debtor
+    [held] = await run.run_once()
+    assert held.status == "refused" and held.next_due == datetime(2026, 11, 4, 8, 0, tzinfo=SHANGHAI)
+    conversation = {a["account_id"]: a["conversation"] for a in attempts(store) if a["status"] == "answered"}
+    assert conversation == {"A1": 1, "A2": 0}
 
 
 async def test_a_conversation_starts_the_us_quiet_period_but_a_wrong_person_does_not(db) -> None:
@@ -475,17 +497,22 @@ def pinned_clock(at: datetime) -> Callable[[], datetime]:
     return lambda: at + timedelta(seconds=time.monotonic() - t0)
 
 
+async def callee(peers: Peers, tmp_path: Path, name: str) -> int:
+    """A real sipp callee on 127.0.0.1 (tests/sip/uas_<name>.xml); returns its port once it listens.
+
+    The answering one is sipp's own uas (echoing our audio) with a short ring first: see uas_ring_answer.xml.
+    """
+    port, scenario = free_port(), tmp_path / f"uas_{name}.xml"
+    shutil.copy(SIP_DIR / f"uas_{name}.xml", scenario)
+    await peers.sipp(name, scenario, "", *(["-rtp_echo"] if name == "ring_answer" else []), port=port)
+    await listening(port)
+    return port
+
+
 async def callees(peers: Peers, tmp_path: Path) -> dict[str, int]:
-    """Three real callees on 127.0.0.1: sipp answering (and echoing), sipp answering 486, sipp ringing forever."""
-    ports = {"answer": free_port(), "busy": free_port(), "ring": free_port()}
-    await peers.sipp("answer", None, "", port=ports["answer"])
-    for name in ("busy", "ring"):
-        scenario = tmp_path / f"uas_{name}.xml"
-        shutil.copy(SIP_DIR / f"uas_{name}.xml", scenario)
-        await peers.sipp(name, scenario, "", port=ports[name])
-    for port in ports.values():
-        await listening(port)
-    return ports
+    """Three callees: one answering (after a ring), one busy (486 after a ring), one ringing until we give up."""
+    return {"answer": await callee(peers, tmp_path, "ring_answer"), "busy": await callee(peers, tmp_path, "busy"),
+            "ring": await callee(peers, tmp_path, "ring")}
 
 
 PEER_PHONES = {"answer": "+8613900000001", "busy": "+8613900000002", "ring": "+8613900000003"}
@@ -508,9 +535,10 @@ async def test_once_run_dials_real_sip_callees_answered_busy_and_unanswered(engi
         converse=functools.partial(hold_then_hang_up, hold_s=1.5))
     by_account = {r.account_id: r for r in reports}
     assert {a: (r.status, r.state) for a, r in by_account.items()} == {
-        "A-answer": ("answered", "done"), "A-busy": ("busy", "retry"), "A-ring": ("no_answer", "retry")}
-    for name in ports:
-        assert await finished(peers.procs[list(ports).index(name)]) == 0, peers.log(name)
+        "A-answer": ("answered", "done"), "A-busy": ("busy", "retry"), "A-ring": ("no_answer", "retry")}, (
+        attempts(store), peers.log("busy"))
+    for proc, name in zip(peers.procs, ("ring_answer", "busy", "ring"), strict=True):
+        assert await finished(proc) == 0, peers.log(name)
     rows = {a["account_id"]: a for a in attempts(store)}
     assert json.loads(rows["A-busy"]["detail"]) == {"error": "CallBusy", "sip_status": 486}
     assert json.loads(rows["A-ring"]["detail"])["error"] == "CallTimeout"
@@ -528,9 +556,7 @@ async def test_once_run_dials_real_sip_callees_answered_busy_and_unanswered(engi
 @needs_peers
 async def test_cli_run_once_calls_a_real_sipp_callee_then_reports(peers: Peers, tmp_path: Path,
                                                                    midday_zone: str) -> None:
-    port = free_port()
-    await peers.sipp("answer", None, "", port=port)
-    await listening(port)
+    port = await callee(peers, tmp_path, "ring_answer")
     file = tmp_path / "live.csv"
     file.write_text(csv_text(row("L1", tz=midday_zone, phone=PEER_PHONES["answer"])), encoding="utf-8")
     db = tmp_path / "voicebot.db"
@@ -540,7 +566,7 @@ async def test_cli_run_once_calls_a_real_sipp_callee_then_reports(peers: Peers, 
     assert run.returncode == 0, run.stderr
     [line] = [json.loads(x) for x in run.stdout.splitlines() if x.startswith("{")]
     assert (line["account_id"], line["status"], line["kind"], line["state"]) == ("L1", "answered", "answered", "done")
-    assert await finished(peers.procs[0]) == 0, peers.log("answer")
+    assert await finished(peers.procs[0]) == 0, peers.log("ring_answer")
     report = voicebot("campaign", "report", "--db", str(db))
     assert "dials:    1 (answered 1, no_answer 0, busy 0, failed 0)" in report.stdout
     assert "outcomes: answered 1" in report.stdout and "nothing left to dial" in report.stdout

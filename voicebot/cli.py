@@ -10,7 +10,7 @@ import re
 import signal
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
@@ -45,6 +45,9 @@ from voicebot.campaigns import (
 )
 from voicebot.config import Config, ConfigError, ServeConfig, load_config, media_token
 from voicebot.models import ModelFetchError, fetch_vosk_model, vosk_model_sources
+from voicebot.nlu.classify import IntentClassifier, IntentModelMissingError, understanding_json
+from voicebot.nlu.data import DATA_FILE, LabelledDataError
+from voicebot.nlu.train import TokenizerMissingError, model_is_current, report_json, train_intent_model
 from voicebot.web.app import create_app
 from voicebot.web.auth import ROLES, AuthError, UserStore, check_password_text
 
@@ -52,7 +55,7 @@ RAW_SUFFIXES = {".ul": "ulaw", ".ulaw": "ulaw", ".mulaw": "ulaw", ".al": "alaw",
                 ".pcm": "pcm16", ".raw": "pcm16", ".s16": "pcm16"}
 EXPECTED_ERRORS = (AudioFormatError, ModelMissingError, ModelFetchError, ConfigError, RulePackError, AuditKeyError,
                    AuthError, SipCallError, SipConfigError, CampaignFileError, CampaignError, PiiKeyError,
-                   DialPlanError)
+                   DialPlanError, IntentModelMissingError, LabelledDataError, TokenizerMissingError)
 CONTEXTS = ("verified", "unverified", "disputed", "third_party")
 LEG_PREFIX = re.compile(r"^(agent|customer)\s*[:：]\s*")
 
@@ -674,3 +677,63 @@ async def _bridge(phone: Any, engines: Engines, info: CallInfo) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, phone.stop, "the agent left the desk")
     await follow_events(events, asyncio.create_task(phone.run(engines, board, info)), print_event)
+
+
+@main.group()
+def nlu() -> None:
+    """Train, run and evaluate the customer-reply intent classifier."""
+
+
+@nlu.command("train")
+@click.option("--data", "data_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=DATA_FILE,
+              show_default=True, help="Labelled utterances, intent<TAB>text.")
+@click.option("--seed", default=0, show_default=True, help="Seed for initialisation and batch order.")
+@click.option("--if-missing", is_flag=True, help="Do nothing when a model trained on this data is installed.")
+@click.pass_obj
+@cli_errors
+def nlu_train(config: Config, data_path: Path, seed: int, if_missing: bool) -> None:
+    """Train the small BERT and the n-gram model, keep the better on the held-out 20%, install it."""
+    if if_missing and model_is_current(config.models_dir, data_path):
+        click.echo("intent model is installed and current", err=True)
+        return
+    report = train_intent_model(config.models_dir, config.shared_dir, data_path, seed)
+    click.echo(json.dumps(report_json(report), ensure_ascii=False))
+
+
+@nlu.command("classify")
+@click.argument("source", type=click.File("r", encoding="utf-8"), default="-")
+@click.option("--today", "today_text", help="Date that relative dates count from, ISO-8601 (default: today).")
+@click.pass_obj
+@cli_errors
+def nlu_classify(config: Config, source: TextIO, today_text: str | None) -> None:
+    """Read replies one per line (stdin by default); print {text, intent, confidence, slots} per line."""
+    today = _parse_today(today_text)
+    classifier = IntentClassifier.load(config.models_dir)
+    for line in source:
+        text = line.rstrip("\r\n")
+        click.echo(json.dumps(understanding_json(classifier.classify(text, today)), ensure_ascii=False))
+
+
+@nlu.command("eval")
+@click.option("--recall", is_flag=True, help="Also print the held-out recall of each intent.")
+@click.pass_obj
+@cli_errors
+def nlu_eval(config: Config, recall: bool) -> None:
+    """Print the installed model's accuracy figures as JSON lines: held-out, thano (mapped), tts-cmn transcripts."""
+    from voicebot.nlu.evaluate import accuracy_figures
+
+    classifier = IntentClassifier.load(config.models_dir)
+    if not model_is_current(config.models_dir, DATA_FILE):
+        click.echo("warning: the model was trained on other data; its held-out figures are not held out",
+                   err=True)
+    for row in accuracy_figures(classifier.model, classifier.info.kind, config.shared_dir, recall=recall):
+        click.echo(json.dumps(row, ensure_ascii=False))
+
+
+def _parse_today(text: str | None) -> date:
+    if text is None:
+        return date.today()
+    try:
+        return date.fromisoformat(text)
+    except ValueError as e:
+        raise click.BadParameter(f"{text!r} is not an ISO-8601 date", param_hint="--today") from e

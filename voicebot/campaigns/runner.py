@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,8 +18,12 @@ from voicebot.campaigns.store import Account, CampaignStore, Step, stamp
 
 log = logging.getLogger(__name__)
 
-NOT_CONVERSATION = frozenset({"wrong_person", "third_party", "voicemail", "silence", "no_contact"})
+NOT_CONVERSATION = frozenset({"wrong_person", "third_party", "third_party_callback", "voicemail", "silence",
+                              "no_contact"})
 """Answered calls that were no conversation with the debtor (they start no quiet period after a conversation)."""
+CALLBACK_KINDS = frozenset({"callback", "third_party_callback"})
+"""Outcomes that schedule a call at `callback_at`; only the debtor's own (`callback`) may fall outside the hours."""
+OUTCOME_ALIASES = (("promise_date", "ptp_date"), ("promise_amount", "ptp_amount"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,12 +81,26 @@ def callback_time(value: object, zones: tuple[str, ...], pack: RulePack) -> date
     return value if value.tzinfo else value.replace(tzinfo=ZoneInfo(resolve_zones(zones, pack.window)[0]))
 
 
+def normal_outcome(outcome: dict[str, Any]) -> dict[str, Any]:
+    """The dialog's outcome with a promise under `ptp_date`/`ptp_amount` (`promise_date`/`promise_amount` accepted)."""
+    out = dict(outcome)
+    for old, new in OUTCOME_ALIASES:
+        if out.get(new) is None and out.get(old) is not None:
+            out[new] = out.pop(old)
+    return out
+
+
 def next_step(policy: RetryPolicy, result: CallResult, *, ended: datetime, dialled: int,
               callback_at: datetime | None) -> Step:
-    """After a dial: an answered call is done unless a callback was agreed; others retry until `max_attempts`."""
+    """After a dial: an answered call is done unless a callback was set; others retry until `max_attempts`.
+
+    A third party's callback time is kept but carries no agreement: the usual hours still apply to it.
+    """
     if result.status == "answered":
-        if result.outcome.get("kind") == "callback" and callback_at is not None and callback_at > ended:
-            evidence = f"callback agreed on call {result.call_id or 'unknown'} at {stamp(ended)}"
+        kind = result.outcome.get("kind")
+        if kind in CALLBACK_KINDS and callback_at is not None and callback_at > ended:
+            evidence = (f"callback agreed by the debtor on call {result.call_id or 'unknown'} at {stamp(ended)}"
+                        if kind == "callback" else None)
             return Step(state="callback", next_due=callback_at, callback_at=callback_at, callback_evidence=evidence)
         return Step(state="done", next_due=None)
     if dialled >= policy.max_attempts:
@@ -165,6 +183,7 @@ class CampaignRunner:
         await self._audit("dial_attempt", account, None, attempt_id=attempt_id, at=stamp(at), attempt=dialled,
                           allowed=True, zones=list(decision.zones), evidence=decision.evidence, stage=account.stage)
         result = await self._dial(debt)
+        result = replace(result, outcome=normal_outcome(result.outcome))
         ended = self.now()
         step = next_step(self.policy, result, ended=ended, dialled=dialled,
                          callback_at=callback_time(result.outcome.get("callback_at"), account.zones, self.pack))

@@ -91,11 +91,10 @@ class Account:
     callback_evidence: str | None = None
 
     def agreement(self, grace_s: float) -> Agreement | None:
-        """The agreed callback as a timing Agreement: from the agreed time until `grace_s` after it."""
-        if self.state != "callback" or self.callback_at is None:
+        """The debtor's agreed callback as a timing Agreement, from the agreed time until `grace_s` after it."""
+        if self.state != "callback" or self.callback_at is None or not self.callback_evidence:
             return None
-        return Agreement(self.callback_at, self.callback_at + timedelta(seconds=grace_s),
-                         self.callback_evidence or "callback agreed on an earlier call")
+        return Agreement(self.callback_at, self.callback_at + timedelta(seconds=grace_s), self.callback_evidence)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,6 @@
 """A small BERT (2 layers, hidden 128) trained from scratch on our labelled replies, with the bert-base-chinese
-tokenizer. Characters never seen in training are read as [UNK], so their untrained embeddings add no noise."""
+tokenizer. Its vocabulary is only the tokens seen in training: any other reads as [UNK] (an untrained embedding
+would only add noise), which also makes it small and quick to train."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from transformers import AutoTokenizer, BertConfig, BertForSequenceClassificatio
 
 from voicebot.nlu.data import Example, normalize
 
-KNOWN_IDS_FILE = "known_ids.json"
+VOCABULARY_FILE = "vocabulary.json"
 MAX_TOKENS = 48
 
 
@@ -38,11 +39,13 @@ class BertModel:
     """A trained small BERT sequence classifier and its tokenizer."""
 
     def __init__(self, model: BertForSequenceClassification, tokenizer: PreTrainedTokenizerBase,
-                 known_ids: set[int]) -> None:
+                 vocabulary: list[int]) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
-        self.known = torch.zeros(len(tokenizer), dtype=torch.bool)
-        self.known[sorted(known_ids)] = True
+        self.vocabulary = vocabulary
+        """Tokenizer ids in the model's embedding order."""
+        self.lookup = torch.full((len(tokenizer),), vocabulary.index(tokenizer.unk_token_id), dtype=torch.long)
+        self.lookup[vocabulary] = torch.arange(len(vocabulary))
         self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
 
     @classmethod
@@ -50,19 +53,31 @@ class BertModel:
               settings: BertSettings | None = None) -> BertModel:
         """Train from scratch on labelled examples; deterministic for a given seed and thread count."""
         settings = settings or BertSettings()
+        deterministic = torch.are_deterministic_algorithms_enabled()
+        try:
+            return cls._train(examples, tokenizer_dir, seed, settings)
+        finally:
+            torch.use_deterministic_algorithms(deterministic)
+
+    @classmethod
+    def _train(cls, examples: list[Example], tokenizer_dir: Path, seed: int, settings: BertSettings) -> BertModel:
         _seed_everything(seed)
         tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
         labels = sorted({e.intent for e in examples})
-        config = BertConfig(vocab_size=len(tokenizer), hidden_size=settings.hidden, num_hidden_layers=settings.layers,
-                            num_attention_heads=settings.heads, intermediate_size=settings.intermediate,
-                            max_position_embeddings=MAX_TOKENS + 16, num_labels=len(labels),
+        encoded = tokenizer([normalize(e.text) for e in examples], truncation=True, max_length=MAX_TOKENS)["input_ids"]
+        special = [tokenizer.pad_token_id, *sorted(set(tokenizer.all_special_ids) - {tokenizer.pad_token_id})]
+        vocabulary = special + sorted({i for ids in encoded for i in ids} - set(special))
+        config = BertConfig(vocab_size=len(vocabulary), pad_token_id=0, hidden_size=settings.hidden,
+                            num_hidden_layers=settings.layers, num_attention_heads=settings.heads,
+                            intermediate_size=settings.intermediate, max_position_embeddings=MAX_TOKENS + 16,
+                            num_labels=len(labels),
                             id2label=dict(enumerate(labels)), label2id={x: i for i, x in enumerate(labels)})
         model = BertForSequenceClassification(config)
-        encoded = tokenizer([normalize(e.text) for e in examples], truncation=True, max_length=MAX_TOKENS)["input_ids"]
-        known = {i for ids in encoded for i in ids}
+        trained = cls(model, tokenizer, vocabulary)
+        compact = [trained.lookup[ids].tolist() for ids in encoded]
         targets = [labels.index(e.intent) for e in examples]
-        _fit(model, tokenizer, encoded, targets, settings, random.Random(seed))
-        return cls(model, tokenizer, known)
+        _fit(model, compact, targets, settings, len(special), random.Random(seed))
+        return trained
 
     def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """One row of probabilities per text, columns in `self.labels` order."""
@@ -71,51 +86,51 @@ class BertModel:
             for start in range(0, len(texts), batch_size):
                 batch = self.tokenizer([normalize(t) for t in texts[start:start + batch_size]], padding=True,
                                        truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
-                ids = batch["input_ids"]
-                ids = torch.where(self.known[ids], ids, torch.full_like(ids, self.tokenizer.unk_token_id))
+                ids = self.lookup[batch["input_ids"]]
                 logits = self.model(input_ids=ids, attention_mask=batch["attention_mask"]).logits
                 rows.append(torch.softmax(logits, dim=-1).numpy())
         return np.concatenate(rows) if rows else np.zeros((0, len(self.labels)))
 
     def save(self, folder: Path) -> None:
-        """Write the weights (safetensors), config, tokenizer and the seen-token list into `folder`."""
+        """Write the weights (safetensors), config, tokenizer and the model's vocabulary into `folder`."""
         self.model.save_pretrained(str(folder))
         self.tokenizer.save_pretrained(str(folder))
-        known = torch.nonzero(self.known).flatten().tolist()
-        (folder / KNOWN_IDS_FILE).write_text(json.dumps(known), encoding="utf-8")
+        (folder / VOCABULARY_FILE).write_text(json.dumps(self.vocabulary), encoding="utf-8")
 
     @classmethod
     def load(cls, folder: Path) -> BertModel:
         """Read a model saved by `save`, offline."""
         model = BertForSequenceClassification.from_pretrained(str(folder), local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-        known = set(json.loads((folder / KNOWN_IDS_FILE).read_text(encoding="utf-8")))
-        return cls(model, tokenizer, known)
+        vocabulary = json.loads((folder / VOCABULARY_FILE).read_text(encoding="utf-8"))
+        return cls(model, tokenizer, vocabulary)
 
     def parameter_count(self) -> int:
         """How many weights the model has."""
         return sum(p.numel() for p in self.model.parameters())
 
 
-def _fit(model: BertForSequenceClassification, tokenizer: PreTrainedTokenizerBase, encoded: list[list[int]],
-         targets: list[int], settings: BertSettings, rng: random.Random) -> None:
-    """AdamW with linear warm-up and decay, [UNK] token dropout, shuffled mini-batches."""
+def _fit(model: BertForSequenceClassification, encoded: list[list[int]], targets: list[int], settings: BertSettings,
+         specials: int, rng: random.Random) -> None:
+    """AdamW with linear warm-up and decay, [UNK] token dropout, shuffled mini-batches. Ids are compact: [PAD] is 0,
+    the special tokens come first (`specials` of them, [UNK] second)."""
+    unk = 1
     steps = settings.epochs * math.ceil(len(encoded) / settings.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=0.01)
     warmup = max(1, steps // 10)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / warmup, max(0.0, (steps - step) / (steps - warmup))))
-    special = set(tokenizer.all_special_ids)
     order = list(range(len(encoded)))
     model.train()
     for _ in range(settings.epochs):
         rng.shuffle(order)
         for start in range(0, len(order), settings.batch_size):
             batch = order[start:start + settings.batch_size]
-            ids = [[tokenizer.unk_token_id if t not in special and rng.random() < settings.unk_rate else t
-                    for t in encoded[i]] for i in batch]
-            padded = tokenizer.pad({"input_ids": ids}, return_tensors="pt")
-            loss = model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"],
+            ids = [[unk if t >= specials and rng.random() < settings.unk_rate else t for t in encoded[i]]
+                   for i in batch]
+            width = max(len(row) for row in ids)
+            input_ids = torch.tensor([row + [0] * (width - len(row)) for row in ids])
+            loss = model(input_ids=input_ids, attention_mask=(input_ids != 0).long(),
                          labels=torch.tensor([targets[i] for i in batch])).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

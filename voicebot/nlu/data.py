@@ -90,11 +90,10 @@ def split_heldout(examples: list[Example], fraction: float = HELDOUT_FRACTION,
     by_intent: dict[str, list[Example]] = defaultdict(list)
     for example in examples:
         by_intent[example.intent].append(example)
-    rng = random.Random(seed)
     train, heldout = [], []
     for intent in sorted(by_intent):
         group = by_intent[intent][:]
-        rng.shuffle(group)
+        random.Random(f"{seed}:{intent}").shuffle(group)  # one stream per intent: adding to one moves no other
         cut = round(len(group) * fraction)
         heldout += group[:cut]
         train += group[cut:]

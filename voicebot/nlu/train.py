@@ -14,8 +14,15 @@ from typing import Protocol
 
 import numpy as np
 
-from voicebot.nlu.data import DATA_FILE, HELDOUT_FRACTION, SPLIT_SEED, Example, file_digest, load_labelled, \
-    split_heldout
+from voicebot.nlu.data import (
+    DATA_FILE,
+    HELDOUT_FRACTION,
+    SPLIT_SEED,
+    Example,
+    file_digest,
+    load_labelled,
+    split_heldout,
+)
 
 log = logging.getLogger(__name__)
 
