@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from compliance_rules.matching import Hit, PhraseIndex, normalize
+from compliance_rules.matching import Hit, Normalized, PhraseIndex, normalize
 from compliance_rules.pack import Rule, RulePack, load_pack
 
+SENTENCE_END = re.compile(r"[。！？；!?;]|\.(?:\s|$)")
 SEVERITY_RANK = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 
 
@@ -88,7 +90,7 @@ class RuleEngine:
         taken: list[tuple[int, int]] = []
         for hit in sorted(self._index.find(norm.text), key=lambda h: (self._order[h.key], h.start, -h.end)):
             rule = self.rules[hit.key]
-            if not self._applies(rule, leg, state) or self._excepted(rule, hit, norm.text):
+            if not self._applies(rule, leg, state) or self._excepted(rule, hit, norm.text, text, norm):
                 continue
             if any(hit.start < end and start < hit.end for start, end in taken):
                 continue  # one flag per stretch of speech: the rule listed first in the pack wins
@@ -104,11 +106,22 @@ class RuleEngine:
     def _applies(self, rule: Rule, leg: str, state: CallState) -> bool:
         return rule.leg in (leg, "any") and all(state.holds(c) for c in rule.when)
 
-    def _excepted(self, rule: Rule, hit: Hit, text: str) -> bool:
-        if any(p.search(text) for p in self._unless[rule.id]):
+    def _excepted(self, rule: Rule, hit: Hit, text: str, original: str, norm: Normalized) -> bool:
+        unless = self._unless[rule.id]
+        if unless and any(p.search(sentence_around(original, norm.original_span(hit.start, hit.end)[0]))
+                          for p in unless):
             return True
         return any(m.start() < hit.end and hit.start < m.end()
                    for p in self._exceptions[rule.id] for m in p.finditer(text))
+
+
+def sentence_around(text: str, at: int) -> str:
+    """The normalised sentence of `text` that holds character `at`, and the one after it (an answer to a quoted
+    question): `unless` contexts count only there, never from an earlier sentence."""
+    start = max((m.end() for m in SENTENCE_END.finditer(text, 0, at)), default=0)
+    ends = [m.start() for m in itertools.islice(SENTENCE_END.finditer(text, at), 2)]
+    end = ends[-1] if len(ends) == 2 else len(text)
+    return normalize(text[start:end]).text
 
 
 def word_times(text: str, words: Sequence[TimedWord], span: tuple[int, int]) -> tuple[float | None, float | None]:

@@ -193,3 +193,18 @@ def test_bad_windows_are_refused(tmp_path: Path, window: str, message: str):
 def test_unknown_pack_name_lists_the_bundled_ones():
     with pytest.raises(RulePackError, match=r"bundled packs: .*cn-collection"):
         load_pack("no-such-pack")
+
+
+@pytest.mark.parametrize(("text", "state", "category"), [
+    ("我们有一件私人事务需要与张伟本人沟通。张伟在示例银行欠款未还。", CallState(verified=False, third_party=True),
+     "third_party_disclosure"),
+    ("您的异议我们已经记录。不管怎样您都得先还钱。", CallState(disputed=True), "pressing_after_dispute"),
+])
+def test_an_earlier_sentence_does_not_excuse_a_later_violation(cn_rules, text: str, state: CallState,
+                                                                category: str) -> None:
+    assert category in {f.category for f in cn_rules.check("agent", text, state)}
+
+
+def test_a_quoted_question_is_excused_by_the_answer_after_it(cn_rules) -> None:
+    text = "您问他是不是欠钱了？不好意思，具体情况只能跟本人沟通"
+    assert not cn_rules.check("agent", text, CallState(third_party=True))
