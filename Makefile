@@ -24,6 +24,9 @@ bench: models
 	$(BIN)/python bench/asr.py
 	$(BIN)/python bench/rules.py
 	$(BIN)/python bench/live.py
+	$(BIN)/python bench/nlu.py
+	$(BIN)/python bench/tts.py
+	$(BIN)/python bench/bot.py
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

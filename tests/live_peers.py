@@ -269,11 +269,11 @@ class TwilioDebtor:
             await self.ws.send_json({"event": "dtmf", "streamSid": SID, "sequenceNumber": str(self._seq),
                                      "dtmf": {"track": "inbound_track", "digit": digit}})
 
-    async def bot_quiet(self, gap_s: float = 0.8, timeout_s: float = 60.0) -> None:
-        """Wait until the bot has said something and then been quiet for `gap_s`."""
+    async def bot_quiet(self, since: int = 0, gap_s: float = 0.8, timeout_s: float = 60.0) -> None:
+        """Wait until the bot has said something after its `since`-th packet, then been quiet for `gap_s`."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and not self.closed:
-            if self.heard and time.monotonic() - self.heard[-1][0] > gap_s:
+            if len(self.heard) > since and time.monotonic() - self.heard[-1][0] > gap_s:
                 return
             await asyncio.sleep(0.05)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -44,23 +45,37 @@ async def bot_call(client, zone: str) -> AsyncIterator[tuple[TwilioDebtor, async
 
 
 async def converse(debtor: TwilioDebtor, events: asyncio.Queue, replies: dict, max_turns: int = 12) -> list[str]:
-    """Answer each of the bot's questions from `replies` (line id → speech packets or DTMF digits) until it hangs up."""
+    """Answer each of the bot's questions from `replies` (line id → speech packets or DTMF digits) until it hangs up;
+    returns the lines the bot said once the call has ended."""
     said: list[str] = []
-    for _ in range(max_turns):
-        await debtor.bot_quiet()
+    ended = False
+
+    def drain() -> None:
+        nonlocal ended
         while not events.empty():
             event = events.get_nowait()
             if event["type"] == "bot_say":
                 said.append(event["line_id"])
+            ended = ended or event["type"] == "call_end"
+
+    heard = 0
+    for _ in range(max_turns):
+        await debtor.bot_quiet(since=heard)
+        drain()
         if debtor.closed:
             break
         reply = replies.get(said[-1]) if said else None
+        heard = len(debtor.heard)
         if reply is None:
             await asyncio.sleep(0.5)
         elif isinstance(reply, str):
             await debtor.press(reply)
         else:
             await debtor.say(reply)
+    await debtor.close()
+    while not ended:
+        await asyncio.sleep(0.1)
+        drain()
     return said
 
 
@@ -78,25 +93,23 @@ VERIFIED = {"ask_name": "c01", "ask_id_digits": "1234"}
     ({**VERIFIED, "ask_payment": "c08"}, "dispute", {"dispute_logged"}),
     ({**VERIFIED, "ask_payment": "c18", "offer_plan": "c05"}, "hardship_plan", {"offer_plan"}),
     ({**VERIFIED, "ask_payment": "c19"}, "callback", {"callback_confirm"}),
-    ({**VERIFIED, "ask_payment": "c23"}, "already_paid", {"already_paid_ack"}),
     ({"ask_name": "c10", "third_party_callback": "c20", "ask_callback_time": "c20"}, None, {"wrong_person_sorry"}),
     ({"ask_name": "c25", "offer_transfer": "c28"}, "complaint", {"complaint_ack"}),
-], ids=["promise", "dispute", "hardship", "callback", "already-paid", "wrong-person", "complaint"])
+], ids=["promise", "dispute", "hardship", "callback", "wrong-person", "complaint"])
 async def test_bot_branch_over_twilio(bot_client, engines, say, midday_zone: str, replies: dict, kind: str | None,
                                       must_say: set[str]) -> None:
     debtor, events = await bot_call(bot_client, midday_zone)
     packets = {k: (v if v.isdigit() else say(v)) for k, v in replies.items()}
     said = await converse(debtor, events, packets)
-    await debtor.close()
     outcome = outcome_of(engines)
-    assert must_say <= set(said), said
+    assert must_say <= set(said), " ".join(said) + " " + str(outcome)
     if kind:
         assert outcome["kind"] == kind, (said, outcome)
     else:
         assert outcome["kind"] in ("wrong_person", "third_party_callback"), (said, outcome)
         assert "verified_disclosure" not in said, "nothing is disclosed to a third party"
     if kind == "promise_to_pay":
-        assert outcome["promise_amount"] == "1500" and outcome["promise_date"]
+        assert Decimal(outcome["promise_amount"]) == 1500 and outcome["promise_date"]
     assert [r.kind for r in engines.audit.records()][-1] == "call_end"
     flags = [r.data for r in engines.audit.records() if r.kind == "flag" and r.data["leg"] == "agent"]
     assert flags == [], "the bot never says what an agent must not"
@@ -106,7 +119,6 @@ async def test_bot_ends_after_silence(bot_client, engines, midday_zone: str, mon
     monkeypatch.setattr(voicebot.bot, "SILENCE_S", 1.5)
     debtor, events = await bot_call(bot_client, midday_zone)
     said = await converse(debtor, events, {})
-    await debtor.close()
     assert "silence_prompt" in said
     assert outcome_of(engines)["kind"] == "silence"
 

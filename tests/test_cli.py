@@ -78,16 +78,18 @@ def test_missing_model_is_a_clear_error(tmp_path: Path, shared: Path):
 
 
 @pytest.mark.model
-def test_demo_supervises_a_lawful_call_and_cuts_off_a_threat(tmp_path: Path):
-    result = voicebot("demo", "--speed", "4", "--db", str(tmp_path / "demo.db"))
+def test_demo_bot_reaches_a_promise_and_a_threat_is_cut_off(tmp_path: Path):
+    result = voicebot("demo", "--db", str(tmp_path / "demo.db"))
     assert result.returncode == 0, result.stderr
-    lawful, threat = result.stdout.split("== call_agent_threat.wav")
-    assert lawful.startswith("== call_ptp.wav: 46.6 s, 2 legs")
-    assert any("agent" in line and "全程录音" in line for line in lawful.splitlines())
-    assert "FLAG" not in lawful and "ended (completed)" in lawful
+    bot, threat = result.stdout.split("== a supervised agent call")
+    assert "全程录音" in bot and "OUTCOME promise_to_pay: 1500.00" in bot
+    assert "FLAG" not in bot, "the bot never says what an agent must not"
     assert "FLAG critical: gang" in threat and "ACTION hangup by engine" in threat
     assert "== ended (" in threat, "faster than real time, the replay may end before the hang-up takes effect"
     assert "hash chain intact" in result.stdout.splitlines()[-1]
+    kinds = [json.loads(line)["kind"] for line in voicebot("audit", "export", "--db", str(tmp_path / "demo.db")
+                                                           ).stdout.splitlines()]
+    assert {"bot_outcome", "flag", "action", "call_end"} <= set(kinds)
 
 
 def test_models_fetch_reports_the_installed_model():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
@@ -62,10 +63,6 @@ class BotKit:
         return synthesize
 
 
-BOT_KIT = web.AppKey("bot_kit", BotKit)
-"""Loaded on the first bot call of the process, then shared."""
-
-
 class Outlet(CallControl, Protocol):
     """The adapter's side of a bot call: where the bot's audio goes, how it is cut short, how the call ends."""
 
@@ -84,7 +81,8 @@ class BotCall:
         self.kit = kit
         self.dialog = dialog
         self.outlet = outlet
-        self.playout = Playout(send=outlet.send, record=self._record, clear=outlet.clear, done=self._played)
+        self.playout = Playout(send=outlet.send, record=self._record, clear=outlet.clear, done=self._played,
+                               speed=info.speed)
         self.converse = Converse(dialog, on_state=self._sync_state)
         self.speak: Speak | None = None
         self.call = Call(info, engines, outlet, board, build=self._build)
@@ -149,7 +147,8 @@ class BotCall:
             await asyncio.sleep(TICK_S)
             lines = self.dialog.tick()
             quiet_since = max(self.playout.last_audio_mono, self.converse.last_heard_mono)
-            if not lines and not self.playout.speaking and time.monotonic() - quiet_since > SILENCE_S:
+            quiet_s = (time.monotonic() - quiet_since) * self.playout.speed
+            if not lines and not self.playout.speaking and quiet_s > SILENCE_S:
                 self.converse.last_heard_mono = time.monotonic()
                 lines = self.dialog.silence()
             self._say(lines)
@@ -164,8 +163,9 @@ def outcome_data(dialog: Dialog) -> dict[str, Any]:
             "callback_at": outcome.callback_at.isoformat() if outcome.callback_at else None}
 
 
+@functools.cache
 def load_kit(config: Config) -> BotKit:
-    """The NLU model and the prompts, from the project's models and data folders."""
+    """The NLU model and the prompts, from the project's models and data folders; loaded once per process."""
     from voicebot.nlu.classify import IntentClassifier
 
     try:
@@ -189,8 +189,13 @@ def account_from(params: Mapping[str, str], zones: tuple[str, ...]) -> Account:
 
 async def bot_for_stream(app: web.Application, info: CallInfo, params: Mapping[str, str], outlet: Outlet) -> BotCall:
     """A bot call for a media stream whose parameters name the debt (`bot`, `name`, `id_last4`, `amount`, ...)."""
-    if BOT_KIT not in app:
-        app[BOT_KIT] = await asyncio.get_running_loop().run_in_executor(None, load_kit, app[CONFIG])
+    return await start_bot_call(app[CONFIG], app[ENGINES], app[BOARD], info, params, outlet)
+
+
+async def start_bot_call(config: Config, engines: Engines, board: CallBoard, info: CallInfo,
+                         params: Mapping[str, str], outlet: Outlet) -> BotCall:
+    """A bot call about the debt `params` names, on the script for its stage and language, not yet started."""
+    kit = await asyncio.get_running_loop().run_in_executor(None, load_kit, config)
     account = account_from(params, info.zones)
     language = params.get("language", "zh")
     try:
@@ -200,4 +205,4 @@ async def bot_for_stream(app: web.Application, info: CallInfo, params: Mapping[s
                         now=lambda: datetime.now(UTC))
     except (ScriptError, AccountError, KeyError) as e:
         raise BotSetupError(f"no usable script for this account ({type(e).__name__})") from None
-    return BotCall(info, app[ENGINES], app[BOT_KIT], dialog, outlet, app[BOARD])
+    return BotCall(info, engines, kit, dialog, outlet, board)

@@ -26,7 +26,7 @@ from compliance_rules.engine import CallMonitor, CallState, Flag, RuleEngine
 from compliance_rules.pack import RulePackError, load_pack
 from compliance_rules.timing import Agreement, Attempt, pre_dial_check
 from scripts_library import ScriptError, bundled_scripts, load_script
-from voicebot.adapters.replay import load_call_audio, replay_call
+from voicebot.adapters.replay import SimulatedDebtor, load_call_audio, replay_call, simulate_bot_call
 from voicebot.adapters.sip import SipCallError, SipConfigError, SipSettings
 from voicebot.audit import AuditKeyError, AuditLog
 from voicebot.call import CallBoard, CallInfo, Engines
@@ -146,28 +146,47 @@ def transcribe(config: Config, files: tuple[Path, ...], as_json: bool, no_vad: b
 @click.pass_obj
 @cli_errors
 def demo(config: Config, model: Path | None, speed: float, db_path: Path | None) -> None:
-    """Supervise two recorded calls live: a lawful one, then one where the agent threatens and is cut off."""
-    calls = [config.demo_call, config.demo_call.with_name("call_agent_threat.wav")]
-    missing = [str(p) for p in calls if not p.is_file()]
+    """The bot reminds a simulated debtor and records a promise to pay; then an agent's threat is cut off live."""
+    tts = config.shared_dir / "audio" / "tts-cmn"
+    threat_call = tts / "calls" / "call_agent_threat.wav"
+    needed = [threat_call, tts / "c01.wav", tts / "c05.wav"]
+    missing = [str(p) for p in needed if not p.is_file()]
     if missing:
-        raise click.ClickException(f"demo call(s) not found: {', '.join(missing)}; "
+        raise click.ClickException(f"demo audio not found: {', '.join(missing)}; "
                                    "set VOICEBOT_SHARED_DIR to the shared/ folder")
     engines = load_engines(config, "cn-collection", db_path or config.data_dir / "demo.db", model)
-    shanghai = ZoneInfo("Asia/Shanghai")
-    office_hours = datetime.now(shanghai).replace(hour=10, minute=0, second=0, microsecond=0)
-    for path in calls:
-        audio = load_call_audio([path])
-        click.echo(f"== {path.name}: {audio.duration_s:.1f} s, 2 legs, replayed live at {speed:g}x")
-        info = CallInfo(adapter="replay", zones=("Asia/Shanghai",), started_at=office_hours, speed=speed)
-        asyncio.run(_follow(audio, engines, info, _show_event))
+    office_hours = datetime.now(ZoneInfo("Asia/Shanghai")).replace(hour=10, minute=0, second=0, microsecond=0)
+    click.echo(f"== the bot calls a simulated debtor (replies from {tts.name}/c01.wav, keys 1234, c05.wav), "
+               f"{speed:g}x")
+    debtor = SimulatedDebtor({"ask_name": read_audio_file(tts / "c01.wav"), "ask_id_digits": "1234",
+                              "ask_payment": read_audio_file(tts / "c05.wav")}, speed=speed)
+    info = CallInfo(adapter="replay", zones=("Asia/Shanghai",), started_at=office_hours, speed=speed,
+                    agent_id="bot-01")
+    asyncio.run(_follow_bot(config, engines, info, debtor))
+    audio = load_call_audio([threat_call])
+    click.echo(f"== a supervised agent call: {threat_call.name}, {audio.duration_s:.1f} s, 2 legs, {speed:g}x")
+    info = CallInfo(adapter="replay", zones=("Asia/Shanghai",), started_at=office_hours, speed=speed)
+    asyncio.run(_follow(audio, engines, info, _show_event))
     report = engines.audit.verify()
     click.echo(f"== audit log {engines.audit.path}: {report.records} records, "
                f"hash chain {'intact' if report.ok else 'BROKEN: ' + str(report.problem)}")
 
 
+async def _follow_bot(config: Config, engines: Engines, info: CallInfo, debtor: SimulatedDebtor) -> None:
+    board = CallBoard()
+    events = board.listen(maxsize=0)
+    params = {"name": "李娜", "id_last4": "1234", "amount": "3200", "due_date": "2026-11-03", "lender": "示例银行",
+              "days_overdue": "20"}
+    await follow_events(events, asyncio.create_task(simulate_bot_call(config, engines, board, info, params, debtor)),
+                        _show_event)
+
+
 def _show_event(event: dict[str, Any]) -> None:
     kind = event["type"]
-    if kind == "final":
+    if kind == "outcome":
+        promise = f"{event['promise_amount'] or '-'} by {event['promise_date'] or '-'}"
+        click.echo(f"{'':17}OUTCOME {event['kind']}: {promise}")
+    elif kind == "final":
         click.echo(f"[{event['start_s'] or 0:6.2f}–{event['end_s'] or 0:6.2f}] {event['leg']:<8} {event['text']}")
     elif kind == "flag":
         label = "signal" if event["signal"] else f"FLAG {event['severity']}"

@@ -31,8 +31,11 @@ class Playout:
     """Sends the bot's lines frame by frame; what is sent (or silence) is also recorded as the bot's leg."""
 
     def __init__(self, send: Callable[[np.ndarray], Awaitable[None]], record: Callable[[np.ndarray], None],
-                 clear: Callable[[], Awaitable[None]], done: Callable[[Played], Awaitable[None]]) -> None:
+                 clear: Callable[[], Awaitable[None]], done: Callable[[Played], Awaitable[None]],
+                 *, speed: float = 1.0) -> None:
         self._send, self._record, self._clear, self._done = send, record, clear, done
+        self.speed = speed
+        """1 on real calls; a simulated call may run faster."""
         self._frames: collections.deque[np.ndarray] = collections.deque()
         self._lines: collections.deque[tuple[int, Played]] = collections.deque()
         self._queued = 0
@@ -45,14 +48,16 @@ class Playout:
         """Whether any of the bot's audio is waiting or playing."""
         return bool(self._frames)
 
-    def play(self, pcm: np.ndarray, *, line_id: str, end_call: bool = False, transfer: bool = False) -> None:
-        """Queue one line of 8 kHz audio after whatever is already queued."""
+    def play(self, pcm: np.ndarray, *, line_id: str, end_call: bool = False, transfer: bool = False) -> float:
+        """Queue one line of 8 kHz audio after whatever is already queued; returns seconds until it starts."""
+        ahead_s = len(self._frames) * FRAME_MS / 1000
         pcm = np.asarray(pcm, dtype=np.int16)
         pad = (-len(pcm)) % FRAME_SAMPLES
         pcm = np.concatenate([pcm, np.zeros(pad, dtype=np.int16)])
         self._frames.extend(pcm.reshape(-1, FRAME_SAMPLES))
         self._queued += len(pcm) // FRAME_SAMPLES
         self._lines.append((self._queued, Played(line_id, end_call, transfer, interrupted=False)))
+        return ahead_s
 
     async def barge_in(self) -> int:
         """Drop every queued frame and tell the adapter to drop what it buffered; returns frames dropped."""
@@ -66,7 +71,7 @@ class Playout:
         return dropped
 
     async def run(self) -> None:
-        """Send one frame every 20 ms of wall time until cancelled."""
+        """Send one frame every 20 ms of wall time (divided by the speed) until cancelled."""
         t0 = time.monotonic()
         for n in itertools.count():
             frame = self._frames.popleft() if self._frames else None
@@ -77,5 +82,5 @@ class Playout:
             self._record(SILENCE if frame is None else frame)
             while self._lines and self._lines[0][0] <= self._sent:
                 await self._done(self._lines.popleft()[1])
-            await asyncio.sleep(max(0.0, t0 + (n + 1) * FRAME_MS / 1000 - time.monotonic()))
+            await asyncio.sleep(max(0.0, t0 + (n + 1) * FRAME_MS / 1000 / self.speed - time.monotonic()))
 

@@ -17,7 +17,7 @@ BATCH_MS = 100
 
 
 class Recognize(Processor):
-    """SpeechFrame → partial TranscriptFrames; SpeechEndFrame or EndFrame → the final one."""
+    """SpeechFrame → partial TranscriptFrames; SpeechEndFrame or EndFrame → the final one, then the frame itself."""
 
     def __init__(self, leg: Leg, engine: VoskEngine, executor: Executor) -> None:
         super().__init__()
@@ -39,8 +39,7 @@ class Recognize(Processor):
             if self._stream is not None:
                 await self._emit(await asyncio.get_running_loop().run_in_executor(self.executor,
                                                                                   self._stream.finish))
-        if not isinstance(frame, SpeechEndFrame):
-            await self.push(frame)
+        await self.push(frame)
 
     async def _accept(self) -> None:
         if not self._pending:

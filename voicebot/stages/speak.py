@@ -34,8 +34,8 @@ class Speak(Processor):
             self.barge_in_ms.append((time.monotonic() - frame.detected_wall_s) * 1000)
         elif isinstance(frame, BotSayFrame):
             pcm = await asyncio.get_running_loop().run_in_executor(self.executor, self.synthesize, frame)
-            start_s = self.call_time_s()
-            self.playout.play(pcm, line_id=frame.line_id, end_call=frame.end_call, transfer=frame.transfer)
+            ahead_s = self.playout.play(pcm, line_id=frame.line_id, end_call=frame.end_call, transfer=frame.transfer)
+            start_s = self.call_time_s() + ahead_s
             await self.push(frame)
             await self.push(TranscriptFrame(leg="agent", text=frame.text, final=True, start_s=start_s,
                                             end_s=start_s + len(pcm) / 8000))

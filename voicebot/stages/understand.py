@@ -7,13 +7,13 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from datetime import date
 
-from voicebot.frames import Frame, IntentFrame, TranscriptFrame
+from voicebot.frames import Frame, IntentFrame, SpeechEndFrame, TranscriptFrame
 from voicebot.nlu import Understanding
 from voicebot.pipeline import Processor
 
 
 class Understand(Processor):
-    """Final customer TranscriptFrame → the transcript, then an IntentFrame."""
+    """The customer's finals of one turn (until they pause) → one IntentFrame for the whole turn."""
 
     def __init__(self, classify: Callable[[str, date], Understanding], today: Callable[[], date],
                  executor: Executor) -> None:
@@ -21,11 +21,15 @@ class Understand(Processor):
         self.classify = classify
         self.today = today
         self.executor = executor
+        self._turn: list[str] = []
 
     async def process(self, frame: Frame) -> None:
-        """Classify finals of the customer leg; pass everything on."""
+        """Collect the customer's finals; classify them when the customer pauses; pass everything on."""
         await self.push(frame)
         if isinstance(frame, TranscriptFrame) and frame.final and frame.leg == "customer":
+            self._turn.append(frame.text)
+        elif isinstance(frame, SpeechEndFrame) and frame.leg == "customer" and self._turn:
+            text, self._turn = "".join(self._turn), []
             loop = asyncio.get_running_loop()
-            understanding = await loop.run_in_executor(self.executor, self.classify, frame.text, self.today())
+            understanding = await loop.run_in_executor(self.executor, self.classify, text, self.today())
             await self.push(IntentFrame(leg=frame.leg, understanding=understanding))
