@@ -1,4 +1,5 @@
-"""Bot figures over the Twilio protocol: response delay (end of the customer's reply to the bot's first audio)
+"""Bot figures over the Twilio protocol: response delay (end of the customer's voiced audio, by webrtcvad, to the
+bot's first audio)
 and barge-in delay (the customer starting to speak over the bot to Twilio `clear`).
 
 Starts `voicebot serve` and plays an emulated debtor (tests/live_peers.py: Twilio is a cloud service) who answers
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import webrtcvad
 
 ROOT = Path(__file__).resolve().parent.parent
 if not __package__:  # run as a file: this file's folder must not shadow the project's packages
@@ -29,6 +31,7 @@ sys.path.append(str(ROOT / "tests"))
 
 from live_peers import CONNECTED, TwilioDebtor, start_message, ulaw_packets  # noqa: E402
 
+from asr.codecs import decode  # noqa: E402
 from bench.live import start_server  # noqa: E402
 from voicebot.config import load_config  # noqa: E402
 
@@ -58,8 +61,15 @@ async def open_call(session: aiohttp.ClientSession, url: str) -> TwilioDebtor:
     return TwilioDebtor(ws)
 
 
+def trailing_silence_s(packets: list[bytes]) -> float:
+    """Seconds of non-speech (webrtcvad, mode 1) after the last voiced 20 ms packet of an utterance."""
+    vad = webrtcvad.Vad(1)
+    voiced = [i for i, p in enumerate(packets) if vad.is_speech(decode(p, "ulaw").tobytes(), 8000)]
+    return (len(packets) - 1 - voiced[-1]) * 0.02 if voiced else 0.0
+
+
 async def response_delays(session: aiohttp.ClientSession, url: str, speech: dict[str, list[bytes]]) -> list[float]:
-    """One promise-to-pay call: seconds from each reply's last packet to the bot's next audio."""
+    """One promise-to-pay call: seconds from the end of each spoken reply's voice to the bot's next audio."""
     debtor, delays, turn = await open_call(session, url), [], 0
     for turn in range(6):
         await debtor.bot_quiet(gap_s=1.2)
@@ -69,7 +79,8 @@ async def response_delays(session: aiohttp.ClientSession, url: str, speech: dict
         if turn == 1:
             await debtor.press("1234")
             continue
-        sent = await debtor.say(speech[("c01", "c05")[min(turn, 1)]])
+        packets = speech[("c01", "c05")[min(turn, 1)]]
+        sent = await debtor.say(packets) - trailing_silence_s(packets)
         while len(debtor.heard) == heard_before and not debtor.closed:
             await asyncio.sleep(0.005)
         if len(debtor.heard) > heard_before:
