@@ -257,7 +257,7 @@ def _load_key(key_path: Path, *, create: bool, db_path: Path) -> bytes:
         if not create:
             msg = f"audit key {key_path} is missing but the log {db_path} exists; restore the key from backup"
             raise AuditKeyError(msg)
-        _write_key(key_path, secrets.token_bytes(KEY_BYTES))
+        write_key_file(key_path, secrets.token_bytes(KEY_BYTES))
     try:
         key = key_path.read_bytes()
     except OSError as e:
@@ -267,8 +267,8 @@ def _load_key(key_path: Path, *, create: bool, db_path: Path) -> bytes:
     return key
 
 
-def _write_key(key_path: Path, key: bytes) -> None:
-    """Write the key atomically and without clobbering: a process that loses a race keeps the winner's key."""
+def write_key_file(key_path: Path, key: bytes) -> None:
+    """Write a key 0600, atomically and without clobbering: a process that loses a race keeps the winner's key."""
     key_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = key_path.with_name(f".{key_path.name}.{secrets.token_hex(4)}.tmp")
     with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
@@ -279,5 +279,7 @@ def _write_key(key_path: Path, key: bytes) -> None:
         os.link(tmp, key_path)
     tmp.unlink()
     dir_fd = os.open(key_path.parent, os.O_RDONLY)
-    os.fsync(dir_fd)
-    os.close(dir_fd)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
-from contextlib import suppress
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from voicebot.audit import write_key_file
 
 
 class PiiKeyError(RuntimeError):
@@ -69,7 +69,7 @@ def load_pii_key(key_path: Path, *, create: bool, db_path: Path) -> bytes:
         if not create:
             raise PiiKeyError(f"PII key {key_path} is missing but {db_path} holds encrypted personal data; "
                               "restore the key from backup (without it that data cannot be read)")
-        _write_key(key_path, secrets.token_bytes(KEY_BYTES))
+        write_key_file(key_path, secrets.token_bytes(KEY_BYTES))
     try:
         key = key_path.read_bytes()
     except OSError as e:
@@ -77,21 +77,3 @@ def load_pii_key(key_path: Path, *, create: bool, db_path: Path) -> bytes:
     if len(key) != KEY_BYTES:
         raise PiiKeyError(f"PII key {key_path} is {len(key)} bytes, not {KEY_BYTES}; restore it from backup")
     return key
-
-
-def _write_key(key_path: Path, key: bytes) -> None:
-    """Write the key 0600 without clobbering (as the audit key is): a process that loses a race keeps the winner's."""
-    key_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = key_path.with_name(f".{key_path.name}.{secrets.token_hex(4)}.tmp")
-    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
-        f.write(key)
-        f.flush()
-        os.fsync(f.fileno())
-    with suppress(FileExistsError):
-        os.link(tmp, key_path)
-    tmp.unlink()
-    dir_fd = os.open(key_path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
