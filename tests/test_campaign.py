@@ -562,7 +562,7 @@ async def test_cli_run_once_calls_a_real_sipp_callee_then_reports(peers: Peers, 
     db = tmp_path / "voicebot.db"
     run = await asyncio.to_thread(voicebot, "campaign", "run", str(file), "--once", "--db", str(db),
                                   "--sip-proxy", f"127.0.0.1:{port}", "--sip-listen", f"127.0.0.1:{sip_port()}",
-                                  "--dial-timeout-s", "10", data_dir=tmp_path)
+                                  "--dial-timeout-s", "10", "--no-bot", data_dir=tmp_path)
     assert run.returncode == 0, run.stderr
     [line] = [json.loads(x) for x in run.stdout.splitlines() if x.startswith("{")]
     assert (line["account_id"], line["status"], line["kind"], line["state"]) == ("L1", "answered", "answered", "done")

@@ -21,7 +21,9 @@ from aiohttp import web
 from baresip import Account, BaresipError, CallFailed, Config, UserAgent
 
 from voicebot.adapters.sip_session import SipSession, bye, other_leg
+from voicebot.bot import BotCall, start_bot_call
 from voicebot.call import Call, CallBoard, CallInfo, Engines
+from voicebot.config import Config as VoicebotConfig
 from voicebot.frames import LEGS, Leg
 from voicebot.web.keys import BOARD, ENGINES, SERVE
 
@@ -183,24 +185,49 @@ class SipAdapter:
     async def dial(self, uri: str, *, leg: Leg = "customer", headers: Mapping[str, str] | None = None,
                    zones: tuple[str, ...] = (), agent_id: str | None = None) -> Call:
         """Place a supervised outbound call (a campaign's call to `leg`); returns the Call once it is answered."""
-        if self.draining or self.live_calls >= self.settings.max_calls:
-            raise SipCallError("not placing a call: the server is draining or at capacity")
-        self._pending += 1
-        try:
-            sip = await self._place(uri, headers)
-        finally:
-            self._pending -= 1
+        sip = await self._place_counted(uri, headers)
         session = self._session(CallHeaders(leg=leg, zones=zones, agent_id=agent_id))
         session.attach(leg, sip)
         self._launch(session)
         return session.call
 
+    async def dial_bot(self, uri: str, config: VoicebotConfig, params: Mapping[str, str], *,
+                       zones: tuple[str, ...] = (), agent_id: str | None = None) -> BotCall:
+        """Place a call the bot makes: the callee is the `customer` leg, the bot speaks on the SIP call's RTP."""
+        session = self._session(CallHeaders(leg="customer", zones=zones, agent_id=agent_id), mode="in-path")
+        bot = await start_bot_call(config, self.engines, self.board, session.call.info, params, session)
+        session.use_bot(bot)
+        session.attach("customer", await self._place_counted(uri))
+        self._launch(session)
+        return bot
+
+    async def _place_counted(self, uri: str, headers: Mapping[str, str] | None = None) -> baresip.Call:
+        """`_place`, refused while draining or at capacity, counted as a call being set up meanwhile."""
+        if self.draining or self.live_calls >= self.settings.max_calls:
+            raise SipCallError("not placing a call: the server is draining or at capacity")
+        self._pending += 1
+        try:
+            return await self._place(uri, headers)
+        finally:
+            self._pending -= 1
+
     async def _place(self, uri: str, headers: Mapping[str, str] | None = None) -> baresip.Call:
         """Dial `uri` and wait until it answers; SipCallError if it does not."""
-        if self.ua is None:
+        if self.ua is None or self.runtime is None:
             raise SipCallError("the SIP adapter is not started")
+        early: list[baresip.StackEvent] = []
+        # an answer or a refusal can arrive before ua.dial() returns the call: keep those and hand them on
+        self.runtime.subscribe(early.append)
         try:
             sip = await self.ua.dial(uri, headers=dict(headers or {}))
+        except (BaresipError, ValueError) as e:
+            raise SipCallError(f"outbound call could not be placed ({type(e).__name__})") from e
+        finally:
+            self.runtime.unsubscribe(early.append)
+        for event in early:
+            if event.call == sip.handle:
+                sip._on_stack_event(event)  # what baresip's own listener would have done
+        try:
             await sip.wait_established(self.settings.dial_timeout_s)
         except CallFailed as e:
             raise SipCallError(f"outbound call not answered ({type(e).__name__}, status {e.status})") from e
@@ -265,10 +292,11 @@ class SipAdapter:
         with contextlib.suppress(BaresipError):
             await sip.reject()
 
-    def _session(self, headers: CallHeaders, *, bridged: bool = False) -> SipSession:
+    def _session(self, headers: CallHeaders, *, bridged: bool = False, mode: str | None = None) -> SipSession:
         clock = self.settings.clock
-        info = CallInfo(adapter="sip", mode="tap" if headers.group else self.mode, zones=headers.zones or self.zones,
-                        agent_id=headers.agent_id, **({"started_at": clock()} if clock else {}))
+        mode = mode or ("tap" if headers.group else self.mode)
+        info = CallInfo(adapter="sip", mode=mode, zones=headers.zones or self.zones, agent_id=headers.agent_id,
+                        **({"started_at": clock()} if clock else {}))
         return SipSession(info, self.engines, self.board, bridged=bridged, grouped=headers.group is not None,
                           clock=clock)
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
+from typing import TYPE_CHECKING
 
 import baresip
 import numpy as np
@@ -18,9 +19,13 @@ from baresip import AudioNotActive, AudioRestarted, BaresipError, CallState, Eve
 from voicebot.call import Call, CallBoard, CallInfo, Engines
 from voicebot.frames import LEGS, Leg
 
+if TYPE_CHECKING:
+    from voicebot.bot import BotCall
+
 log = logging.getLogger(__name__)
 
 PACKET_S = 0.020
+BOT_RATE = 8000
 READ_MAX_BYTES = 8192
 GAP_SLACK_S = 0.2
 """A leg whose RTP has paused this long is padded with silence, as a phone line would carry it."""
@@ -43,6 +48,14 @@ def warning_tone(rate: int) -> bytes:
     """A short 1 kHz beep as 16-bit PCM."""
     t = np.arange(int(rate * WARN_TONE_S)) / rate
     return (np.sin(2 * np.pi * WARN_TONE_HZ * t) * 8000).astype("<i2").tobytes()
+
+
+def resample(pcm: np.ndarray, src: int, dst: int) -> np.ndarray:
+    """Linear resampling of int16 PCM from `src` to `dst` Hz (the same array when the rates match)."""
+    if src == dst or not len(pcm):
+        return pcm
+    n = max(1, round(len(pcm) * dst / src))
+    return np.interp(np.arange(n) * src / dst, np.arange(len(pcm)), pcm.astype(np.float64)).astype(np.int16)
 
 
 def other_leg(leg: Leg) -> Leg:
@@ -84,6 +97,11 @@ class SipSession:
         self._clocks = {leg: _LegClock() for leg in LEGS}
         self._quiet_until: dict[Leg, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.bot: BotCall | None = None
+
+    def use_bot(self, bot: BotCall) -> None:
+        """Supervise the bot's call instead: this session is its Outlet, the bot speaks on the customer leg."""
+        self.bot, self.call = bot, bot.call
 
     def attach(self, leg: Leg, sip: baresip.Call) -> None:
         """Carry `leg` on this SIP call: its audio, DTMF and close."""
@@ -96,7 +114,7 @@ class SipSession:
     async def run(self) -> None:
         """Start the Call, pump audio every 20 ms until the call is over, then BYE what is left and end it."""
         try:
-            await self.call.start()
+            await (self.bot.start() if self.bot is not None else self.call.start())
             log.info("sip call %s: started, legs %s, mode %s%s", self.call.call_id, ",".join(self.sip),
                      self.call.info.mode, ", bridged" if self.bridged else "")
             await self._pump()
@@ -106,7 +124,7 @@ class SipSession:
                 await bye(sip)
             reason = self._forced or (f"hangup: {self.hangup_reason}" if self.hangup_reason is not None
                                       else end_reason(self.close_text))
-            await self.call.end(reason)
+            await (self.bot.end(reason) if self.bot is not None else self.call.end(reason))
             log.info("sip call %s: ended (%s)", self.call.call_id, reason.split(":")[0])
 
     def stop(self, reason: str) -> None:
@@ -139,6 +157,24 @@ class SipSession:
         with contextlib.suppress(BaresipError):
             sip.audio.write(warning_tone(sip.audio.info().tx_sample_rate or 8000))
             self._quiet_until[leg] = time.monotonic() + WARN_TONE_S
+
+    # Outlet (bot calls) ----------------------------------------------------------------------------
+
+    async def send(self, pcm: np.ndarray) -> None:
+        """Write 20 ms of the bot's 8 kHz audio to the customer's RTP (resampled to the call's rate)."""
+        sip = self.sip.get("customer")
+        if sip is None or sip.state is not CallState.ESTABLISHED:
+            return
+        with contextlib.suppress(AudioNotActive, AudioRestarted):
+            rate = sip.audio.info().tx_sample_rate or BOT_RATE
+            sip.audio.write(resample(pcm, BOT_RATE, rate).astype("<i2").tobytes())
+
+    async def clear(self) -> None:
+        """Barge-in: drop the bot's audio queued for RTP."""
+        sip = self.sip.get("customer")
+        if sip is not None and sip.state is CallState.ESTABLISHED:
+            with contextlib.suppress(AudioNotActive, AudioRestarted):
+                sip.audio.flush_tx()
 
     # events ----------------------------------------------------------------------------------------
 

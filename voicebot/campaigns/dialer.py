@@ -16,8 +16,10 @@ from baresip import CallBusy, CallDeclined, CallFailed, CallTimeout
 
 from compliance_rules.timing import Agreement
 from voicebot.adapters.sip import SipAdapter, SipCallError
+from voicebot.bot import BotCall, BotSetupError, outcome_data
 from voicebot.call import Call
 from voicebot.campaigns.importer import Stage
+from voicebot.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,8 @@ class DebtorCall:
     """This dial's number among the account's dials since its last answered call."""
     agreement: Agreement | None = None
     """The agreed callback this call keeps, if any: the call clock may run to its end."""
+    language: str = "zh"
+    """The script language the bot speaks (zh unless the account says otherwise)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,6 +97,21 @@ async def hold_then_hang_up(call: Call, debt: DebtorCall, hold_s: float = HOLD_S
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(call.wait(), hold_s)
     return {"kind": "answered"}
+
+
+def bot_params(debt: DebtorCall) -> dict[str, str]:
+    """The bot's account parameters for a debtor; BotSetupError when the row lacks what the bot must verify."""
+    if debt.id_last4 is None or debt.due_date is None:
+        raise BotSetupError("the account lacks id_last4 or due_date, which the bot needs; re-import it with both")
+    return {"name": debt.name, "id_last4": debt.id_last4, "amount": str(debt.amount),
+            "due_date": debt.due_date.isoformat(), "lender": debt.lender, "days_overdue": str(debt.days_overdue),
+            "language": debt.language}
+
+
+async def bot_outcome(bot: BotCall) -> dict[str, Any]:
+    """The bot's dialog on an answered call: wait until the call is over; its outcome is the campaign's."""
+    await bot.call.wait()
+    return outcome_data(bot.dialog)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,11 +173,15 @@ def sip_failure_status(error: BaseException | None) -> tuple[Status, int | None]
 
 
 class SipDialer:
-    """Dials through the SIP adapter: the answered call is supervised like any other and handed to the dialog."""
+    """Dials through the SIP adapter: the answered call is supervised like any other and handed to the dialog.
+
+    With `bot` (the project's Config), the bot makes the call and its dialog's outcome is the result; else `converse`.
+    """
 
     def __init__(self, adapter: SipAdapter, plan: DialPlan, *, converse: Converse = hold_then_hang_up,
-                 max_call_s: float = MAX_CALL_S) -> None:
+                 max_call_s: float = MAX_CALL_S, bot: Config | None = None) -> None:
         self.adapter, self.plan, self.converse, self.max_call_s = adapter, plan, converse, max_call_s
+        self.bot = bot
 
     async def call(self, debt: DebtorCall) -> CallResult:
         """Dial, converse, hang up; SIP failures become busy, no_answer or failed."""
@@ -167,7 +190,12 @@ class SipDialer:
         except DialPlanError:
             return CallResult(status="failed", detail={"error": "no_route"})
         try:
+            if self.bot is not None:
+                return await self._bot_call(uri, debt, self.bot)
             call = await self.adapter.dial(uri, zones=debt.zones, agent_id=debt.agent_id)
+        except BotSetupError as e:
+            log.warning("campaign %s account %s: no bot call (%s)", debt.campaign, debt.account_id, e)
+            return CallResult(status="failed", detail={"error": type(e).__name__})
         except SipCallError as e:
             status, sip_status = sip_failure_status(e.__cause__)
             cause = type(e.__cause__ or e).__name__
@@ -176,10 +204,16 @@ class SipDialer:
         outcome = await self._converse(call, debt)
         return CallResult(status="answered", outcome=outcome, call_id=call.call_id)
 
-    async def _converse(self, call: Call, debt: DebtorCall) -> dict[str, Any]:
+    async def _bot_call(self, uri: str, debt: DebtorCall, config: Config) -> CallResult:
+        """The bot dials the debtor and holds the dialog; its outcome is the call's."""
+        bot = await self.adapter.dial_bot(uri, config, bot_params(debt), zones=debt.zones, agent_id=debt.agent_id)
+        outcome = await self._converse(bot.call, debt, lambda _call, _debt: bot_outcome(bot))
+        return CallResult(status="answered", outcome=outcome, call_id=bot.call.call_id)
+
+    async def _converse(self, call: Call, debt: DebtorCall, converse: Converse | None = None) -> dict[str, Any]:
         """Run the dialog within the maximum call length, then make sure the call is over."""
         try:
-            outcome = await asyncio.wait_for(self.converse(call, debt), self.max_call_s)
+            outcome = await asyncio.wait_for((converse or self.converse)(call, debt), self.max_call_s)
         except TimeoutError:
             outcome = {"kind": "max_length"}
         except Exception as e:  # a dialog bug must not leave the line open or stop the campaign
