@@ -19,6 +19,8 @@ from typing import Any, Literal, Self, TextIO
 
 import sqlite_utils
 
+from voicebot.store_base import LockedStore
+
 
 class AuditKeyError(RuntimeError):
     """The audit key file is missing for an existing log, empty, or unreadable."""
@@ -63,7 +65,7 @@ class VerifyReport:
     problem: str | None = None
 
 
-class AuditLog:
+class AuditLog(LockedStore):
     """An append-only audit log in one SQLite file, keyed by a secret beside it."""
 
     def __init__(self, db: sqlite_utils.Database, key: bytes, path: Path) -> None:
@@ -89,17 +91,6 @@ class AuditLog:
             conn.close()
             raise
         return log
-
-    def close(self) -> None:
-        """Close the writer connection."""
-        with self._lock:
-            self._db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def append(
         self,

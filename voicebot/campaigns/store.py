@@ -21,6 +21,7 @@ from compliance_rules.timing import Agreement, Attempt
 from voicebot.campaigns.crypto import PiiCipher, PiiKeyError, default_key_path, load_pii_key
 from voicebot.campaigns.dialer import DebtorCall
 from voicebot.campaigns.importer import DebtRow, RowProblem, Stage
+from voicebot.store_base import LockedStore
 
 
 class CampaignError(ValueError):
@@ -116,7 +117,7 @@ class Step:
     callback_evidence: str | None = None
 
 
-class CampaignStore:
+class CampaignStore(LockedStore):
     """Campaign accounts, attempts and outcomes in one SQLite file (WAL), personal fields sealed with `<db>.pii.key`."""
 
     def __init__(self, db: sqlite_utils.Database, path: Path, cipher: PiiCipher | None) -> None:
@@ -140,17 +141,6 @@ class CampaignStore:
             conn.close()
             raise
         return store
-
-    def close(self) -> None:
-        """Close the connection."""
-        with self._lock:
-            self._db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _create_schema(self) -> None:
         with self._write():

@@ -18,6 +18,8 @@ from typing import Any, Self
 
 import sqlite_utils
 
+from voicebot.store_base import LockedStore
+
 
 class AuthError(ValueError):
     """A user name, role or password is unusable, or names a user that does not (or already) exist."""
@@ -131,7 +133,7 @@ _DUMMY_HASH = f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(bytes(SALT_BYTES))
 """Checked against for unknown users, so a wrong name costs as long as a wrong password."""
 
 
-class UserStore:
+class UserStore(LockedStore):
     """The `users` and `sessions` tables; every method is blocking (run it off the event loop)."""
 
     def __init__(self, db: sqlite_utils.Database, now: Callable[[], float] = time.time) -> None:
@@ -152,17 +154,6 @@ class UserStore:
         except BaseException:
             conn.close()
             raise
-
-    def close(self) -> None:
-        """Close the connection."""
-        with self._lock:
-            self._db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _create_schema(self) -> None:
         with self._lock, self._db.conn:
