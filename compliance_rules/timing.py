@@ -104,12 +104,15 @@ def cadence_decision(pack: RulePack, attempts: Sequence[Attempt], at: datetime) 
 
 def pre_dial_check(pack: RulePack, at: datetime, zones: Sequence[str | None], attempts: Sequence[Attempt] = (),
                    agreement: Agreement | None = None) -> Decision:
-    """The pre-dial gate: refuse calls outside the window in any zone, or over the pack's cadence."""
+    """The pre-dial gate: refuse calls outside the window in any zone, or over the pack's cadence.
+
+    A callback the debtor agreed to is made with their direct consent: it may fall outside the window and is
+    not held back by the cadence limits (Regulation F 1006.14(b)(3) excludes such calls from them)."""
     if at.tzinfo is None:
         raise ValueError("the dial time must be timezone-aware")
     resolved = resolve_zones(zones, pack.window)
-    reasons, earliest = cadence_decision(pack, attempts, at)
     agreed = agreement is not None and agreement.start <= at <= agreement.end
+    reasons, earliest = cadence_decision(pack, attempts, at) if not agreed else ([], at)
     if not agreed and not in_window(pack.window, at, resolved):
         reasons.append(f"outside {pack.window.start:%H:%M}–{pack.window.end:%H:%M} local time in "
                        + ", ".join(resolved))

@@ -288,6 +288,11 @@ def select_script(days_overdue: int, language: str) -> Script:
     raise ScriptError(SCRIPTS_DIR, None, f"no bundled {language} script covers {days_overdue} days overdue")
 
 
+def bundled_languages() -> tuple[str, ...]:
+    """The languages the bundled scripts speak, sorted."""
+    return tuple(sorted({_bundled_script(name).language for name in bundled_scripts()}))
+
+
 @functools.lru_cache(maxsize=32)
 def _bundled_script(name: str) -> Script:
     return load_script(name)

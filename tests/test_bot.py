@@ -115,6 +115,29 @@ async def test_bot_branch_over_twilio(bot_client, engines, say, midday_zone: str
     assert flags == [], "the bot never says what an agent must not"
 
 
+@pytest.mark.parametrize(("replies", "kind", "must_say"), [
+    ({**VERIFIED, "ask_payment": "c13", "restate": "c15"}, "refused", {"restate", "goodbye"}),
+    ({**VERIFIED, "ask_payment": "c29", "not_understood": "c30"}, "transferred", {"not_understood", "transfer"}),
+], ids=["refusal", "not-understood"])
+async def test_bot_restates_once_then_ends(bot_client, engines, say, midday_zone: str, replies: dict, kind: str,
+                                           must_say: set[str]) -> None:
+    debtor, events = await bot_call(bot_client, midday_zone)
+    said = await converse(debtor, events, {k: (v if v.isdigit() else say(v)) for k, v in replies.items()})
+    assert must_say <= set(said), said
+    assert outcome_of(engines)["kind"] == kind
+    assert said.count("restate") + said.count("not_understood") == 1, "asked again once, then ended"
+
+
+async def test_bot_ends_at_its_maximum_call_length(bot_client, engines, say, midday_zone: str, monkeypatch) -> None:
+    monkeypatch.setattr(voicebot.bot, "MAX_CALL_S", 20.0)
+    debtor, events = await bot_call(bot_client, midday_zone)
+    started = asyncio.get_running_loop().time()
+    said = await converse(debtor, events, {"ask_name": "c01", "ask_id_digits": "1234", "ask_payment": "c19"})
+    assert said[-1] == "max_length_goodbye", said
+    assert outcome_of(engines)["kind"] == "max_length"
+    assert asyncio.get_running_loop().time() - started < 40, "the goodbye came soon after the limit"
+
+
 async def test_bot_ends_after_silence(bot_client, engines, midday_zone: str, monkeypatch) -> None:
     monkeypatch.setattr(voicebot.bot, "SILENCE_S", 1.5)
     debtor, events = await bot_call(bot_client, midday_zone)

@@ -43,7 +43,7 @@ from voicebot.campaigns import (
     run_sip_campaign,
     stage_for,
 )
-from voicebot.campaigns.dialer import sip_failure_status
+from voicebot.campaigns.dialer import bot_params, sip_failure_status
 from voicebot.campaigns.importer import FIELD_PARSERS, parse_phone, parse_row, parse_text
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -198,6 +198,18 @@ def test_row_parser_never_raises(raw: dict[str, str]) -> None:
 def test_file_parser_raises_only_campaign_file_error(body: str) -> None:
     with contextlib.suppress(CampaignFileError):
         parse_text(HEADER + "\n" + body)
+
+
+def test_language_column_picks_the_bots_script_language(db) -> None:
+    store, _ = db
+    header = HEADER + ",language"
+    parsed = parse_text(csv_text(row("A1") + ",en", row("A2") + ",", row("A3") + ",fr", header=header))
+    assert [(p.line, p.field) for p in parsed.problems] == [(4, "language")]
+    assert "zh, en" in str(parsed.problems[0]) or "en, zh" in str(parsed.problems[0])
+    store.import_rows("c1", parsed.rows, source="t.csv", now=datetime(2026, 11, 2, tzinfo=UTC))
+    calls = {a: store.debtor_call(store.account("c1", a), attempt=1, agreement=None) for a in ("A1", "A2")}
+    assert calls["A1"].language == "en" and calls["A2"].language == "zh"
+    assert bot_params(calls["A1"])["language"] == "en"
 
 
 # --- personal data at rest ---------------------------------------------------------------------------
@@ -406,11 +418,15 @@ async def test_a_conversation_starts_the_us_quiet_period_but_a_wrong_person_does
     clock = Clock(datetime(2026, 11, 2, 10, 0, tzinfo=ZoneInfo("America/New_York")))
     callback = (clock() + timedelta(days=2)).isoformat()
     dialer = ScriptedDialer(clock, CallResult(status="answered", outcome={"kind": "callback", "callback_at": callback}),
-                            CallResult(status="answered", outcome={"kind": "wrong_person"}))
+                            CallResult(status="answered", outcome={"kind": "wrong_person"}),
+                            CallResult(status="no_answer"))
     run = runner(store, audit, dialer, pack="us-fdcpa-regf")
     await run.run_once()
     clock.set(clock() + timedelta(days=2))
-    [held] = await run.run_once()  # the gate is conservative: the 7 quiet days after a conversation win
+    [kept] = await run.run_once()  # the callback the consumer asked for is not held back by the quiet days
+    assert kept.status == "no_answer" and dialer.calls[-1][1].agreement is not None
+    clock.set(clock() + timedelta(days=1))
+    [held] = await run.run_once()  # its retry has no agreement: the quiet days after the conversation hold it
     assert held.status == "refused" and "conversation took place within 7 days" in held.reasons[0]
     assert held.next_due == datetime(2026, 11, 9, 10, 0, tzinfo=ZoneInfo("America/New_York"))
     conversation = {a["account_id"]: a["conversation"] for a in attempts(store) if a["status"] == "answered"}

@@ -48,10 +48,12 @@ class Say:
     intent: str
     day: date | None = None
     amount: int | None = None
+    confidence: float = 0.9
 
     def understanding(self) -> Understanding:
         amount = Decimal(self.amount) if self.amount is not None else None
-        return Understanding(self.text, self.intent, 0.9, Slots(date=self.day, amount=amount))  # type: ignore[arg-type]
+        return Understanding(self.text, self.intent, self.confidence,  # type: ignore[arg-type]
+                             Slots(date=self.day, amount=amount))
 
 
 @dataclass(frozen=True)
@@ -203,6 +205,9 @@ CASES: list[tuple[str, dict[str, Any], list[Event], list[list[str]], dict[str, A
     ("silence twice", {}, [Quiet(), Quiet()], [["silence_prompt", "ask_name"], [BYE]], {"kind": "silence"}),
     ("silence, then a reply, then silence again prompts again", {}, [Quiet(), YES, Quiet(), Keys("3302")],
      [["silence_prompt", "ask_name"], ["ask_id_digits"], ["silence_prompt", "ask_id_digits"], VERIFIED[1]], {}),
+    ("an intent the model is unsure of is not acted on", {},
+     [*VERIFY, Say("别给我打电话了没钱", "complaint", confidence=0.32), Say("我不想还", "refusal")],
+     [*VERIFIED, ["not_understood", "ask_payment"], ["restate"]], {}),
     ("not understood twice goes to a human", {}, [Say("啊？", "other"), Say("什么", "other")],
      [["not_understood", "ask_name"], ["transfer"]], {"kind": "transferred", "notes": ("not understood",)}),
     ("not understood twice without a human", {"transfer_available": False},

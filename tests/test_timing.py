@@ -111,6 +111,17 @@ def test_agreed_callback_outside_the_window_is_allowed_with_its_evidence():
     assert not pre_dial_check(CN, at + timedelta(hours=1), ["Asia/Shanghai"], agreement=agreement).allowed
 
 
+def test_agreed_callback_is_not_held_back_by_the_quiet_days_after_a_conversation(us_pack):
+    at = local(NY, 2026, 11, 23, 18, 0)
+    talked = [Attempt(at - timedelta(days=1), conversation=True)]
+    agreement = Agreement(at - timedelta(minutes=5), at + timedelta(minutes=30), "audit#7 call c-1 at 40.2s")
+    assert not pre_dial_check(us_pack, at, ["America/New_York"], talked).allowed
+    decision = pre_dial_check(us_pack, at, ["America/New_York"], talked, agreement=agreement)
+    assert decision.allowed and decision.evidence == agreement.evidence
+    later = pre_dial_check(us_pack, at + timedelta(hours=1), ["America/New_York"], talked, agreement=agreement)
+    assert not later.allowed, "only the agreed time is exempt"
+
+
 def test_naive_dial_time_is_refused():
     with pytest.raises(ValueError, match="timezone-aware"):
         pre_dial_check(CN, datetime(2026, 11, 23, 10, 0), ["Asia/Shanghai"])

@@ -18,7 +18,7 @@ from aiohttp import web
 from scripts_library import Script, ScriptError, select_script
 from voicebot.call import Call, CallBoard, CallInfo, Engines, supervise
 from voicebot.config import Config
-from voicebot.dialog import Account, AccountError, Caller, Dialog, Outcome
+from voicebot.dialog import MAX_CALL_S, Account, AccountError, Caller, Dialog, Outcome
 from voicebot.frames import BotSayFrame, Leg
 from voicebot.nlu import Understanding
 from voicebot.pipeline import Pipeline
@@ -202,7 +202,7 @@ async def start_bot_call(config: Config, engines: Engines, board: CallBoard, inf
         script = select_script(account.days_overdue, language)
         dialog = Dialog(script, account, caller=Caller(company=params.get("company", DEFAULT_COMPANY[language]),
                                                        agent_id=info.agent_id or "bot"),
-                        now=lambda: datetime.now(UTC))
+                        now=lambda: datetime.now(UTC), max_call_s=MAX_CALL_S)
     except (ScriptError, AccountError, KeyError) as e:
         raise BotSetupError(f"no usable script for this account ({type(e).__name__})") from None
     return BotCall(info, engines, kit, dialog, outlet, board)

@@ -19,6 +19,8 @@ from voicebot.replies import affirmative, callback_at, parse_clock, parse_digits
 
 MAX_CALL_S = 300
 MAX_TURNS = 30
+UNSURE = 0.4
+"""Below this confidence an intent is not acted on: the reply counts as not understood."""
 """A second bound besides the call length: replies, silences and key presses together."""
 PROMISE_HORIZON = timedelta(days=366)
 
@@ -131,7 +133,9 @@ class Dialog:
         return [self._line("opening"), *self._ask("ask_name", NAME)]
 
     def hear(self, heard: Understanding) -> list[BotLine]:
-        """The bot's reply to one understood customer utterance."""
+        """The bot's reply to one understood customer utterance; an intent the model is unsure of counts as other."""
+        if heard.confidence < UNSURE:
+            heard = replace(heard, intent="other")
         return self._turn(lambda: self._on_reply(heard))
 
     def digits(self, keys: str) -> list[BotLine]:

@@ -17,6 +17,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Literal
 
+from scripts_library.load import bundled_languages
+
 Stage = Literal["early", "middle", "late"]
 STAGES: tuple[Stage, ...] = ("early", "middle", "late")
 REQUIRED = ("name", "phone", "tz", "amount", "days_overdue", "lender")
@@ -70,6 +72,8 @@ class DebtRow:
     account_id: str | None = None
     """The lender's account id; None: the store derives one from the phone, lender and due date."""
     agent_id: str | None = None
+    language: str = "zh"
+    """The language the bot speaks to this debtor."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +141,14 @@ def parse_zones(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return zones, tuple(unknown)
 
 
+def parse_language(text: str) -> str:
+    """The script language, one the bundled scripts speak; empty means zh."""
+    language = text.strip().lower() or "zh"
+    if language not in bundled_languages():
+        raise ValueError(f"must be one of {', '.join(bundled_languages())} (the bundled scripts' languages)")
+    return language
+
+
 def _text(value: str, what: str) -> str:
     value = value.strip()
     if not value:
@@ -176,6 +188,7 @@ FIELD_PARSERS = {
     "due_date": _due_date,
     "account_id": lambda v: _optional(v, _TOKEN, "must be 1-64 characters of A-Z a-z 0-9 . _ : -"),
     "agent_id": lambda v: _optional(v, _TOKEN, "must be 1-64 characters of A-Z a-z 0-9 . _ : -"),
+    "language": parse_language,
 }
 
 

@@ -38,8 +38,8 @@ SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
     "campaigns": ({"name": str, "created_at": str, "updated_at": str, "source": str}, "name"),
     "accounts": ({"campaign": str, "account_id": str, "debt": str, "name_sealed": bytes, "phone_sealed": bytes,
                   "phone_hmac": str, "id_last4_sealed": bytes, "zones": str, "amount": str, "days_overdue": int,
-                  "stage": str, "lender": str, "due_date": str, "agent_id": str, "state": str, "next_due": str,
-                  "callback_at": str, "callback_evidence": str, "source_line": int, "imported_at": str,
+                  "stage": str, "lender": str, "due_date": str, "agent_id": str, "language": str, "state": str,
+                  "next_due": str, "callback_at": str, "callback_evidence": str, "source_line": int, "imported_at": str,
                   "updated_at": str}, ("campaign", "account_id")),
     "attempts": ({"attempt_id": str, "campaign": str, "account_id": str, "debt": str, "started_at": str,
                   "ended_at": str, "status": str, "outcome": str, "conversation": int, "call_id": str,
@@ -86,6 +86,7 @@ class Account:
     lender: str
     due_date: date | None
     agent_id: str | None
+    language: str
     state: State
     next_due: datetime | None
     callback_at: datetime | None = None
@@ -146,6 +147,8 @@ class CampaignStore(LockedStore):
         with self._write():
             for table, (columns, pk) in SCHEMA.items():
                 self._db.table(table).create(columns, pk=pk, if_not_exists=True)
+                for name in columns.keys() - self._db.table(table).columns_dict.keys():  # a store from before it
+                    self._db.table(table).add_column(name, columns[name])
             for table, columns in INDEXES:
                 self._db.table(table).create_index(columns, if_not_exists=True)
 
@@ -214,7 +217,7 @@ class CampaignStore(LockedStore):
                 "phone_hmac": self.cipher.lookup(row.phone), "zones": ",".join(row.zones), "amount": str(row.amount),
                 "days_overdue": row.days_overdue, "stage": row.stage, "lender": row.lender,
                 "due_date": row.due_date.isoformat() if row.due_date else None, "agent_id": row.agent_id,
-                "source_line": row.line, "imported_at": at, "updated_at": at}
+                "language": row.language, "source_line": row.line, "imported_at": at, "updated_at": at}
 
     # --- reading accounts ----------------------------------------------------------------------------
 
@@ -270,7 +273,7 @@ class CampaignStore(LockedStore):
         return DebtorCall(campaign=account.campaign, account_id=account.account_id, zones=account.zones,
                           amount=account.amount, days_overdue=account.days_overdue, stage=account.stage,
                           lender=account.lender, due_date=account.due_date, agent_id=account.agent_id,
-                          attempt=attempt, agreement=agreement, **opened)
+                          language=account.language, attempt=attempt, agreement=agreement, **opened)
 
     # --- attempts ----------------------------------------------------------------------------------------
 
@@ -349,7 +352,8 @@ def _account(row: dict[str, Any]) -> Account:
                    phone_hmac=row["phone_hmac"], zones=tuple(z for z in (row["zones"] or "").split(",") if z),
                    amount=Decimal(row["amount"]), days_overdue=row["days_overdue"], stage=row["stage"],
                    lender=row["lender"], due_date=date.fromisoformat(row["due_date"]) if row["due_date"] else None,
-                   agent_id=row["agent_id"], state=row["state"], next_due=unstamp(row["next_due"]),
+                   agent_id=row["agent_id"], language=row["language"] or "zh", state=row["state"],
+                   next_due=unstamp(row["next_due"]),
                    callback_at=unstamp(row["callback_at"]), callback_evidence=row["callback_evidence"])
 
 
