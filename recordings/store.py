@@ -1,55 +1,309 @@
-"""Call recordings written while the call runs: one WAV per leg, flushed every second."""
+"""The recording store: sealed recordings in a folder, their metadata in SQLite, retention and key rotation."""
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, Literal, Self
 
 import numpy as np
-import soundfile as sf
+import sqlite_utils
 
-FLUSH_EVERY_S = 1.0
+from asr.codecs import resample
+from recordings.keys import KeyRing
+from recordings.sealed import Opened, SealedWriter, open_sealed, rewrap
+from voicebot.audit import AuditLog
+from voicebot.store_base import LockedStore
+
+LEGS = ("agent", "customer")
+CHUNK_S = 0.25
+"""Audio is sealed and flushed in pieces this long."""
+STALL_S = 0.75
+"""A leg silent this long (wall time) while the other streams is padded with silence, so a crash loses < 1 s."""
+RETENTION_DAYS = 3 * 366
+"""At least three years, as the regulators ask."""
+BUSY_TIMEOUT_S = 10.0
+Status = Literal["recording", "complete", "incomplete", "purged"]
+SCHEMA: dict[str, type] = {
+    "recording_id": str, "file": str, "source": str, "adapter": str, "agent_id": str, "account_id": str,
+    "started_at": str, "month": str, "ended_at": str, "duration_s": float, "sample_rate": int, "legs": str,
+    "outcome": str, "flags": str, "flag_count": int, "status": str, "key_id": str, "retain_until": str,
+    "purged_at": str, "original_name": str,
+}
 
 
 class RecordingError(OSError):
     """A recording could not be written (disk full, folder missing, permission)."""
 
 
-class CallRecording:
-    """The legs of one call, each written to `<dir>/<call_id>.<leg>.wav` as it arrives."""
+class RecordingNotFound(KeyError):
+    """No recording with that id in the store."""
 
-    def __init__(self, folder: Path, call_id: str) -> None:
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Recording:
+    """One recording's metadata."""
+
+    recording_id: str
+    file: str
+    source: str
+    adapter: str | None
+    agent_id: str | None
+    account_id: str | None
+    started_at: datetime
+    ended_at: datetime | None
+    duration_s: float | None
+    sample_rate: int
+    legs: tuple[str, ...]
+    outcome: str | None
+    flags: list[dict[str, Any]] = field(default_factory=list)
+    status: Status
+    key_id: str
+    retain_until: datetime
+
+    @property
+    def month(self) -> str:
+        """The UTC month the call started in, YYYY-MM: the unit of QA sampling."""
+        return f"{self.started_at:%Y-%m}"
+
+
+def stamp(at: datetime) -> str:
+    """A stored time: UTC ISO-8601, so text order is time order."""
+    if at.tzinfo is None:
+        raise ValueError("recording times must be timezone-aware")
+    return at.astimezone(UTC).isoformat(timespec="seconds")
+
+
+class RecordingStore(LockedStore):
+    """Sealed recordings under `folder`, keys in `<db>.recordings.keys`, metadata in the `recordings` table."""
+
+    def __init__(self, db: sqlite_utils.Database, folder: Path, ring: KeyRing, retention_days: int) -> None:
+        self._db = db
+        self._lock = threading.RLock()
         self.folder = folder
-        self.call_id = call_id
-        self._files: dict[str, sf.SoundFile] = {}
-        self._unflushed: dict[str, int] = {}
+        self.ring = ring
+        self.retention = timedelta(days=retention_days)
+
+    @classmethod
+    def open(cls, db_path: Path, folder: Path, *, key_path: Path | None = None,
+             retention_days: int = RETENTION_DAYS) -> Self:
+        """Open or create the store; the key file is created with the first recording table."""
+        if retention_days < RETENTION_DAYS:
+            raise ValueError(f"recordings must be kept at least three years ({RETENTION_DAYS} days), "
+                             f"not {retention_days}")
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(db_path), timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None)
+        try:
+            db = sqlite_utils.Database(conn)
+            db.enable_wal()
+            db.execute("PRAGMA synchronous = FULL")
+            fresh = "recordings" not in db.table_names()
+            ring = KeyRing.load(key_path or db_path.with_name(db_path.name + ".recordings.keys"), create=fresh)
+            db.table("recordings").create(SCHEMA, pk="recording_id", if_not_exists=True)
+            db.table("recordings").create_index(["month", "agent_id"], if_not_exists=True)
+            db.table("recordings").create_index(["status", "retain_until"], if_not_exists=True)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(db, folder, ring, retention_days)
+
+    # --- writing ----------------------------------------------------------------------------------
+
+    def register(self, recording_id: str, *, started_at: datetime, source: str = "live",
+                 adapter: str | None = None, agent_id: str | None = None, account_id: str | None = None,
+                 original_name: str | None = None) -> None:
+        """Add a recording's row, status `recording`, before its audio is written."""
+        with self._lock:
+            self._db.table("recordings").insert({
+                "recording_id": recording_id, "file": _file_name(recording_id, started_at), "source": source,
+                "adapter": adapter, "agent_id": agent_id, "account_id": account_id, "started_at": stamp(started_at),
+                "month": f"{started_at.astimezone(UTC):%Y-%m}", "sample_rate": 0, "legs": json.dumps(LEGS),
+                "flags": "[]", "flag_count": 0, "status": "recording", "key_id": self.ring.current_id,
+                "retain_until": stamp(started_at + self.retention), "original_name": original_name})
+
+    def writer(self, recording_id: str, started_at: datetime) -> CallRecording:
+        """The writer of a recording's file (created with its first audio)."""
+        return CallRecording(self, recording_id, self.folder / _file_name(recording_id, started_at))
+
+    def finish(self, recording_id: str, *, ended_at: datetime, duration_s: float, sample_rate: int,
+               complete: bool = True, outcome: str | None = None, flags: Sequence[dict[str, Any]] = ()) -> None:
+        """Record how the call ended: its length, outcome and flags."""
+        with self._lock:
+            self._db.table("recordings").update(recording_id, {
+                "ended_at": stamp(ended_at), "duration_s": round(duration_s, 2), "sample_rate": sample_rate,
+                "status": "complete" if complete else "incomplete", "outcome": outcome,
+                "flags": json.dumps(list(flags), ensure_ascii=False), "flag_count": len(flags)})
+
+    def recover(self) -> int:
+        """Mark recordings left open by a crash as incomplete (readable up to their last flushed piece)."""
+        with self._lock:
+            cursor = self._db.execute("UPDATE recordings SET status = 'incomplete' WHERE status = 'recording'")
+            return cursor.rowcount
+
+    # --- reading ------------------------------------------------------------------------------------
+
+    def get(self, recording_id: str) -> Recording:
+        """One recording's metadata; RecordingNotFound if there is none."""
+        rows = self._rows("SELECT * FROM recordings WHERE recording_id = ?", [recording_id])
+        if not rows:
+            raise RecordingNotFound(recording_id)
+        return _recording(rows[0])
+
+    def recordings(self, *, month: str | None = None, agent_id: str | None = None,
+                   status: Sequence[Status] = ("complete", "incomplete")) -> list[Recording]:
+        """Recordings in start order, optionally of one month (YYYY-MM) and one agent."""
+        sql, args = f"SELECT * FROM recordings WHERE status IN ({', '.join('?' * len(status))})", list(status)
+        if month is not None:
+            sql, args = sql + " AND month = ?", [*args, month]
+        if agent_id is not None:
+            sql, args = sql + " AND agent_id = ?", [*args, agent_id]
+        return [_recording(r) for r in self._rows(sql + " ORDER BY started_at, recording_id", args)]
+
+    def open_audio(self, recording_id: str) -> Opened:
+        """The decrypted audio; RecordingTamperedError or RecordingKeyError when it cannot be trusted."""
+        recording = self.get(recording_id)
+        if recording.status == "purged":
+            raise RecordingNotFound(f"{recording_id} was purged at the end of its retention")
+        return open_sealed(self.folder / recording.file, self.ring)
+
+    def path(self, recording_id: str) -> Path:
+        """Where the sealed file lies."""
+        return self.folder / self.get(recording_id).file
+
+    # --- keys and retention ----------------------------------------------------------------------------
+
+    def rotate_key(self, audit: AuditLog, *, actor: str) -> tuple[str, int]:
+        """Start sealing with a new key and rewrap every finished recording's data key with it."""
+        with self._lock:
+            self.ring = self.ring.rotate()
+            done = 0
+            for row in self._rows("SELECT recording_id, file FROM recordings WHERE status IN "
+                                  "('complete', 'incomplete') AND key_id != ?", [self.ring.current_id]):
+                key_id = rewrap(self.folder / row["file"], self.ring)
+                self._db.table("recordings").update(row["recording_id"], {"key_id": key_id})
+                done += 1
+        audit.append("recording_key_rotated", {"key_id": self.ring.current_id, "rewrapped": done}, actor=actor)
+        return self.ring.current_id, done
+
+    def purge(self, audit: AuditLog, *, now: datetime, actor: str) -> list[str]:
+        """Delete recordings past their retention; each deletion is audited. Returns their ids."""
+        purged = []
+        for row in self._rows("SELECT * FROM recordings WHERE status IN ('complete', 'incomplete') "
+                              "AND retain_until <= ? ORDER BY retain_until", [stamp(now)]):
+            (self.folder / row["file"]).unlink(missing_ok=True)
+            with self._lock:
+                self._db.table("recordings").update(row["recording_id"], {"status": "purged",
+                                                                          "purged_at": stamp(now)})
+            audit.append("recording_purged", {"recording_id": row["recording_id"], "agent_id": row["agent_id"],
+                                              "started_at": row["started_at"], "retain_until": row["retain_until"]},
+                         call_id=row["recording_id"], actor=actor)
+            purged.append(row["recording_id"])
+        return purged
+
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Rows of a read-only query on the store's database (reports)."""
+        return self._rows(sql, args)
+
+    def _rows(self, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._db.query(sql, list(args)))
+
+
+def _file_name(recording_id: str, started_at: datetime) -> str:
+    return f"{started_at.astimezone(UTC):%Y/%m}/{recording_id}.vrec"
+
+
+def new_recording_id() -> str:
+    """An id for a recording that is not a live call (an import)."""
+    return "rec-" + uuid.uuid4().hex
+
+
+class CallRecording:
+    """One call's legs as the channels of one sealed file, written as the audio arrives.
+
+    Each leg's audio is placed by its own sample count; a leg that stops streaming is padded with silence
+    once nothing has come on it for STALL_S, so both channels stay aligned and at most a second is unwritten.
+    """
+
+    def __init__(self, store: RecordingStore, recording_id: str, path: Path) -> None:
+        self.store, self.recording_id, self.path = store, recording_id, path
+        self.sample_rate = 0
+        self._pending = {leg: np.zeros(0, np.int16) for leg in LEGS}
+        self._writer: SealedWriter | None = None
+        self._written = 0
+        self._heard = dict.fromkeys(LEGS, 0.0)
         self._lock = threading.Lock()
 
-    def path(self, leg: str) -> Path:
-        """Where the leg's audio is written."""
-        return self.folder / f"{self.call_id}.{leg}.wav"
+    @property
+    def duration_s(self) -> float:
+        """Audio written so far, in seconds."""
+        return self._written / self.sample_rate if self.sample_rate else 0.0
 
     def write(self, leg: str, pcm: np.ndarray, sample_rate: int) -> None:
-        """Append samples to the leg's file; flushed to disk at least once a second of audio."""
-        with self._lock:
-            try:
-                f = self._files.get(leg)
-                if f is None:
-                    self.folder.mkdir(parents=True, exist_ok=True)
-                    f = self._files[leg] = sf.SoundFile(self.path(leg), "w", samplerate=sample_rate, channels=1,
-                                                        subtype="PCM_16")
-                f.write(pcm)
-                self._unflushed[leg] = self._unflushed.get(leg, 0) + len(pcm)
-                if self._unflushed[leg] >= sample_rate * FLUSH_EVERY_S:
-                    f.flush()
-                    self._unflushed[leg] = 0
-            except (OSError, sf.SoundFileError) as e:
-                raise RecordingError(f"cannot write the {leg} leg of call {self.call_id} to {self.folder}: "
-                                     f"{type(e).__name__}; free disk space or fix the folder's permissions") from e
+        """Add a leg's samples; whole pieces are sealed and flushed at once."""
+        with self._lock, self._errors():
+            if self._writer is None:
+                self._heard = dict.fromkeys(LEGS, time.monotonic())
+                self.sample_rate = sample_rate
+                self._writer = SealedWriter(self.path, self.store.ring, call_id=self.recording_id,
+                                            sample_rate=sample_rate, legs=LEGS)
+            if sample_rate != self.sample_rate:
+                pcm = resample(pcm, sample_rate, self.sample_rate)
+            self._pending[leg] = np.concatenate([self._pending[leg], pcm.astype(np.int16)])
+            self._heard[leg] = time.monotonic()
+            self._drain(final=False)
 
-    def close(self) -> list[Path]:
-        """Finish every leg's file and return their paths."""
-        with self._lock:
-            for f in self._files.values():
-                f.close()
-            return [self.path(leg) for leg in self._files]
+    def close(self) -> Path | None:
+        """Seal what is left and the end marker; the file's path, or None if no audio ever came."""
+        with self._lock, self._errors():
+            if self._writer is None:
+                return None
+            self._drain(final=True)
+            self._writer.close()
+            return self.path
+
+    def _drain(self, *, final: bool) -> None:
+        assert self._writer is not None
+        piece, now = round(self.sample_rate * CHUNK_S), time.monotonic()
+        while True:
+            sizes = [len(p) for p in self._pending.values()]
+            stalled = all(len(self._pending[leg]) >= piece or now - self._heard[leg] > STALL_S for leg in LEGS)
+            if max(sizes) >= piece and stalled:
+                n = piece
+            elif final and max(sizes) > 0:
+                n = max(sizes)
+            else:
+                return
+            channels = []
+            for leg in LEGS:
+                take, self._pending[leg] = self._pending[leg][:n], self._pending[leg][n:]
+                channels.append(np.pad(take, (0, n - len(take))))
+            self._writer.chunk(np.stack(channels, axis=1))
+            self._written += n
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Turn an OSError while writing into a RecordingError that says what to do."""
+        try:
+            yield
+        except OSError as e:
+            raise RecordingError(f"cannot write recording {self.recording_id} to {self.path.parent}: "
+                                 f"{type(e).__name__}; free disk space or fix the folder's permissions") from e
+
+
+def _recording(row: dict[str, Any]) -> Recording:
+    return Recording(recording_id=row["recording_id"], file=row["file"], source=row["source"], adapter=row["adapter"],
+                     agent_id=row["agent_id"], account_id=row["account_id"],
+                     started_at=datetime.fromisoformat(row["started_at"]),
+                     ended_at=datetime.fromisoformat(row["ended_at"]) if row["ended_at"] else None,
+                     duration_s=row["duration_s"], sample_rate=row["sample_rate"], legs=tuple(json.loads(row["legs"])),
+                     outcome=row["outcome"], flags=json.loads(row["flags"] or "[]"), status=row["status"],
+                     key_id=row["key_id"], retain_until=datetime.fromisoformat(row["retain_until"]))

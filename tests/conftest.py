@@ -67,13 +67,16 @@ def cn_rules():
 @pytest.fixture
 def engines(engine: VoskEngine, cn_rules, tmp_path: Path):
     """What live calls share, with the real model and rules, and a fresh audit log and recording folder."""
+    from recordings.store import RecordingStore
     from voicebot.audit import AuditLog
     from voicebot.call import Engines
 
     audit = AuditLog.open(tmp_path / "voicebot.db")
-    engines = Engines(asr=engine, rules=cn_rules, audit=audit, recordings_dir=tmp_path / "recordings")
+    recordings = RecordingStore.open(audit.path, tmp_path / "recordings")
+    engines = Engines(asr=engine, rules=cn_rules, audit=audit, recordings=recordings)
     yield engines
     engines.executor.shutdown(wait=True)
+    recordings.close()
     audit.close()
 
 

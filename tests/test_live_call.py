@@ -10,8 +10,8 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
-import soundfile as sf
 
 from voicebot.adapters.replay import load_call_audio, replay_call
 from voicebot.call import CallBoard, CallInfo
@@ -46,9 +46,11 @@ async def test_threat_hangs_up_the_replayed_call(engines, threat_call: Path) -> 
     assert action.seq > flag_seq and action.actor == "engine"
     assert engines.audit.verify().ok
 
-    for leg in ("agent", "customer"):
-        info_ = sf.info(call.recording.path(leg))
-        assert info_.samplerate == 16000 and 19.0 < info_.duration <= 26.9
+    opened = engines.recordings.open_audio(call.call_id)
+    assert opened.complete and opened.header.sample_rate == 16000 and 19.0 < opened.duration_s <= 26.9
+    assert opened.frames.shape[1] == 2 and all(np.abs(opened.frames[:, ch]).max() > 3000 for ch in (0, 1))
+    stored = engines.recordings.get(call.call_id)
+    assert stored.status == "complete" and "gang" in {f["category"] for f in stored.flags}
 
 
 async def test_call_outside_hours_is_ended_by_the_clock(engines, threat_call: Path) -> None:

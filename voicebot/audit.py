@@ -258,17 +258,20 @@ def _load_key(key_path: Path, *, create: bool, db_path: Path) -> bytes:
     return key
 
 
-def write_key_file(key_path: Path, key: bytes) -> None:
-    """Write a key 0600, atomically and without clobbering: a process that loses a race keeps the winner's key."""
+def write_key_file(key_path: Path, key: bytes, *, replace: bool = False) -> None:
+    """Write a key 0600, atomically; without `replace`, a process that loses a creation race keeps the winner's."""
     key_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = key_path.with_name(f".{key_path.name}.{secrets.token_hex(4)}.tmp")
     with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
         f.write(key)
         f.flush()
         os.fsync(f.fileno())
-    with suppress(FileExistsError):
-        os.link(tmp, key_path)
-    tmp.unlink()
+    if replace:
+        os.replace(tmp, key_path)
+    else:
+        with suppress(FileExistsError):
+            os.link(tmp, key_path)
+        tmp.unlink()
     dir_fd = os.open(key_path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

@@ -118,6 +118,7 @@ class BotCall:
         for task in self._tasks:
             task.cancel()
         outcome = outcome_data(self.dialog)
+        self.call.outcome = outcome["kind"]
         self.call.emit({"type": "outcome", **outcome})
         append = partial(self.call.engines.audit.append, "bot_outcome", outcome, call_id=self.call.call_id,
                          actor="bot")

@@ -12,14 +12,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from functools import partial
 from typing import Literal
 
 from asr.codecs import Encoding
 from asr.vosk_engine import VoskEngine
 from compliance_rules.engine import CallMonitor, Flag, RuleEngine
 from compliance_rules.timing import CallClock
-from recordings.store import CallRecording
+from recordings.store import RecordingStore
 from voicebot.adapters.pbx import PbxControl, PbxWebhook
 from voicebot.audit import AuditLog
 from voicebot.frames import LEGS, Action, ActionFrame, DtmfFrame, EndFrame, InputAudioFrame, Leg, ViolationFrame
@@ -50,7 +50,7 @@ class Engines:
     asr: VoskEngine
     rules: RuleEngine
     audit: AuditLog
-    recordings_dir: Path
+    recordings: RecordingStore
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(os.cpu_count() or 2))
     pbx: PbxWebhook | None = None
     """Where tapped calls' actions are sent; None: tapped calls are only alerted on."""
@@ -66,6 +66,7 @@ class CallInfo:
     zones: tuple[str, ...] = ()
     """The debtor's time zones; empty means every zone of the pack (the strictest reading)."""
     agent_id: str | None = None
+    account_id: str | None = None
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     speed: float = 1.0
     """How fast audio arrives relative to real time (file replay can run faster)."""
@@ -107,7 +108,9 @@ class Call:
         self.engines = engines
         self.board = board
         self.monitor = CallMonitor(engines.rules)
-        self.recording = CallRecording(engines.recordings_dir, info.call_id)
+        self.recording = engines.recordings.writer(info.call_id, info.started_at)
+        self.outcome: str | None = None
+        """What the call achieved, when a bot's dialog says (the recording's metadata keeps it)."""
         self.events: collections.deque[Event] = collections.deque(maxlen=EVENTS_KEPT)
         self.muted: set[Leg] = set()
         self.ended_reason: str | None = None
@@ -119,6 +122,7 @@ class Call:
         self.legs = {leg: (build or build_leg_pipeline)(self, leg, control) for leg in LEGS}
         self._tasks: list[asyncio.Task[None]] = []
         self._done = asyncio.Event()
+        self._registered = False
 
     @property
     def call_id(self) -> str:
@@ -136,6 +140,10 @@ class Call:
         """Write the call's start to the audit log, then start both legs and the call clock."""
         data = {"adapter": self.info.adapter, "mode": self.info.mode, "zones": list(self.info.zones),
                 "pack": self.engines.rules.pack.name, "started_at": self.info.started_at.isoformat()}
+        register = partial(self.engines.recordings.register, self.call_id, started_at=self.info.started_at,
+                           adapter=self.info.adapter, agent_id=self.info.agent_id, account_id=self.info.account_id)
+        await asyncio.get_running_loop().run_in_executor(self.engines.executor, register)
+        self._registered = True
         await self._audit("call_start", data, self.info.agent_id)
         self.board.calls[self.call_id] = self
         self.emit({"type": "call_start", **data, "agent_id": self.info.agent_id})
@@ -168,12 +176,18 @@ class Call:
         await asyncio.gather(*self._tasks[:2], return_exceptions=True)
         for task in self._tasks[2:]:
             task.cancel()
-        paths = self.recording.close()
+        path = self.recording.close()
         decoders = [p.processors[0] for p in self.legs.values()]
+        flags = [{k: e[k] for k in ("leg", "rule", "category", "severity", "start_s", "end_s")}
+                 for e in self.events if e["type"] == "flag" and not e.get("signal")]
         data = {"reason": reason, "duration_s": round(max(d.samples / (d.rate or 8000) for d in decoders), 2),
-                "recordings": [p.name for p in paths],
-                "flags": sum(1 for e in self.events if e["type"] == "flag" and not e.get("signal")),
+                "recordings": [path.name] if path else [], "flags": len(flags),
                 "bad_packets": sum(d.bad_packets for d in decoders)}
+        if self._registered:
+            finish = partial(self.engines.recordings.finish, self.call_id, ended_at=self._now(),
+                             duration_s=self.recording.duration_s, sample_rate=self.recording.sample_rate,
+                             outcome=self.outcome, flags=flags)
+            await asyncio.get_running_loop().run_in_executor(self.engines.executor, finish)
         await self._audit("call_end", data, None)
         self.emit({"type": "call_end", **data})
         self.board.calls.pop(self.call_id, None)

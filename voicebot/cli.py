@@ -25,6 +25,7 @@ from asr.vosk_engine import ModelMissingError, VoskEngine
 from compliance_rules.engine import CallMonitor, CallState, Flag, RuleEngine
 from compliance_rules.pack import RulePackError, load_pack
 from compliance_rules.timing import Agreement, Attempt, pre_dial_check
+from recordings.store import RecordingStore
 from scripts_library import ScriptError, bundled_scripts, load_script
 from voicebot.adapters.replay import SimulatedDebtor, load_call_audio, replay_call, simulate_bot_call
 from voicebot.adapters.sip import SipCallError, SipConfigError, SipSettings
@@ -503,8 +504,9 @@ def load_engines(config: Config, pack_name: str, db_path: Path | None, model: Pa
     """Load what live calls share: the recognizer, the rule pack, the audit log."""
     rules = RuleEngine.from_pack(pack_name)
     asr = VoskEngine.load(model or config.vosk_model)
-    return Engines(asr=asr, rules=rules, audit=open_audit(config, db_path),
-                   recordings_dir=config.data_dir / "recordings")
+    audit = open_audit(config, db_path)
+    recordings = RecordingStore.open(audit.path, config.recordings_dir)
+    return Engines(asr=asr, rules=rules, audit=audit, recordings=recordings)
 
 
 @main.group()
@@ -590,6 +592,7 @@ def campaign_run(config: Config, file: Path | None, name: str | None, pack_name:
                 on_attempt=lambda r: click.echo(json.dumps(r.as_dict(), ensure_ascii=False))))
     finally:
         engines.executor.shutdown(wait=True)
+        engines.recordings.close()
         engines.audit.close()
     dialled = sum(r.status != "refused" for r in reports)
     click.echo(f"campaign {name}: {dialled} dialled, {len(reports) - dialled} refused by the gate", err=True)

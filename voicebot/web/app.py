@@ -10,6 +10,7 @@ from aiohttp import web
 
 from asr.vosk_engine import VoskEngine
 from compliance_rules.engine import RuleEngine
+from recordings.store import RecordingStore
 from voicebot.adapters.audiosocket import audiosocket_ctx
 from voicebot.adapters.pbx import PbxWebhook
 from voicebot.adapters.sip import sip_ctx
@@ -50,15 +51,17 @@ def _engines_ctx(given: Engines | None):
         if serve.pbx_webhook:
             session = aiohttp.ClientSession()
             pbx = PbxWebhook(serve.pbx_webhook, serve.media_token, session)
-        app[ENGINES] = Engines(asr=asr, rules=RuleEngine.from_pack(serve.pack), audit=audit,
-                               recordings_dir=config.data_dir / "recordings", pbx=pbx)
+        recordings = await loop.run_in_executor(None, RecordingStore.open, serve.db, config.recordings_dir)
+        app[ENGINES] = Engines(asr=asr, rules=RuleEngine.from_pack(serve.pack), audit=audit, recordings=recordings,
+                               pbx=pbx)
         yield
         for call in list(app[BOARD].calls.values()):
             await call.end("server shutdown")
         if session is not None:
             await session.close()
-        audit.close()
         app[ENGINES].executor.shutdown(wait=True)
+        recordings.close()
+        audit.close()
 
     return ctx
 

@@ -1,0 +1,199 @@
+"""The sealed recording file: a header, then AES-256-GCM chunks of interleaved PCM16, each flushed as written.
+
+Layout: MAGIC, a 4-byte header length, the JSON header (rate, channels, legs, key id, the file's data key
+wrapped by that master key), then chunks: 4-byte length, 1 flag byte (1 = the last chunk), ciphertext + tag.
+Every chunk is bound to the file id, its index and its flag, so a changed, dropped, reordered or appended
+chunk fails to open. A file without its last chunk (the writer died) opens up to its last whole chunk.
+Rotating the master key rewraps only the data key in the header.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from recordings.keys import KeyRing, RecordingKeyError
+
+MAGIC = b"VBREC1\n"
+MAX_HEADER = 4096
+MAX_CHUNK = 1 << 24
+LAST = 1
+
+
+class RecordingTamperedError(RuntimeError):
+    """The file is not a sealed recording, or a part of it fails its integrity check."""
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """What a sealed recording says about itself."""
+
+    file_id: str
+    call_id: str
+    sample_rate: int
+    legs: tuple[str, ...]
+    key_id: str
+    wrapped_key: bytes
+
+    def to_bytes(self) -> bytes:
+        body = json.dumps({"file_id": self.file_id, "call_id": self.call_id, "sample_rate": self.sample_rate,
+                           "legs": list(self.legs), "key_id": self.key_id,
+                           "wrapped_key": base64.b64encode(self.wrapped_key).decode()}).encode()
+        return MAGIC + struct.pack(">I", len(body)) + body
+
+    def data_key(self, ring: KeyRing) -> bytes:
+        """The file's data key, unwrapped by the master key it names."""
+        try:
+            return ring.cipher(self.key_id).decrypt(self.wrapped_key[:12], self.wrapped_key[12:], self._aad())
+        except InvalidTag:
+            raise RecordingKeyError(f"key {self.key_id!r} in {ring.path} does not open recording {self.call_id}: "
+                                    "the key file is not the one it was sealed with") from None
+
+    def wrap(self, data_key: bytes, ring: KeyRing) -> Header:
+        """This header with `data_key` wrapped by the ring's current key."""
+        key_id, nonce = ring.current_id, secrets.token_bytes(12)
+        wrapped = nonce + ring.cipher(key_id).encrypt(nonce, data_key, _header_aad(self.file_id, self.call_id))
+        return Header(self.file_id, self.call_id, self.sample_rate, self.legs, key_id, wrapped)
+
+    def _aad(self) -> bytes:
+        return _header_aad(self.file_id, self.call_id)
+
+
+def _header_aad(file_id: str, call_id: str) -> bytes:
+    return f"vbrec|{file_id}|{call_id}".encode()
+
+
+def _chunk_aad(file_id: str, index: int, flags: int) -> bytes:
+    return f"vbrec|{file_id}|".encode() + struct.pack(">QB", index, flags)
+
+
+class SealedWriter:
+    """Appends interleaved PCM16 frames to a new sealed file; every `chunk` call is one flushed, fsynced chunk."""
+
+    def __init__(self, path: Path, ring: KeyRing, *, call_id: str, sample_rate: int, legs: tuple[str, ...]) -> None:
+        self.path = path
+        data_key = AESGCM.generate_key(256)
+        blank = Header(secrets.token_hex(16), call_id, sample_rate, legs, "", b"")
+        self.header = blank.wrap(data_key, ring)
+        self._aead = AESGCM(data_key)
+        self._index = 0
+        self._closed = False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(path, "xb")  # noqa: SIM115 -- held open for the call's length
+        self._file.write(self.header.to_bytes())
+        self._sync()
+
+    def chunk(self, frames: np.ndarray, *, last: bool = False) -> None:
+        """Seal and write `frames` (n × channels int16); `last` marks the end of the recording."""
+        if self._closed:
+            raise ValueError(f"recording {self.path.name} is already closed")
+        if frames.ndim != 2 or frames.shape[1] != len(self.header.legs):
+            raise ValueError(f"expected frames of {len(self.header.legs)} channels, got shape {frames.shape}")
+        flags = LAST if last else 0
+        nonce = struct.pack(">4xQ", self._index)
+        sealed = self._aead.encrypt(nonce, frames.astype("<i2").tobytes(),
+                                    _chunk_aad(self.header.file_id, self._index, flags))
+        self._file.write(struct.pack(">IB", len(sealed), flags) + sealed)
+        self._sync()
+        self._index += 1
+        self._closed = last
+
+    def close(self) -> None:
+        """Write the empty last chunk (if not yet written) and close the file."""
+        if not self._closed:
+            self.chunk(np.zeros((0, len(self.header.legs)), np.int16), last=True)
+        self._file.close()
+
+    def _sync(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A recording's audio (n × channels int16) and whether it was closed properly."""
+
+    header: Header
+    frames: np.ndarray
+    complete: bool
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.frames) / self.header.sample_rate
+
+
+def read_header(f: BinaryIO, name: str) -> Header:
+    """Parse the header at the start of `f`."""
+    if f.read(len(MAGIC)) != MAGIC:
+        raise RecordingTamperedError(f"{name} is not a sealed recording (bad magic)")
+    (length,) = struct.unpack(">I", f.read(4).rjust(4, b"\xff"))
+    if length > MAX_HEADER:
+        raise RecordingTamperedError(f"{name}: header length {length} is implausible; the file is corrupt")
+    try:
+        raw = json.loads(f.read(length))
+        return Header(raw["file_id"], raw["call_id"], int(raw["sample_rate"]), tuple(raw["legs"]), raw["key_id"],
+                      base64.b64decode(raw["wrapped_key"]))
+    except (ValueError, KeyError, TypeError) as e:
+        raise RecordingTamperedError(f"{name}: the header is corrupt ({type(e).__name__})") from None
+
+
+def open_sealed(path: Path, ring: KeyRing) -> Opened:
+    """Decrypt a whole recording; RecordingTamperedError or RecordingKeyError say why one cannot be opened."""
+    with open(path, "rb") as f:
+        header = read_header(f, path.name)
+        aead = AESGCM(header.data_key(ring))
+        parts, complete = [], False
+        for index, flags, sealed in _chunks(f, path.name):
+            if complete:
+                raise RecordingTamperedError(f"{path.name}: data after the last chunk; the file was altered")
+            try:
+                plain = aead.decrypt(struct.pack(">4xQ", index), sealed, _chunk_aad(header.file_id, index, flags))
+            except InvalidTag:
+                raise RecordingTamperedError(f"{path.name}: chunk {index} fails its integrity check; the recording "
+                                             "was altered or damaged") from None
+            parts.append(np.frombuffer(plain, "<i2"))
+            complete = flags == LAST
+    frames = np.concatenate(parts) if parts else np.zeros(0, np.int16)
+    return Opened(header, frames.astype(np.int16).reshape(-1, len(header.legs)), complete)
+
+
+def _chunks(f: BinaryIO, name: str) -> Iterator[tuple[int, int, bytes]]:
+    """(index, flags, sealed bytes) of each whole chunk; a torn chunk at the end (a crash mid-write) ends it."""
+    index = 0
+    while len(head := f.read(5)) == 5:
+        length, flags = struct.unpack(">IB", head)
+        if length > MAX_CHUNK or flags not in (0, LAST):
+            raise RecordingTamperedError(f"{name}: chunk {index} has an impossible header; the file is corrupt")
+        sealed = f.read(length)
+        if len(sealed) < length:
+            return
+        yield index, flags, sealed
+        index += 1
+
+
+def rewrap(path: Path, ring: KeyRing) -> str:
+    """Re-seal the file's data key with the ring's current key (the audio is untouched); returns the new key id."""
+    with open(path, "rb") as f:
+        header = read_header(f, path.name)
+        if header.key_id == ring.current_id:
+            return header.key_id
+        rest = f.read()
+    new = header.wrap(header.data_key(ring), ring)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    with open(tmp, "xb") as out:
+        out.write(new.to_bytes() + rest)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+    return new.key_id
