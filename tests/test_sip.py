@@ -333,8 +333,7 @@ async def test_garbage_then_two_calls_one_hanging_up_early(serve, peers: Peers, 
     assert reasons == ["hangup", "remote hang-up"]
     hung_up_by_caller = next(e for e in ends if e["reason"] == "remote hang-up")
     assert hung_up_by_caller["flags"] == 0
-    for name in hung_up_by_caller["recordings"]:
-        assert (engines.recordings_dir / name).is_file()
+    assert engines.recordings.open_audio(hung_up_by_caller["call_id"]).complete
     assert_threat_hung_up(records(engines, next(e for e in ends if e is not hung_up_by_caller)["call_id"]))
 
 
@@ -372,7 +371,7 @@ async def test_dialled_call_is_supervised_and_hung_up_by_a_supervisor(serve, pee
     assert end["reason"] == "hangup: supervisor"
     actions = [(r.actor, r.data["action"]) for r in records(engines, call.call_id) if r.kind == "action"]
     assert actions == [("alice", "warn"), ("alice", "hangup")]
-    echoed, _ = sf.read(call.recording.path("customer"), dtype="int16")
+    echoed = engines.recordings.open_audio(call.call_id).frames[:, 1]  # the customer leg
     assert np.abs(echoed).max() > 3000, "the warning beep did not reach the callee"
 
 
@@ -433,8 +432,8 @@ async def test_bridged_profanity_mutes_the_agent_towards_the_customer(serve, pee
     # after the mute the agent's lawful line still reaches us, but the customer hears (and echoes) silence
     a13_s = sf.info(shared / "audio" / "tts-cmn" / "a13.wav").duration
     muted_from_s = max(a13_s, mute["audio_s"] + mute["delay_ms"] / 1000) + 0.5
-    legs = {leg: sf.read(call.recording.path(leg), dtype="int16") for leg in ("agent", "customer")}
-    (agent_pcm, rate), (echo_pcm, _) = legs["agent"], legs["customer"]
+    opened = engines.recordings.open_audio(call.call_id)
+    agent_pcm, echo_pcm, rate = opened.frames[:, 0], opened.frames[:, 1], opened.header.sample_rate
     window = slice(int(muted_from_s * rate), int((spoken_s - 0.5) * rate))
     assert np.abs(agent_pcm[window]).max() > 3000 and np.abs(echo_pcm[window]).max() < 300
     assert np.abs(echo_pcm[: int(a13_s * rate)]).max() > 3000, "the agent was not heard before the mute"
