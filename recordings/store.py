@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 import threading
 import time
@@ -16,10 +17,11 @@ from typing import Any, Literal, Self
 
 import numpy as np
 import sqlite_utils
+from cryptography.exceptions import InvalidTag
 
 from asr.codecs import resample
 from recordings.keys import KeyRing
-from recordings.sealed import Opened, SealedWriter, open_sealed, rewrap
+from recordings.sealed import Opened, RecordingTamperedError, SealedWriter, open_sealed, rewrap
 from voicebot.audit import AuditLog
 from voicebot.store_base import LockedStore
 
@@ -207,6 +209,45 @@ class RecordingStore(LockedStore):
                          call_id=row["recording_id"], actor=actor)
             purged.append(row["recording_id"])
         return purged
+
+    def seal_text(self, purpose: str, recording_id: str, text: str) -> bytes:
+        """Encrypt personal text about a recording (a transcript, a reviewer's note) with the current key."""
+        nonce = secrets.token_bytes(12)
+        key_id = self.ring.current_id
+        sealed = self.ring.cipher(key_id).encrypt(nonce, text.encode(), f"{purpose}|{recording_id}".encode())
+        return key_id.encode() + b":" + nonce + sealed
+
+    def open_text(self, purpose: str, recording_id: str, blob: bytes) -> str:
+        """Decrypt what seal_text sealed; RecordingTamperedError if it was altered or moved to another recording."""
+        key_id, _, rest = blob.partition(b":")
+        aad = f"{purpose}|{recording_id}".encode()
+        try:
+            plain = self.ring.cipher(key_id.decode()).decrypt(rest[:12], rest[12:], aad)
+        except InvalidTag:
+            raise RecordingTamperedError(f"the sealed {purpose} of recording {recording_id} fails its integrity "
+                                         "check") from None
+        return plain.decode()
+
+    def create_table(self, name: str, columns: dict[str, type], *, pk: str | tuple[str, ...]) -> None:
+        """Create a table of this database if it does not exist yet (screening and QA keep theirs here)."""
+        with self._lock:
+            self._db.table(name).create(columns, pk=pk, if_not_exists=True)
+
+    def upsert(self, table: str, row: dict[str, Any], *, pk: str | tuple[str, ...]) -> None:
+        """Insert or update one row."""
+        with self._lock:
+            self._db.table(table).upsert(row, pk=pk)
+
+    def insert(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert rows in one transaction."""
+        with self._lock, self._db.conn:
+            self._db.conn.execute("BEGIN IMMEDIATE")
+            self._db.table(table).insert_all(rows)
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        """Run one write statement in its own transaction; the number of rows changed."""
+        with self._lock:
+            return self._db.execute(sql, list(args)).rowcount
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Rows of a read-only query on the store's database (reports)."""

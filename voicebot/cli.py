@@ -25,7 +25,10 @@ from asr.vosk_engine import ModelMissingError, VoskEngine
 from compliance_rules.engine import CallMonitor, CallState, Flag, RuleEngine
 from compliance_rules.pack import RulePackError, load_pack
 from compliance_rules.timing import Agreement, Attempt, pre_dial_check
-from recordings.store import RecordingStore
+from recordings.keys import RecordingKeyError
+from recordings.qa import DEFAULT_RATE, QaError, check_month, coverage, draw_sample
+from recordings.sealed import RecordingTamperedError
+from recordings.store import RecordingNotFound, RecordingStore
 from scripts_library import ScriptError, bundled_scripts, load_script
 from voicebot.adapters.replay import SimulatedDebtor, load_call_audio, replay_call, simulate_bot_call
 from voicebot.adapters.sip import SipCallError, SipConfigError, SipSettings
@@ -56,7 +59,8 @@ RAW_SUFFIXES = {".ul": "ulaw", ".ulaw": "ulaw", ".mulaw": "ulaw", ".al": "alaw",
                 ".pcm": "pcm16", ".raw": "pcm16", ".s16": "pcm16"}
 EXPECTED_ERRORS = (AudioFormatError, ModelMissingError, ModelFetchError, ConfigError, RulePackError, AuditKeyError,
                    AuthError, SipCallError, SipConfigError, CampaignFileError, CampaignError, PiiKeyError,
-                   DialPlanError, IntentModelMissingError, LabelledDataError, TokenizerMissingError)
+                   DialPlanError, IntentModelMissingError, LabelledDataError, TokenizerMissingError, QaError,
+                   RecordingKeyError, RecordingTamperedError, RecordingNotFound)
 CONTEXTS = ("verified", "unverified", "disputed", "third_party")
 LEG_PREFIX = re.compile(r"^(agent|customer)\s*[:：]\s*")
 
@@ -507,6 +511,124 @@ def load_engines(config: Config, pack_name: str, db_path: Path | None, model: Pa
     audit = open_audit(config, db_path)
     recordings = RecordingStore.open(audit.path, config.recordings_dir)
     return Engines(asr=asr, rules=rules, audit=audit, recordings=recordings)
+
+
+def open_recordings(config: Config, db_path: Path | None) -> tuple[AuditLog, RecordingStore]:
+    """The audit log and the recording store of one database."""
+    audit = open_audit(config, db_path)
+    try:
+        return audit, RecordingStore.open(audit.path, config.recordings_dir)
+    except BaseException:
+        audit.close()
+        raise
+
+
+@main.group()
+def recordings() -> None:
+    """The sealed call recordings: list, import, screen, rotate the key, purge after retention."""
+
+
+@recordings.command("list")
+@click.option("--month", help="YYYY-MM (UTC).")
+@click.option("--agent", "agent_id", help="One agent.")
+@db_option
+@click.pass_obj
+@cli_errors
+def recordings_list(config: Config, month: str | None, agent_id: str | None, db_path: Path | None) -> None:
+    """One JSON line per recording: id, agent, times, status, outcome, flag categories."""
+    audit, store = open_recordings(config, db_path)
+    with audit, store:
+        for r in store.recordings(month=month and check_month(month), agent_id=agent_id):
+            click.echo(json.dumps({"recording_id": r.recording_id, "agent_id": r.agent_id, "source": r.source,
+                                   "started_at": r.started_at.isoformat(), "duration_s": r.duration_s,
+                                   "status": r.status, "outcome": r.outcome, "key_id": r.key_id,
+                                   "flags": [f["category"] for f in r.flags]}, ensure_ascii=False))
+
+
+@recordings.command("rotate-key")
+@click.option("--actor", default="admin", show_default=True, help="Who rotates, for the audit log.")
+@db_option
+@click.pass_obj
+@cli_errors
+def recordings_rotate_key(config: Config, actor: str, db_path: Path | None) -> None:
+    """Add a new recording key, seal new recordings with it and rewrap the finished ones (old keys are kept)."""
+    audit, store = open_recordings(config, db_path)
+    with audit, store:
+        key_id, rewrapped = store.rotate_key(audit, actor=actor)
+    click.echo(f"new key {key_id}; {rewrapped} recording(s) rewrapped; keep {store.ring.path} backed up")
+
+
+@recordings.command("purge")
+@click.option("--actor", default="retention", show_default=True, help="Who purges, for the audit log.")
+@db_option
+@click.pass_obj
+@cli_errors
+def recordings_purge(config: Config, actor: str, db_path: Path | None) -> None:
+    """Delete recordings past their retention (at least three years); each deletion is audited."""
+    audit, store = open_recordings(config, db_path)
+    with audit, store:
+        purged = store.purge(audit, now=datetime.now(UTC), actor=actor)
+    click.echo(f"{len(purged)} recording(s) purged")
+
+
+@main.group()
+def qa() -> None:
+    """QA: the monthly review sample per agent, and coverage reports."""
+
+
+@qa.command("sample")
+@click.option("--month", required=True, help="YYYY-MM (UTC).")
+@click.option("--rate", default=DEFAULT_RATE, show_default=True, type=click.FloatRange(0, 1, min_open=True),
+              help="Share of each agent's recordings to draw (at least one per agent).")
+@click.option("--seed", type=int, help="Redraw a recorded sample exactly (default: a fresh seed, recorded).")
+@click.option("--actor", default="qa", show_default=True, help="Who draws, for the audit log.")
+@click.option("--json", "as_json", is_flag=True, help="The sample as one JSON object.")
+@db_option
+@click.pass_obj
+@cli_errors
+def qa_sample(config: Config, month: str, rate: float, seed: int | None, actor: str, as_json: bool,
+              db_path: Path | None) -> None:
+    """Draw the month's QA sample: the rate of each agent's recordings, plus every flagged call; audited."""
+    audit, store = open_recordings(config, db_path)
+    with audit, store:
+        sample = draw_sample(store, audit, month=month, rate=rate, seed=seed, actor=actor)
+    items = [{"recording_id": i.recording_id, "agent_id": i.agent_id, "reason": i.reason} for i in sample.items]
+    if as_json:
+        click.echo(json.dumps({"sample_id": sample.sample_id, "month": month, "rate": rate, "seed": sample.seed,
+                               "items": items}, ensure_ascii=False))
+        return
+    click.echo(f"sample {sample.sample_id} for {month}: rate {rate:g}, seed {sample.seed} "
+               f"(rerun with --seed {sample.seed} to redraw it)")
+    for item in items:
+        click.echo(f"  {item['agent_id']:<16} {item['recording_id']}  {item['reason']}")
+
+
+@qa.command("report")
+@click.option("--month", required=True, help="YYYY-MM (UTC).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per agent.")
+@db_option
+@click.pass_obj
+@cli_errors
+def qa_report(config: Config, month: str, as_json: bool, db_path: Path | None) -> None:
+    """Coverage per agent for the month: recordings, sampled and reviewed shares, flagged calls, findings."""
+    audit, store = open_recordings(config, db_path)
+    with audit, store:
+        rows = coverage(store, check_month(month))
+    if not rows:
+        click.echo(f"no recordings in {month}")
+    for row in rows:
+        data = {"agent_id": row.agent_id, "recordings": row.recordings, "sampled": row.sampled,
+                "sampled_rate": round(row.sampled_rate, 3), "reviewed": row.reviewed,
+                "reviewed_rate": round(row.reviewed_rate, 3), "flagged": row.flagged, "findings": row.findings,
+                "mean_review_score": row.mean_score}
+        if as_json:
+            click.echo(json.dumps(data, ensure_ascii=False))
+            continue
+        short = " (BELOW 15%)" if row.sampled_rate < DEFAULT_RATE else ""
+        findings = ", ".join(f"{k} {v}" for k, v in row.findings.items()) or "none"
+        click.echo(f"{row.agent_id:<16} {row.recordings:>4} calls  sampled {row.sampled} ({row.sampled_rate:.0%})"
+                   f"{short}  reviewed {row.reviewed} ({row.reviewed_rate:.0%})  flagged {row.flagged}  "
+                   f"findings: {findings}  mean review score {row.mean_score if row.mean_score is not None else '-'}")
 
 
 @main.group()
