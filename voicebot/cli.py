@@ -20,11 +20,13 @@ import click
 from aiohttp import web
 
 from asr.codecs import ENCODINGS, STREAM_RATES, Audio, AudioFormatError, read_audio_file, read_raw_file
+from asr.diarize import Diarizer
 from asr.transcribe import LegTranscript, transcribe_audio
 from asr.vosk_engine import ModelMissingError, VoskEngine
 from compliance_rules.engine import CallMonitor, CallState, Flag, RuleEngine
 from compliance_rules.pack import RulePackError, load_pack
 from compliance_rules.timing import Agreement, Attempt, pre_dial_check
+from recordings.importer import diarized_split, import_recording
 from recordings.keys import RecordingKeyError
 from recordings.qa import DEFAULT_RATE, QaError, check_month, coverage, draw_sample
 from recordings.sealed import RecordingTamperedError
@@ -543,6 +545,45 @@ def recordings_list(config: Config, month: str | None, agent_id: str | None, db_
                                    "started_at": r.started_at.isoformat(), "duration_s": r.duration_s,
                                    "status": r.status, "outcome": r.outcome, "key_id": r.key_id,
                                    "flags": [f["category"] for f in r.flags]}, ensure_ascii=False))
+
+
+@recordings.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--agent", "agent_id", help="The agent on these calls (QA samples per agent).")
+@click.option("--account", "account_id", help="The account the calls are about.")
+@click.option("--started", "started_text", help="When the call started, ISO 8601 with offset (default: file time).")
+@click.option("--swap", is_flag=True, help="Stereo files carry the customer on the left channel.")
+@click.option("--model", type=click.Path(file_okay=False, path_type=Path), help="Vosk model folder (mono files).")
+@db_option
+@click.pass_obj
+@cli_errors
+def recordings_import(config: Config, files: tuple[Path, ...], agent_id: str | None, account_id: str | None,
+                      started_text: str | None, swap: bool, model: Path | None, db_path: Path | None) -> None:
+    """Seal external recordings (WAV, MP3, FLAC) into the store; mono ones are split into agent and customer by
+    speaker diarization. A file that cannot be read is reported and the others are still imported (exit 1)."""
+    started = parse_start(started_text, ()) if started_text else None
+    split = None
+    failed = 0
+    audit, store = open_recordings(config, db_path)
+    with audit, store:
+        for path in files:
+            try:
+                if split is None and len(read_audio_file(path).channels) == 1:
+                    asr = VoskEngine.load(model or config.vosk_model)
+                    split = diarized_split(Diarizer.load(config.models_dir), asr)
+                done = import_recording(store, path, agent_id=agent_id, account_id=account_id, started_at=started,
+                                        swap=swap, split_mono=split)
+            except (AudioFormatError, ValueError) as e:
+                click.echo(f"{path}: {e}", err=True)
+                failed += 1
+                continue
+            audit.append("recording_imported", {"recording_id": done.recording_id, "file": path.name,
+                                                "duration_s": round(done.duration_s, 2), "diarized": done.diarized,
+                                                "agent_id": agent_id}, call_id=done.recording_id, actor="import")
+            click.echo(json.dumps({"file": str(path), "recording_id": done.recording_id,
+                                   "duration_s": round(done.duration_s, 2), "diarized": done.diarized}))
+    if failed:
+        raise SystemExit(1)
 
 
 @recordings.command("rotate-key")
