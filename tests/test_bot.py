@@ -20,7 +20,7 @@ pytestmark = pytest.mark.model
 
 TOKEN = "b" * 32
 ACCOUNT = {"bot": "1", "name": "李娜", "id_last4": "1234", "amount": "3200", "due_date": "2026-11-03",
-           "lender": "示例银行", "days_overdue": "20", "agent_id": "bot-01"}
+           "lender": "示例银行", "days_overdue": "20", "agent_id": "bot-01", "account_id": "ACC-1"}
 
 
 @pytest.fixture
@@ -111,6 +111,9 @@ async def test_bot_branch_over_twilio(bot_client, engines, say, midday_zone: str
     if kind == "promise_to_pay":
         assert Decimal(outcome["promise_amount"]) == 1500 and outcome["promise_date"]
     assert [r.kind for r in engines.audit.records()][-1] == "call_end"
+    [recording] = engines.recordings.recordings()
+    assert (recording.outcome, recording.agent_id, recording.account_id) == (outcome["kind"], "bot-01", "ACC-1")
+    assert engines.recordings.open_audio(recording.recording_id).complete
     flags = [r.data for r in engines.audit.records() if r.kind == "flag" and r.data["leg"] == "agent"]
     assert flags == [], "the bot never says what an agent must not"
 

@@ -62,6 +62,8 @@ class CallHeaders:
     """X-Voicebot-Call: SIP calls sharing it are the legs of one supervised call (a fork, tap mode)."""
     zones: tuple[str, ...] = ()
     agent_id: str | None = None
+    account_id: str | None = None
+    """Set by the campaign dialer for the calls it places (kept with the recording)."""
 
 
 def parse_call_headers(headers: Mapping[str, str]) -> CallHeaders:
@@ -192,9 +194,11 @@ class SipAdapter:
         return session.call
 
     async def dial_bot(self, uri: str, config: VoicebotConfig, params: Mapping[str, str], *,
-                       zones: tuple[str, ...] = (), agent_id: str | None = None) -> BotCall:
+                       zones: tuple[str, ...] = (), agent_id: str | None = None,
+                       account_id: str | None = None) -> BotCall:
         """Place a call the bot makes: the callee is the `customer` leg, the bot speaks on the SIP call's RTP."""
-        session = self._session(CallHeaders(leg="customer", zones=zones, agent_id=agent_id), mode="in-path")
+        headers = CallHeaders(leg="customer", zones=zones, agent_id=agent_id, account_id=account_id)
+        session = self._session(headers, mode="in-path")
         bot = await start_bot_call(config, self.engines, self.board, session.call.info, params, session)
         session.use_bot(bot)
         session.attach("customer", await self._place_counted(uri))
@@ -296,7 +300,7 @@ class SipAdapter:
         clock = self.settings.clock
         mode = mode or ("tap" if headers.group else self.mode)
         info = CallInfo(adapter="sip", mode=mode, zones=headers.zones or self.zones, agent_id=headers.agent_id,
-                        **({"started_at": clock()} if clock else {}))
+                        account_id=headers.account_id, **({"started_at": clock()} if clock else {}))
         return SipSession(info, self.engines, self.board, bridged=bridged, grouped=headers.group is not None,
                           clock=clock)
 

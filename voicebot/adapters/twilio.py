@@ -252,13 +252,14 @@ def serialize_clear(stream_sid: str) -> str:
 
 
 def call_info(start: TwilioStart, *, mode: str, zones: tuple[str, ...]) -> CallInfo:
-    """The call a stream carries; `customParameters` may set `mode`, `agent_id` and `debtor_tz` (comma-separated)."""
+    """The call a stream carries; `customParameters` may set `mode`, `agent_id`, `account_id`, `debtor_tz` (comma-separated)."""
     params = start.custom_parameters
     mode = params.get("mode", mode)
     if mode not in MODES:
         raise ProtocolError("custom parameter `mode` must be in-path or tap")
     tz = tuple(z.strip() for z in params.get("debtor_tz", "").split(",") if z.strip())
-    return CallInfo(adapter="twilio", mode=mode, zones=tz or zones, agent_id=params.get("agent_id") or None)
+    return CallInfo(adapter="twilio", mode=mode, zones=tz or zones, agent_id=params.get("agent_id") or None,
+                    account_id=params.get("account_id") or None)
 
 
 @cache

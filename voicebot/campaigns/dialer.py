@@ -206,7 +206,8 @@ class SipDialer:
 
     async def _bot_call(self, uri: str, debt: DebtorCall, config: Config) -> CallResult:
         """The bot dials the debtor and holds the dialog; its outcome is the call's."""
-        bot = await self.adapter.dial_bot(uri, config, bot_params(debt), zones=debt.zones, agent_id=debt.agent_id)
+        bot = await self.adapter.dial_bot(uri, config, bot_params(debt), zones=debt.zones, agent_id=debt.agent_id,
+                                          account_id=debt.account_id)
         outcome = await self._converse(bot.call, debt, lambda _call, _debt: bot_outcome(bot))
         return CallResult(status="answered", outcome=outcome, call_id=bot.call.call_id)
 
