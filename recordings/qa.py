@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from statistics import mean
 from typing import Literal
 
-from recordings.screening import SCORECARD, Mark, load_screening
+from recordings.screening import SCORECARD, Mark
+from recordings.screening import create_tables as create_screening_tables
 from recordings.store import RecordingStore, stamp
 from voicebot.audit import AuditLog
 
@@ -133,11 +134,10 @@ def draw_sample(store: RecordingStore, audit: AuditLog, *, month: str, rate: flo
     create_tables(store)
     by_agent: dict[str, list[str]] = {}
     flagged = set()
-    for recording in store.recordings(month=month):
-        by_agent.setdefault(recording.agent_id or UNASSIGNED, []).append(recording.recording_id)
-        screening = load_screening(store, recording.recording_id)
-        if recording.flags or (screening and screening.flags):
-            flagged.add(recording.recording_id)
+    for recording_id, (agent, flags) in month_flags(store, month).items():
+        by_agent.setdefault(agent, []).append(recording_id)
+        if flags:
+            flagged.add(recording_id)
     seed = secrets.randbelow(2**31) if seed is None else seed
     sample = Sample(sample_id=uuid.uuid4().hex, month=month, rate=rate, seed=seed,
                     created_at=datetime.now(UTC).replace(microsecond=0),
@@ -205,23 +205,28 @@ def coverage(store: RecordingStore, month: str) -> list[AgentCoverage]:
     reviewed: dict[str, list[float]] = {}
     for review in reviews(store, month=month):
         reviewed.setdefault(review.recording_id, []).append(review.score)
-    by_agent: dict[str, list] = {}
-    for recording in store.recordings(month=month):
-        by_agent.setdefault(recording.agent_id or UNASSIGNED, []).append(recording)
+    by_agent: dict[str, dict[str, list[dict]]] = {}
+    for recording_id, (agent, flags) in month_flags(store, month).items():
+        by_agent.setdefault(agent, {})[recording_id] = flags
     result = []
-    for agent, recordings in sorted(by_agent.items()):
-        findings: Counter[str] = Counter()
-        flagged = 0
-        for recording in recordings:
-            screening = load_screening(store, recording.recording_id)
-            flags = {(f["rule"], round(f.get("start_s") or 0, 1)): f["category"]
-                     for f in [*recording.flags, *(screening.flags if screening else [])]}
-            findings.update(flags.values())
-            flagged += bool(flags)
-        ids = {r.recording_id for r in recordings}
+    for agent, calls in sorted(by_agent.items()):
+        findings = Counter(f["category"] for flags in calls.values() for f in flags)
+        ids = set(calls)
         scores = [reviewed[r][-1] for r in ids & reviewed.keys()]
-        result.append(AgentCoverage(agent_id=agent, recordings=len(recordings), sampled=len(ids & sampled),
-                                    reviewed=len(ids & reviewed.keys()), flagged=flagged,
+        result.append(AgentCoverage(agent_id=agent, recordings=len(ids), sampled=len(ids & sampled),
+                                    reviewed=len(ids & reviewed.keys()), flagged=sum(bool(f) for f in calls.values()),
                                     findings=dict(sorted(findings.items())),
                                     mean_score=round(mean(scores), 1) if scores else None))
     return result
+
+
+def month_flags(store: RecordingStore, month: str) -> dict[str, tuple[str, list[dict]]]:
+    """Each recording of the month: its agent and its flags (the screen's, which include the live ones, else the
+    live ones), read without opening any transcript."""
+    create_screening_tables(store)
+    rows = store.query("SELECT r.recording_id, r.agent_id, r.flags AS live, s.flags AS screened FROM recordings r "
+                       "LEFT JOIN screenings s ON s.recording_id = r.recording_id AND s.status = 'done' "
+                       "WHERE r.month = ? AND r.status IN ('complete', 'incomplete') "
+                       "ORDER BY r.started_at, r.recording_id", [check_month(month)])
+    return {r["recording_id"]: (r["agent_id"] or UNASSIGNED, json.loads(r["screened"] or r["live"] or "[]"))
+            for r in rows}

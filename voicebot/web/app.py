@@ -21,6 +21,7 @@ from voicebot.config import Config, ServeConfig
 from voicebot.web.auth import AuthSettings
 from voicebot.web.console import setup_console
 from voicebot.web.keys import BOARD, CONFIG, ENGINES, SERVE
+from voicebot.web.qa import setup_qa
 
 
 def create_app(config: Config, serve: ServeConfig, engines: Engines | None = None, *,
@@ -33,6 +34,7 @@ def create_app(config: Config, serve: ServeConfig, engines: Engines | None = Non
     app.cleanup_ctx.extend([_engines_ctx(engines), audiosocket_ctx, sip_ctx])
     app.router.add_get("/healthz", healthz)
     setup_console(app, auth or AuthSettings())
+    setup_qa(app)
     setup_twilio(app)
     return app
 

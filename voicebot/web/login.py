@@ -158,10 +158,35 @@ def _template(name: str) -> string.Template:
     return string.Template((TEMPLATES / name).read_text(encoding="utf-8"))
 
 
+class Html(str):
+    """Markup our code built from escaped parts; `render` inserts it as it is."""
+
+
 def render(name: str, status: int = 200, **values: str) -> web.Response:
-    """An HTML page from templates/, every value HTML-escaped."""
-    body = _template(name).substitute({k: html.escape(v) for k, v in values.items()})
+    """An HTML page from templates/, every value HTML-escaped but `Html` ones."""
+    body = _template(name).substitute({k: v if isinstance(v, Html) else html.escape(v) for k, v in values.items()})
     return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
+
+
+VOID_ELEMENTS = frozenset({"br", "input", "meta", "link", "img", "hr"})
+
+
+def tag(element: str, /, *content: str, **attrs: str | float | bool | None) -> Html:
+    """One element: text and attribute values HTML-escaped, `Html` content kept; `class_` is `class`, `a_b` is `a-b`.
+
+    An attribute that is True is written bare, one that is None or False is left out.
+    """
+    parts = [element]
+    for key, value in attrs.items():
+        if value is None or value is False:
+            continue
+        attr = key.rstrip("_").replace("_", "-")
+        parts.append(attr if value is True else f'{attr}="{html.escape(str(value))}"')
+    opening = f"<{' '.join(parts)}>"
+    if element in VOID_ELEMENTS:
+        return Html(opening)
+    inner = "".join(c if isinstance(c, Html) else html.escape(c) for c in content)
+    return Html(f"{opening}{inner}</{element}>")
 
 
 def safe_next(target: str | None) -> str:

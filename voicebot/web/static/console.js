@@ -328,6 +328,8 @@
 
   function start() {
     if (ROLE === "admin") $("admin-link").hidden = false;
+    if (ROLE === "supervisor") $("qa-link").href = "/qa/reports";
+    $("qa-link").hidden = !["qa", "admin", "supervisor"].includes(ROLE);
     buildButtons();
     const hash = new URLSearchParams(location.hash.slice(1));
     if (hash.get("call")) selected = hash.get("call");
