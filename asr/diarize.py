@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import sys
+import time
 import types
 import warnings
 from dataclasses import dataclass
@@ -32,7 +34,7 @@ PIPELINE_RATE = 16000
 MIN_SPEECH_S = 0.5
 PIPELINE_PARAMETERS = {
     "segmentation": {"threshold": 0.4442, "min_duration_off": 0.0},
-    "clustering": {"method": "centroid", "min_cluster_size": 12, "threshold": 0.3},
+    "clustering": {"method": "average", "min_cluster_size": 12, "threshold": 0.3},
 }
 AGENT_PHRASES = (
     "逾期", "欠款", "还款", "录音", "贷后", "本人", "身份证", "尾号", "信用卡", "账单", "催收", "委托", "最低还款",
@@ -75,6 +77,7 @@ class Diarizer:
     @classmethod
     def load(cls, models_dir: str | Path) -> Diarizer:
         """Load the segmentation, GE2E embedding and PLDA models (blocking, seconds); do it once per process."""
+        started = time.monotonic()
         models_dir = check_diarization_models(Path(models_dir))
         _prepare_pyannote()
         from pyannote.audio.pipelines import SpeakerDiarization
@@ -90,12 +93,14 @@ class Diarizer:
             segmentation_batch_size=32,
         )
         pipeline.instantiate(PIPELINE_PARAMETERS)
+        log.info("diarization models loaded in %.1f s", time.monotonic() - started)
         return cls(pipeline)
 
     def turns(self, pcm: np.ndarray, sample_rate: int, num_speakers: int | None = 2) -> list[SpeakerTurn]:
         """Speaker turns of mono int16 audio, by start; overlapping speech yields overlapping turns.
 
-        `num_speakers=None` lets the pipeline estimate how many speakers there are.
+        Audio under 0.5 s or all zero gives no turns. `num_speakers=None` lets the pipeline estimate how many
+        speakers there are (roughly: GE2E embeddings separate distinct voices, not similar ones).
         """
         pcm = _check_mono(pcm, sample_rate)
         if len(pcm) < MIN_SPEECH_S * sample_rate or not np.any(pcm):
@@ -103,11 +108,13 @@ class Diarizer:
         import torch
 
         waveform = torch.from_numpy(resample(pcm, sample_rate, PIPELINE_RATE).astype(np.float32) / 32768.0)[None]
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):  # pyannote prints clustering notes
             warnings.simplefilter("ignore")
             output = self.pipeline({"waveform": waveform, "sample_rate": PIPELINE_RATE}, num_speakers=num_speakers)
-        turns = [SpeakerTurn(round(segment.start, 3), round(segment.end, 3), str(label))
-                 for segment, _, label in output.speaker_diarization.itertracks(yield_label=True)]
+        duration_s = len(pcm) / sample_rate
+        turns = [SpeakerTurn(round(segment.start, 3), round(min(segment.end, duration_s), 3), str(label))
+                 for segment, _, label in output.speaker_diarization.itertracks(yield_label=True)
+                 if segment.start < duration_s]
         return sorted(turns, key=lambda t: (t.start_s, t.speaker))
 
 

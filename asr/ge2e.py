@@ -60,10 +60,10 @@ class GE2EEmbedding(Model):
 
         A waveform whose weights mark no frame gets a NaN embedding, which pyannote's clustering skips.
         """
-        samples = waveforms[:, 0]
+        samples, device = waveforms[:, 0], waveforms.device
         mels = self.mel(samples).transpose(1, 2)
         if weights is None:
-            weights = torch.ones(len(samples), mels.shape[1])
+            weights = torch.ones(len(samples), mels.shape[1], device=device)
         frame_mask = F.interpolate(weights[:, None].float(), size=mels.shape[1], mode="nearest")[:, 0] > 0.5
         sample_mask = F.interpolate(weights[:, None].float(), size=samples.shape[1], mode="nearest")[:, 0] > 0.5
         windows, owners = [], []
@@ -75,10 +75,11 @@ class GE2EEmbedding(Model):
             for start in _window_starts(len(active)):
                 windows.append(active[start : start + WINDOW_FRAMES])
                 owners.append(i)
-        embeddings = torch.full((len(samples), EMBEDDING_SIZE), float("nan"))
+        embeddings = torch.full((len(samples), EMBEDDING_SIZE), float("nan"), device=device)
         if windows:
-            owner_index = torch.tensor(owners)
-            sums = torch.zeros(len(samples), EMBEDDING_SIZE).index_add_(0, owner_index, self.network(windows))
+            owner_index = torch.tensor(owners, device=device)
+            sums = torch.zeros(len(samples), EMBEDDING_SIZE, device=device)
+            sums.index_add_(0, owner_index, self.network(windows))
             used = torch.unique(owner_index)
             embeddings[used] = F.normalize(sums[used], dim=1)
         return embeddings

@@ -95,9 +95,10 @@ class RecordingStore(LockedStore):
         self.retention = timedelta(days=retention_days)
 
     @classmethod
-    def open(cls, db_path: Path, folder: Path, *, key_path: Path | None = None,
+    def open(cls, db_path: Path, folder: Path | None = None, *, key_path: Path | None = None,
              retention_days: int = RETENTION_DAYS) -> Self:
-        """Open or create the store; the key file is created with the first recording table."""
+        """Open or create the store (files under `folder`, default `recordings/` beside the database); the key
+        file is created with the recordings table."""
         if retention_days < RETENTION_DAYS:
             raise ValueError(f"recordings must be kept at least three years ({RETENTION_DAYS} days), "
                              f"not {retention_days}")
@@ -115,7 +116,7 @@ class RecordingStore(LockedStore):
         except BaseException:
             conn.close()
             raise
-        return cls(db, folder, ring, retention_days)
+        return cls(db, folder or db_path.parent / "recordings", ring, retention_days)
 
     # --- writing ----------------------------------------------------------------------------------
 

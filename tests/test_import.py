@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asr.codecs import AudioFormatError
+from asr.codecs import AudioFormatError, read_audio_file, resample
 from recordings.importer import import_recording
 from recordings.store import RecordingStore
 from voicebot.audit import AuditLog
@@ -84,3 +84,32 @@ def test_cli_import_reports_bad_files_and_imports_the_rest(stereo_call, tmp_path
     assert row["recording_id"] == line["recording_id"] and row["agent_id"] == "a9" and row["source"] == "import"
     with AuditLog.open(db) as audit:
         assert [r.kind for r in audit.records()] == ["recording_imported"]
+
+
+@pytest.mark.model
+def test_cli_import_of_a_mono_call_puts_each_voice_on_its_own_leg(shared: Path, tmp_path: Path) -> None:
+    rate, turn = 8000, 3 * 8000
+    voices = [read_audio_file(shared / "audio" / "real-cmn" / f"{clip}.wav").channels[0]
+              for clip in ("cmn_15_livestream_spk1", "cmn_16_livestream_spk2")]  # two real speakers
+    voices = [resample(v, 16000, rate) for v in voices]
+    pieces, truth, gap = [], [], np.zeros(rate // 2, np.int16)
+    for k in range(0, min(len(v) for v in voices) - turn, turn):
+        for speaker, voice in enumerate(voices):
+            start = sum(len(p) for p in pieces)
+            pieces += [voice[k:k + turn], gap]
+            truth.append((speaker, start, start + turn))
+    sf.write(tmp_path / "mono.wav", np.concatenate(pieces), rate)
+    db = tmp_path / "v.db"
+    result = subprocess.run([VOICEBOT, "recordings", "import", str(tmp_path / "mono.wav"), "--agent", "a1",
+                             "--db", str(db)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    line = json.loads(result.stdout.splitlines()[-1])
+    assert line["diarized"] is True
+    with RecordingStore.open(db) as store:
+        frames = store.open_audio(line["recording_id"]).frames.astype(float)
+    channel_of = [(speaker, int((frames[a:b, 1] ** 2).sum() > (frames[a:b, 0] ** 2).sum())) for speaker, a, b in truth]
+    for speaker in (0, 1):
+        channels = [c for s, c in channel_of if s == speaker]
+        majority = max(set(channels), key=channels.count)
+        assert channels.count(majority) / len(channels) >= 0.8, channel_of
+    assert {max(set(cs), key=cs.count) for cs in ([c for s, c in channel_of if s == k] for k in (0, 1))} == {0, 1}

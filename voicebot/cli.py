@@ -50,7 +50,7 @@ from voicebot.campaigns import (
     run_sip_campaign,
 )
 from voicebot.config import Config, ConfigError, ServeConfig, load_config, media_token
-from voicebot.models import ModelFetchError, fetch_vosk_model, vosk_model_sources
+from voicebot.models import ModelFetchError, fetch_diarization_models, fetch_vosk_model, vosk_model_sources
 from voicebot.nlu.classify import IntentClassifier, IntentModelMissingError, understanding_json
 from voicebot.nlu.data import DATA_FILE, LabelledDataError
 from voicebot.nlu.train import TokenizerMissingError, model_is_current, report_json, train_intent_model
@@ -111,10 +111,12 @@ def models() -> None:
 @click.pass_obj
 @cli_errors
 def models_fetch(config: Config) -> None:
-    """Install the Vosk Mandarin model into the models folder (checked by sha256)."""
+    """Install the Vosk Mandarin model and the diarization models into the models folder (checked by sha256)."""
     sources = vosk_model_sources(config.vosk_model_source, config.shared_dir)
     path = fetch_vosk_model(config.models_dir, sources)
     click.echo(f"Vosk model ready: {path}")
+    for folder in fetch_diarization_models(config.models_dir, config.shared_dir):
+        click.echo(f"Diarization model ready: {folder}")
 
 
 @main.command()
@@ -511,7 +513,7 @@ def load_engines(config: Config, pack_name: str, db_path: Path | None, model: Pa
     rules = RuleEngine.from_pack(pack_name)
     asr = VoskEngine.load(model or config.vosk_model)
     audit = open_audit(config, db_path)
-    recordings = RecordingStore.open(audit.path, config.recordings_dir)
+    recordings = RecordingStore.open(audit.path)
     return Engines(asr=asr, rules=rules, audit=audit, recordings=recordings)
 
 
@@ -519,7 +521,7 @@ def open_recordings(config: Config, db_path: Path | None) -> tuple[AuditLog, Rec
     """The audit log and the recording store of one database."""
     audit = open_audit(config, db_path)
     try:
-        return audit, RecordingStore.open(audit.path, config.recordings_dir)
+        return audit, RecordingStore.open(audit.path)
     except BaseException:
         audit.close()
         raise
@@ -610,6 +612,38 @@ def recordings_purge(config: Config, actor: str, db_path: Path | None) -> None:
     with audit, store:
         purged = store.purge(audit, now=datetime.now(UTC), actor=actor)
     click.echo(f"{len(purged)} recording(s) purged")
+
+
+@recordings.command("screen")
+@click.option("--workers", type=click.IntRange(min=1), help="Worker processes or Ray actors (default: one per CPU).")
+@click.option("--ray", "ray_address", help="Screen on the Ray cluster at this address (auto, ray://HOST:10001); "
+                                           "its nodes must see the database, recordings and key file at these paths.")
+@click.option("--limit", type=click.IntRange(min=1), help="Screen at most this many recordings in this run.")
+@click.option("--pack", "pack_name", default="cn-collection", show_default=True, help="Bundled pack or YAML file.")
+@db_option
+@click.pass_obj
+@cli_errors
+def recordings_screen(config: Config, workers: int | None, ray_address: str | None, limit: int | None,
+                      pack_name: str, db_path: Path | None) -> None:
+    """Screen every recording not screened yet: transcribe both legs, run the rule pack, fill the scorecard.
+
+    Prints one JSON line per recording (id, score, flag count; never the transcript), then a summary line. Resumable
+    and never screens a call twice: each recording is claimed first, a run that stopped is picked up after an hour,
+    and a failed recording is retried by later runs (3 tries). Run it periodically (cron, a systemd timer) so that
+    new calls are screened.
+    """
+    from recordings.batch_screening import ScreenModels, screen_pending
+    from recordings.screening import ScreeningError
+
+    audit, store = open_recordings(config, db_path)
+    with audit, store:
+        try:
+            report = screen_pending(store, ScreenModels(vosk_model=config.vosk_model, pack=pack_name),
+                                    workers=workers, ray_address=ray_address, limit=limit,
+                                    progress=lambda outcome: click.echo(json.dumps(outcome.summary())))
+        except ScreeningError as e:
+            raise click.ClickException(str(e)) from e
+    click.echo(json.dumps({"summary": report.summary()}))
 
 
 @main.group()

@@ -30,11 +30,6 @@ class Config:
     """A model folder named by VOICEBOT_VOSK_MODEL: the first source `voicebot models fetch` tries."""
 
     @property
-    def recordings_dir(self) -> Path:
-        """Where the sealed call recordings are kept."""
-        return self.data_dir / "recordings"
-
-    @property
     def demo_call(self) -> Path:
         """The stereo two-leg call the demo replays (test audio, read from shared/, never shipped)."""
         return self.shared_dir / "audio" / "tts-cmn" / "calls" / "call_ptp.wav"

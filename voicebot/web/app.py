@@ -53,7 +53,7 @@ def _engines_ctx(given: Engines | None):
         if serve.pbx_webhook:
             session = aiohttp.ClientSession()
             pbx = PbxWebhook(serve.pbx_webhook, serve.media_token, session)
-        recordings = await loop.run_in_executor(None, RecordingStore.open, serve.db, config.recordings_dir)
+        recordings = await loop.run_in_executor(None, RecordingStore.open, serve.db)
         app[ENGINES] = Engines(asr=asr, rules=RuleEngine.from_pack(serve.pack), audit=audit, recordings=recordings,
                                pbx=pbx)
         yield
