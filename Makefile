@@ -27,6 +27,8 @@ bench: models
 	$(BIN)/python bench/nlu.py
 	$(BIN)/python bench/tts.py
 	$(BIN)/python bench/bot.py
+	$(BIN)/python bench/diarize.py
+	$(BIN)/python bench/screening.py
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
