@@ -14,7 +14,9 @@ import json
 import os
 import secrets
 import struct
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -26,6 +28,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from recordings.keys import KeyRing, RecordingKeyError
 
 MAGIC = b"VBREC1\n"
+SYNC_EVERY_S = 1.0
+"""Written pieces are flushed at once (a killed process loses nothing written) and fsynced this often."""
+_syncer = ThreadPoolExecutor(1, thread_name_prefix="recording-fsync")
 MAX_HEADER = 4096
 MAX_CHUNK = 1 << 24
 LAST = 1
@@ -79,7 +84,8 @@ def _chunk_aad(file_id: str, index: int, flags: int) -> bytes:
 
 
 class SealedWriter:
-    """Appends interleaved PCM16 frames to a new sealed file; every `chunk` call is one flushed, fsynced chunk."""
+    """Appends interleaved PCM16 frames to a new sealed file; every `chunk` call is one flushed chunk, and the file
+    is fsynced in the background at least every SYNC_EVERY_S, so the caller (the event loop) never waits on disk."""
 
     def __init__(self, path: Path, ring: KeyRing, *, call_id: str, sample_rate: int, legs: tuple[str, ...]) -> None:
         self.path = path
@@ -89,10 +95,11 @@ class SealedWriter:
         self._aead = AESGCM(data_key)
         self._index = 0
         self._closed = False
+        self._synced = 0.0
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(path, "xb")  # noqa: SIM115 -- held open for the call's length
         self._file.write(self.header.to_bytes())
-        self._sync()
+        self._flush()
 
     def chunk(self, frames: np.ndarray, *, last: bool = False) -> None:
         """Seal and write `frames` (n × channels int16); `last` marks the end of the recording."""
@@ -105,7 +112,7 @@ class SealedWriter:
         sealed = self._aead.encrypt(nonce, frames.astype("<i2").tobytes(),
                                     _chunk_aad(self.header.file_id, self._index, flags))
         self._file.write(struct.pack(">IB", len(sealed), flags) + sealed)
-        self._sync()
+        self._flush()
         self._index += 1
         self._closed = last
 
@@ -113,11 +120,22 @@ class SealedWriter:
         """Write the empty last chunk (if not yet written) and close the file."""
         if not self._closed:
             self.chunk(np.zeros((0, len(self.header.legs)), np.int16), last=True)
+        os.fsync(self._file.fileno())
         self._file.close()
 
-    def _sync(self) -> None:
+    def _flush(self) -> None:
         self._file.flush()
-        os.fsync(self._file.fileno())
+        if time.monotonic() - self._synced >= SYNC_EVERY_S:
+            self._synced = time.monotonic()
+            _syncer.submit(_fsync_copy, os.dup(self._file.fileno()))
+
+
+def _fsync_copy(fd: int) -> None:
+    """fsync a duplicate of a recording's descriptor (the writer may close its own meanwhile), then close it."""
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)
