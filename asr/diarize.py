@@ -8,7 +8,6 @@ import os
 import re
 import sys
 import time
-import types
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from asr.codecs import MAX_FILE_RATE, MIN_FILE_RATE, AudioFormatError, resample
+from asr.torchaudio_stub import stub_torchaudio_extensions
 from asr.vosk_engine import ModelMissingError
 
 log = logging.getLogger(__name__)
@@ -157,12 +157,7 @@ def _check_mono(pcm: np.ndarray, sample_rate: int) -> np.ndarray:
 def _prepare_pyannote() -> None:
     """Set pyannote up to run offline, without torchaudio's or torchcodec's compiled libraries, fast on silence."""
     os.environ["PYANNOTE_METRICS_ENABLED"] = "false"
-    if "torchaudio" not in sys.modules:
-        stub = types.ModuleType("torchaudio._extension")
-        stub.__dict__.update(_IS_TORCHAUDIO_EXT_AVAILABLE=False, _IS_ALIGN_AVAILABLE=False,
-                             fail_if_no_align=lambda fn: fn, _load_lib=lambda lib: False)
-        sys.modules["torchaudio._extension"] = stub
-        sys.modules.setdefault("torchcodec", None)
+    stub_torchaudio_extensions()
     import torch
 
     torch.set_flush_denormal(True)

@@ -12,9 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, PreTrainedTokenizerBase
 
-from voicebot.nlu.data import Example, normalize
+from asr.torchaudio_stub import stub_torchaudio_extensions
+
+stub_torchaudio_extensions()  # transformers imports torchaudio when it is installed (pyannote.audio brings it)
+from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, PreTrainedTokenizerBase  # noqa: E402
+
+from voicebot.nlu.data import Example, normalize  # noqa: E402
 
 VOCABULARY_FILE = "vocabulary.json"
 MAX_TOKENS = 48
