@@ -86,6 +86,9 @@ def test_demo_bot_reaches_a_promise_and_a_threat_is_cut_off(tmp_path: Path):
     assert "FLAG" not in bot, "the bot never says what an agent must not"
     assert "FLAG critical: gang" in threat and "ACTION hangup by engine" in threat
     assert "== ended (" in threat, "faster than real time, the replay may end before the hang-up takes effect"
+    qa = threat.split("== screening the new recordings")[1]
+    assert qa.count(": score ") == 2 and "no_prohibited_language" in qa, "the threat call fails the scorecard"
+    assert "== QA sample for " in qa and qa.count("random)") >= 2, "one call of each agent is sampled"
     assert "hash chain intact" in result.stdout.splitlines()[-1]
     kinds = [json.loads(line)["kind"] for line in voicebot("audit", "export", "--db", str(tmp_path / "demo.db")
                                                            ).stdout.splitlines()]

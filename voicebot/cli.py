@@ -176,9 +176,29 @@ def demo(config: Config, model: Path | None, speed: float, db_path: Path | None)
     click.echo(f"== a supervised agent call: {threat_call.name}, {audio.duration_s:.1f} s, 2 legs, {speed:g}x")
     info = CallInfo(adapter="replay", zones=("Asia/Shanghai",), started_at=office_hours, speed=speed)
     asyncio.run(_follow(audio, engines, info, _show_event))
+    _screen_and_sample(engines, model or config.vosk_model, office_hours)
     report = engines.audit.verify()
     click.echo(f"== audit log {engines.audit.path}: {report.records} records, "
                f"hash chain {'intact' if report.ok else 'BROKEN: ' + str(report.problem)}")
+
+
+def _screen_and_sample(engines: Engines, vosk_model: Path, at: datetime) -> None:
+    """QA's side of the demo: screen the new recordings, then draw the month's review sample."""
+    from recordings.batch_screening import ScreenModels, screen_pending
+
+    click.echo("== screening the new recordings (transcript per leg, rule pack, scorecard)")
+    report = screen_pending(engines.recordings, ScreenModels(vosk_model=vosk_model), workers=1)
+    for outcome in report.outcomes:
+        if outcome.screening is None:
+            click.echo(f"{'':17}{outcome.recording_id}: failed ({outcome.error})")
+            continue
+        failed = [k for k, item in outcome.screening.scorecard.items() if item.mark == "fail"]
+        click.echo(f"{'':17}{outcome.recording_id}: score {outcome.screening.score:g}, "
+                   f"{len(outcome.screening.flags)} flag(s), failed: {', '.join(failed) or 'nothing'}")
+    month = f"{at.astimezone(UTC):%Y-%m}"
+    sample = draw_sample(engines.recordings, engines.audit, month=month, actor="demo")
+    click.echo(f"== QA sample for {month} (seed {sample.seed}): " + ", ".join(
+        f"{i.recording_id} ({i.agent_id}, {i.reason})" for i in sample.items))
 
 
 async def _follow_bot(config: Config, engines: Engines, info: CallInfo, debtor: SimulatedDebtor) -> None:
