@@ -147,7 +147,8 @@ class Screener:
         started = time.monotonic()
         try:
             opened = self.store.open_audio(recording_id)
-            screening = screen_audio(self.store.get(recording_id), opened, self.asr, self.rules, self.cues)
+            screening = screen_audio(self.store.get(recording_id), opened, self.asr, self.rules, self.cues,
+                                     self.store.agent_lines(recording_id))
         except Exception as e:
             return ScreenOutcome(recording_id=recording_id, error=error_text(e), worker=self.worker,
                                  seconds=time.monotonic() - started)

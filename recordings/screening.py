@@ -15,7 +15,7 @@ import numpy as np
 
 from asr.codecs import STREAM_RATES, resample
 from asr.transcribe import leg_events
-from asr.vosk_engine import AsrEvent, VoskEngine
+from asr.vosk_engine import AsrEvent, VoskEngine, Word
 from compliance_rules.engine import CallMonitor, CallState, Flag, RuleEngine, TimedWord
 from compliance_rules.matching import PhraseIndex, normalize
 from recordings.sealed import Opened
@@ -198,12 +198,16 @@ class Findings:
     """Disclosure cue key → when the agent made it, if in time."""
 
 
-def transcribe_recording(asr: VoskEngine, opened: Opened) -> list[Heard]:
-    """Each leg's final results through the live path's VAD gate and 100 ms feed, in call time."""
+def transcribe_recording(asr: VoskEngine, opened: Opened, agent_lines: Sequence[dict] | None = None) -> list[Heard]:
+    """Each leg's final results through the live path's VAD gate and 100 ms feed, in call time; a bot's agent leg
+    is taken from the lines it said (`agent_lines`), which are exact, instead."""
     rate = opened.header.sample_rate
     stream_rate = rate if rate in STREAM_RATES else 16000
-    heard: list[Heard] = []
+    said = [Word(line["text"], line["start_s"], line["end_s"]) for line in agent_lines or ()]
+    heard: list[Heard] = [("agent", AsrEvent("final", word.word, (word,))) for word in said]
     for channel, leg in enumerate(opened.header.legs):
+        if agent_lines is not None and leg == "agent":
+            continue
         pcm = resample(np.ascontiguousarray(opened.frames[:, channel]), rate, stream_rate)
         heard += [(leg, event) for event in leg_events(asr, pcm, stream_rate) if event.kind == "final"]
     return heard
@@ -328,14 +332,15 @@ def _politeness(found: Findings, agent: list[dict[str, Any]]) -> ScoreItem:
 def screen_recording(store: RecordingStore, recording_id: str, asr: VoskEngine, rules: RuleEngine,
                      cues: Cues | None = None) -> Screening:
     """Decrypt one recording, transcribe both legs, check them against the pack and fill the scorecard."""
-    return screen_audio(store.get(recording_id), store.open_audio(recording_id), asr, rules, cues)
+    return screen_audio(store.get(recording_id), store.open_audio(recording_id), asr, rules, cues,
+                        store.agent_lines(recording_id))
 
 
 def screen_audio(recording: Recording, opened: Opened, asr: VoskEngine, rules: RuleEngine,
-                 cues: Cues | None = None) -> Screening:
-    """Screen a recording's decrypted audio; its live flags join the screened ones."""
+                 cues: Cues | None = None, agent_lines: Sequence[dict] | None = None) -> Screening:
+    """Screen a recording's decrypted audio (a bot's leg from its lines); its live flags join the screened ones."""
     cues = cues or Cues.for_pack(rules)
-    heard = transcribe_recording(asr, opened)
+    heard = transcribe_recording(asr, opened, agent_lines)
     found = check_call(heard, rules, cues)
     flags = merge_flags(found.flags, recording.flags)
     transcript = sorted((Utterance(leg, round(e.start_s or 0.0, 2), round(e.end_s or 0.0, 2), e.text)

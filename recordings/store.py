@@ -38,7 +38,7 @@ SCHEMA: dict[str, type] = {
     "recording_id": str, "file": str, "source": str, "adapter": str, "agent_id": str, "account_id": str,
     "started_at": str, "month": str, "ended_at": str, "duration_s": float, "sample_rate": int, "legs": str,
     "outcome": str, "flags": str, "flag_count": int, "status": str, "key_id": str, "retain_until": str,
-    "purged_at": str, "original_name": str,
+    "purged_at": str, "original_name": str, "agent_lines": bytes,
 }
 
 
@@ -111,6 +111,8 @@ class RecordingStore(LockedStore):
             fresh = "recordings" not in db.table_names()
             ring = KeyRing.load(key_path or db_path.with_name(db_path.name + ".recordings.keys"), create=fresh)
             db.table("recordings").create(SCHEMA, pk="recording_id", if_not_exists=True)
+            for name in SCHEMA.keys() - db.table("recordings").columns_dict.keys():  # a store from before it
+                db.table("recordings").add_column(name, SCHEMA[name])
             db.table("recordings").create_index(["month", "agent_id"], if_not_exists=True)
             db.table("recordings").create_index(["status", "retain_until"], if_not_exists=True)
         except BaseException:
@@ -137,13 +139,18 @@ class RecordingStore(LockedStore):
         return CallRecording(self, recording_id, self.folder / _file_name(recording_id, started_at))
 
     def finish(self, recording_id: str, *, ended_at: datetime, duration_s: float, sample_rate: int,
-               complete: bool = True, outcome: str | None = None, flags: Sequence[dict[str, Any]] = ()) -> None:
-        """Record how the call ended: its length, outcome and flags."""
+               complete: bool = True, outcome: str | None = None, flags: Sequence[dict[str, Any]] = (),
+               agent_lines: Sequence[dict[str, Any]] | None = None) -> None:
+        """Record how the call ended: its length, outcome, flags, and the bot's lines when the agent was the bot
+        ({start_s, end_s, text}, sealed: they hold the debtor's details)."""
+        lines = None if agent_lines is None else self.seal_text(
+            "agent_lines", recording_id, json.dumps(list(agent_lines), ensure_ascii=False))
         with self._lock:
             self._db.table("recordings").update(recording_id, {
                 "ended_at": stamp(ended_at), "duration_s": round(duration_s, 2), "sample_rate": sample_rate,
                 "status": "complete" if complete else "incomplete", "outcome": outcome,
-                "flags": json.dumps(list(flags), ensure_ascii=False), "flag_count": len(flags)})
+                "flags": json.dumps(list(flags), ensure_ascii=False), "flag_count": len(flags),
+                "agent_lines": lines})
 
     def recover(self) -> int:
         """Mark recordings left open by a crash as incomplete (readable up to their last flushed piece)."""
@@ -169,6 +176,13 @@ class RecordingStore(LockedStore):
         if agent_id is not None:
             sql, args = sql + " AND agent_id = ?", [*args, agent_id]
         return [_recording(r) for r in self._rows(sql + " ORDER BY started_at, recording_id", args)]
+
+    def agent_lines(self, recording_id: str) -> list[dict[str, Any]] | None:
+        """What the bot said on a bot call ({start_s, end_s, text}); None when the agent was a person."""
+        rows = self._rows("SELECT agent_lines FROM recordings WHERE recording_id = ?", [recording_id])
+        if not rows or rows[0]["agent_lines"] is None:
+            return None
+        return json.loads(self.open_text("agent_lines", recording_id, rows[0]["agent_lines"]))
 
     def open_audio(self, recording_id: str) -> Opened:
         """The decrypted audio; RecordingTamperedError or RecordingKeyError when it cannot be trusted."""

@@ -12,6 +12,7 @@ import pytest
 from live_peers import CONNECTED, TwilioDebtor, start_message, ulaw_packets
 
 import voicebot.bot
+from recordings.screening import screen_recording
 from voicebot.config import ServeConfig
 from voicebot.web.app import create_app
 from voicebot.web.keys import BOARD
@@ -108,14 +109,20 @@ async def test_bot_branch_over_twilio(bot_client, engines, say, midday_zone: str
     else:
         assert outcome["kind"] in ("wrong_person", "third_party_callback"), (said, outcome)
         assert "verified_disclosure" not in said, "nothing is disclosed to a third party"
-    if kind == "promise_to_pay":
-        assert Decimal(outcome["promise_amount"]) == 1500 and outcome["promise_date"]
     assert [r.kind for r in engines.audit.records()][-1] == "call_end"
     [recording] = engines.recordings.recordings()
     assert (recording.outcome, recording.agent_id, recording.account_id) == (outcome["kind"], "bot-01", "ACC-1")
     assert engines.recordings.open_audio(recording.recording_id).complete
     flags = [r.data for r in engines.audit.records() if r.kind == "flag" and r.data["leg"] == "agent"]
     assert flags == [], "the bot never says what an agent must not"
+    if kind == "promise_to_pay":
+        assert Decimal(outcome["promise_amount"]) == 1500 and outcome["promise_date"]
+        lines = engines.recordings.agent_lines(recording.recording_id)
+        assert "录音" in lines[0]["text"] and lines[0]["start_s"] < lines[1]["start_s"], "the bot's lines are kept"
+        screening = screen_recording(engines.recordings, recording.recording_id, engines.asr, engines.rules)
+        marks = {k: v.mark for k, v in screening.scorecard.items()}
+        assert marks["required_disclosures"] == marks["identity_before_disclosure"] == "pass", marks
+        assert {u.text for u in screening.transcript if u.leg == "agent"} == {line["text"] for line in lines}
 
 
 @pytest.mark.parametrize(("replies", "kind", "must_say"), [

@@ -119,6 +119,7 @@ class BotCall:
             task.cancel()
         outcome = outcome_data(self.dialog)
         self.call.outcome = outcome["kind"]
+        self.call.agent_lines = self.speak.said if self.speak else []
         self.call.emit({"type": "outcome", **outcome})
         append = partial(self.call.engines.audit.append, "bot_outcome", outcome, call_id=self.call.call_id,
                          actor="bot")

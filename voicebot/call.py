@@ -110,6 +110,8 @@ class Call:
         self.monitor = CallMonitor(engines.rules)
         self.recording = engines.recordings.writer(info.call_id, info.started_at)
         self.outcome: str | None = None
+        self.agent_lines: list[dict] | None = None
+        """The bot's lines as said, on a bot call: QA screens them as they are rather than re-recognising them."""
         """What the call achieved, when a bot's dialog says (the recording's metadata keeps it)."""
         self.events: collections.deque[Event] = collections.deque(maxlen=EVENTS_KEPT)
         self.muted: set[Leg] = set()
@@ -186,7 +188,7 @@ class Call:
         if self._registered:
             finish = partial(self.engines.recordings.finish, self.call_id, ended_at=self._now(),
                              duration_s=self.recording.duration_s, sample_rate=self.recording.sample_rate,
-                             outcome=self.outcome, flags=flags)
+                             outcome=self.outcome, flags=flags, agent_lines=self.agent_lines)
             await asyncio.get_running_loop().run_in_executor(self.engines.executor, finish)
         await self._audit("call_end", data, None)
         self.emit({"type": "call_end", **data})

@@ -24,6 +24,8 @@ class Speak(Processor):
         self.playout = playout
         self.executor = executor
         self.call_time_s = call_time_s
+        self.said: list[dict] = []
+        """Each line started, with its call times: {start_s, end_s, text}."""
         self.barge_in_ms: list[float] = []
         """Delay from the customer's speech onset being detected to the bot's audio being dropped."""
 
@@ -36,8 +38,9 @@ class Speak(Processor):
             pcm = await asyncio.get_running_loop().run_in_executor(self.executor, self.synthesize, frame)
             ahead_s = self.playout.play(pcm, line_id=frame.line_id, end_call=frame.end_call, transfer=frame.transfer)
             start_s = self.call_time_s() + ahead_s
+            end_s = start_s + len(pcm) / 8000
+            self.said.append({"start_s": round(start_s, 2), "end_s": round(end_s, 2), "text": frame.text})
             await self.push(frame)
-            await self.push(TranscriptFrame(leg="agent", text=frame.text, final=True, start_s=start_s,
-                                            end_s=start_s + len(pcm) / 8000))
+            await self.push(TranscriptFrame(leg="agent", text=frame.text, final=True, start_s=start_s, end_s=end_s))
             return
         await self.push(frame)
