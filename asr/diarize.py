@@ -9,6 +9,7 @@ import re
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,8 +109,8 @@ class Diarizer:
         import torch
 
         waveform = torch.from_numpy(resample(pcm, sample_rate, PIPELINE_RATE).astype(np.float32) / 32768.0)[None]
-        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):  # pyannote prints clustering notes
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr), _flush_denormals():
+            warnings.simplefilter("ignore")  # pyannote prints clustering notes and warns about unused features
             output = self.pipeline({"waveform": waveform, "sample_rate": PIPELINE_RATE}, num_speakers=num_speakers)
         duration_s = len(pcm) / sample_rate
         turns = [SpeakerTurn(round(segment.start, 3), round(min(segment.end, duration_s), 3), str(label))
@@ -154,13 +155,22 @@ def _check_mono(pcm: np.ndarray, sample_rate: int) -> np.ndarray:
     return pcm
 
 
-def _prepare_pyannote() -> None:
-    """Set pyannote up to run offline, without torchaudio's or torchcodec's compiled libraries, fast on silence."""
-    os.environ["PYANNOTE_METRICS_ENABLED"] = "false"
-    stub_torchaudio_extensions()
+@contextlib.contextmanager
+def _flush_denormals() -> Iterator[None]:
+    """Treat denormal floats as zero on this thread while the pipeline runs (fast on silence), then restore."""
     import torch
 
     torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def _prepare_pyannote() -> None:
+    """Set pyannote up to run offline, without torchaudio's or torchcodec's compiled libraries."""
+    os.environ["PYANNOTE_METRICS_ENABLED"] = "false"
+    stub_torchaudio_extensions()
     logging.getLogger("lightning.pytorch.utilities.migration.utils").setLevel(logging.WARNING)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"\s*torchcodec is not installed correctly")

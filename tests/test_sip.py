@@ -395,7 +395,9 @@ async def test_forked_calls_with_one_call_header_are_one_tapped_call(serve, peer
     assert [r.kind for r in engines.audit.records()].count("call_start") == 1
     assert any(e["type"] == "final" and e["leg"] == "customer" for e in server.seen)
     assert any(r.kind == "flag" and r.data["category"] == "gang" and r.data["leg"] == "agent" for r in recs)
-    assert len(recs[-1].data["recordings"]) == 2
+    assert len(recs[-1].data["recordings"]) == 1
+    both_legs = engines.recordings.open_audio(start["call_id"]).frames
+    assert np.abs(both_legs[:, 0]).max() > 1000 and np.abs(both_legs[:, 1]).max() > 1000, "a fork's leg is silent"
 
 
 @live_test
