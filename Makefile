@@ -9,9 +9,10 @@ STAMP := $(VENV)/.installed
 demo: models
 	$(BIN)/voicebot demo
 
+# Two workers: many tests wait on calls played in real time, so two share a 2-core machine well.
 test: models
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2
 
 models: $(STAMP)
 	$(BIN)/voicebot models fetch
