@@ -32,7 +32,7 @@ sys.path.append(str(ROOT / "tests"))
 from live_peers import CONNECTED, TwilioDebtor, start_message, ulaw_packets  # noqa: E402
 
 from asr.codecs import decode  # noqa: E402
-from bench.live import start_server  # noqa: E402
+from bench.live import midday_zone, start_server  # noqa: E402
 from voicebot.config import load_config  # noqa: E402
 
 CORES = os.cpu_count()
@@ -45,12 +45,6 @@ def emit(metric: str, value: float, unit: str, **extra: object) -> None:
     """Print one figure as a JSON line."""
     print(json.dumps({"metric": metric, "value": round(value, 4), "unit": unit, "cores": CORES, **extra},
                      ensure_ascii=False), flush=True)
-
-
-def midday_zone() -> str:
-    """A zone where it is about noon now, inside every pack's calling hours."""
-    offset = 12 - time.gmtime().tm_hour
-    return "Etc/GMT" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"
 
 
 async def open_call(session: aiohttp.ClientSession, url: str) -> TwilioDebtor:
