@@ -10,7 +10,7 @@ from aiohttp import web
 
 from voicebot.web.auth import AuthError, Session, check_password_text, check_role
 from voicebot.web.keys import AUTH, ENGINES, SESSION
-from voicebot.web.login import ApiError, render, require_csrf, require_role, run_db
+from voicebot.web.login import ApiError, render, require_csrf, require_role, run_db, signed_in
 
 ADMIN_ROLES = ("admin",)
 
@@ -28,7 +28,7 @@ async def users_page(request: web.Request) -> web.Response:
     session = request[SESSION]
     if session.role not in ADMIN_ROLES:
         return render("message.html", 403, title="Not allowed", message="Only an admin may manage users.")
-    return render("admin.html", username=session.username, role=session.role, csrf=session.csrf)
+    return render("admin.html", signed_in=signed_in(session), username=session.username, csrf=session.csrf)
 
 
 async def list_users(request: web.Request) -> web.Response:

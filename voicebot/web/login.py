@@ -168,6 +168,12 @@ def render(name: str, status: int = 200, **values: str) -> web.Response:
     return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
 
 
+def signed_in(session: Session) -> Html:
+    """The page header's "signed in as" line and sign-out form, for `$signed_in` in a template."""
+    values = {"username": session.username, "role": session.role, "csrf": session.csrf}
+    return Html(_template("signed_in.html").substitute({k: html.escape(v) for k, v in values.items()}))
+
+
 VOID_ELEMENTS = frozenset({"br", "input", "meta", "link", "img", "hr"})
 
 

@@ -32,7 +32,7 @@ from recordings.sealed import Opened, RecordingTamperedError
 from recordings.store import Recording, RecordingNotFound, RecordingStore
 from voicebot.web.auth import Session
 from voicebot.web.keys import ENGINES, SESSION
-from voicebot.web.login import ApiError, Html, render, require_csrf, run_db, tag
+from voicebot.web.login import ApiError, Html, render, require_csrf, run_db, signed_in, tag
 from voicebot.web.qa_audio import ranged_response, wav_bytes
 from voicebot.web.qa_charts import bar_chart, line_chart
 
@@ -147,7 +147,7 @@ async def month_page(request: web.Request) -> web.Response:
                 tag("td", r.sampled or "—"), tag("td", "yes" if r.reviewed else "no"),
                 class_="sampled" if r.sampled else None, data_recording_id=r.recording.recording_id)
             for r in rows]
-    return render("qa.html", username=session.username, role=session.role, csrf=session.csrf, month=month,
+    return render("qa.html", signed_in=signed_in(session), month=month,
                   sample=sample_note(sample), rows=Html("".join(body)),
                   empty="" if rows else "No recordings this month.")
 
@@ -210,7 +210,7 @@ async def review_page(request: web.Request) -> web.Response:
     flags = screening.flags if screening else recording.flags
     saved = ("Review saved." if request.query.get("saved") == "1" and latest else "")
     return render(
-        "qa_review.html", username=session.username, role=session.role, csrf=session.csrf, recording_id=rid,
+        "qa_review.html", signed_in=signed_in(session), csrf=session.csrf, recording_id=rid,
         month=recording.month, agent=recording.agent_id or "—", started=f"{recording.started_at:%Y-%m-%d %H:%M} UTC",
         duration=clock(opened.duration_s), outcome=recording.outcome or "—",
         sampled=f"in the sample ({reason})" if reason else "not in the sample",
@@ -366,7 +366,7 @@ async def reports_page(request: web.Request) -> web.Response:
         for category, n in c.findings.items():
             totals[category] = totals.get(category, 0) + n
     rows = [coverage_row(c) for c in agents]
-    return render("qa_reports.html", username=session.username, role=session.role, csrf=session.csrf, month=month,
+    return render("qa_reports.html", signed_in=signed_in(session), month=month,
                   rows=Html("".join(rows)), empty="" if agents else "No recordings this month.",
                   min_rate=f"{MIN_SAMPLED_RATE:.0%}", back="/qa" if session.role in REVIEW_ROLES else "/",
                   violations=bar_chart(totals, title=f"Violations by category, {month}"),
