@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
-import os
 import resource
 import sys
 import threading
@@ -25,17 +23,11 @@ from asr.metrics import character_error_rate
 from asr.transcribe import leg_events, transcribe_audio
 from asr.vad import SpeechChunk, VoiceGate
 from asr.vosk_engine import VoskEngine
+from bench.figures import emit
 from voicebot.config import load_config
 
 FRAME_MS = 20
 STAGGER_S = 5.0
-CORES = os.cpu_count()
-
-
-def emit(metric: str, value: float, unit: str, **extra: object) -> None:
-    """Print one figure as a JSON line."""
-    print(json.dumps({"metric": metric, "value": round(value, 4), "unit": unit, "cores": CORES, **extra},
-                     ensure_ascii=False), flush=True)
 
 
 def bench_cer_and_rtf(engine: VoskEngine, shared: Path) -> None:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import secrets
 import statistics
 import sys
@@ -32,19 +30,13 @@ sys.path.append(str(ROOT / "tests"))
 from live_peers import CONNECTED, TwilioDebtor, start_message, ulaw_packets  # noqa: E402
 
 from asr.codecs import decode  # noqa: E402
+from bench.figures import emit  # noqa: E402
 from bench.live import midday_zone, start_server  # noqa: E402
 from voicebot.config import load_config  # noqa: E402
 
-CORES = os.cpu_count()
 ACCOUNT = {"bot": "1", "name": "李娜", "id_last4": "1234", "amount": "3200", "due_date": "2026-11-03",
            "lender": "示例银行", "days_overdue": "20", "agent_id": "bot-01"}
 REPLIES = {"ask_name": "c01", "ask_payment": "c05", "ask_date": "c05", "ask_amount": "c05"}
-
-
-def emit(metric: str, value: float, unit: str, **extra: object) -> None:
-    """Print one figure as a JSON line."""
-    print(json.dumps({"metric": metric, "value": round(value, 4), "unit": unit, "cores": CORES, **extra},
-                     ensure_ascii=False), flush=True)
 
 
 async def open_call(session: aiohttp.ClientSession, url: str) -> TwilioDebtor:

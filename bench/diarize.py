@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
-import os
 import resource
 import statistics
 import sys
@@ -22,17 +20,11 @@ if not __package__:  # run as a file: this file's folder must not shadow the `as
 
 from asr.codecs import decode, encode, read_audio_file, resample
 from asr.diarize import Diarizer, SpeakerTurn
+from bench.figures import emit
 from voicebot.config import load_config
 
 RATE = 8000
 CALL_S = 60.0
-CORES = os.cpu_count()
-
-
-def emit(metric: str, value: float, unit: str, **extra: object) -> None:
-    """Print one figure as a JSON line."""
-    print(json.dumps({"metric": metric, "value": round(value, 4), "unit": unit, "cores": CORES, **extra},
-                     ensure_ascii=False), flush=True)
 
 
 def phone_line(pcm: np.ndarray, rate: int) -> np.ndarray:

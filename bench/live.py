@@ -31,19 +31,13 @@ if not __package__:  # run as a file: this file's folder must not shadow the pro
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from asr.codecs import encode, read_audio_file, resample
+from bench.figures import emit
 from voicebot.config import load_config
 
-CORES = os.cpu_count()
 FRAME_MS = 20
 CALL = "call_agent_threat"
 REALTIME_P95_S = 2.0
 """A round counts as real-time when every call is hung up and the p95 delay stays under this."""
-
-
-def emit(metric: str, value: float, unit: str, **extra: object) -> None:
-    """Print one figure as a JSON line."""
-    print(json.dumps({"metric": metric, "value": round(value, 4), "unit": unit, "cores": CORES, **extra},
-                     ensure_ascii=False), flush=True)
 
 
 def call_frames(shared: Path) -> tuple[list[bytes], list[bytes], float]:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
-import os
 import statistics
 import sys
 import time
@@ -19,6 +17,7 @@ from pathlib import Path
 if not __package__:  # run as a file: the project root must come first on the path
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from bench.figures import emit
 from compliance_rules.engine import CallState, RuleEngine
 from voicebot.config import load_config
 
@@ -28,13 +27,6 @@ EVAL_SETS = {
     "us-fdcpa-regf": [DATA / "us_agent_eval.tsv"],
 }
 """Per pack: the set the rules were tuned on, then any set written blind (never used for tuning)."""
-CORES = os.cpu_count()
-
-
-def emit(metric: str, value: float, unit: str, **extra: object) -> None:
-    """Print one figure as a JSON line."""
-    print(json.dumps({"metric": metric, "value": round(value, 4), "unit": unit, "cores": CORES, **extra},
-                     ensure_ascii=False), flush=True)
 
 
 def state_for(context: str) -> CallState:

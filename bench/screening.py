@@ -10,7 +10,6 @@ Usage: python bench/screening.py [--recordings 12] [--rates 8000,16000] [--worke
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import statistics
@@ -26,19 +25,13 @@ if not __package__:  # run as a file: this file's folder must not shadow the pro
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from asr.codecs import decode, encode, read_audio_file, resample
+from bench.figures import emit
 from recordings.batch_screening import ScreenModels, screen_pending
 from recordings.store import LEGS, RecordingStore
 from voicebot.config import load_config
 
-CORES = os.cpu_count()
 CALLS = ("call_ptp", "call_dispute", "call_agent_threat")
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-
-
-def emit(metric: str, value: float, unit: str, **extra: object) -> None:
-    """Print one figure as a JSON line."""
-    print(json.dumps({"metric": metric, "value": round(value, 4), "unit": unit, "cores": CORES, **extra},
-                     ensure_ascii=False), flush=True)
 
 
 def call_legs(shared: Path, rate: int) -> list[list[np.ndarray]]:

@@ -7,8 +7,6 @@ Prints one JSON line per figure. Usage: python bench/tts.py [--repeats 5] [--no-
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import resource
 import statistics
 import sys
@@ -22,10 +20,10 @@ if not __package__:  # run as a file: this file's folder must not shadow the `as
 from asr.codecs import Audio, resample
 from asr.metrics import character_error_rate
 from asr.transcribe import transcribe_audio
+from bench.figures import emit
 from voicebot.config import load_config
 from voicebot.tts import PHONE_RATE, EspeakSynthesizer, PromptCache
 
-CORES = os.cpu_count()
 LINES = {
     "cmn": ["您好，我是受银行委托的客服专员，本次通话将被录音。", "请问您是张先生本人吗？",
             "为了核实身份，请您说一下身份证号码的后四位。", "您的信用卡账单已经逾期十五天，应还金额两千元。",
@@ -36,12 +34,6 @@ LINES = {
            "Would you be able to pay by next Friday?", "Thank you for your time. Goodbye."],
 }
 TYPICAL = {"cmn": LINES["cmn"][3], "en": LINES["en"][3]}
-
-
-def emit(metric: str, value: float, unit: str, **extra: object) -> None:
-    """Print one figure as a JSON line."""
-    print(json.dumps({"metric": metric, "value": round(value, 4), "unit": unit, "cores": CORES, **extra},
-                     ensure_ascii=False), flush=True)
 
 
 def child_cpu_s() -> float:
