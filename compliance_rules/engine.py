@@ -45,6 +45,12 @@ class Flag:
     sets: str | None = None
     start_s: float | None = None
     end_s: float | None = None
+    source: str = "rule"
+    """`rule` (a pack's phrase or pattern) or `model` (the semantic detector)."""
+    score: float | None = None
+    """The model's probability for the category; None for rule flags."""
+    model: str | None = None
+    """The version of the model that raised the flag."""
 
 
 @dataclass(frozen=True, slots=True)

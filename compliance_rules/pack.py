@@ -87,6 +87,8 @@ class RulePack:
     cadence: tuple[CadenceLimit, ...] = ()
     quiet_days_after_conversation: int = 0
     actions: dict[str, str] = field(default_factory=dict)
+    model_categories: dict[str, str] = field(default_factory=dict)
+    """The semantic model's categories this pack flags, each with its severity (the pack's `model:` section)."""
 
 
 class _LineStr(str):
@@ -199,7 +201,7 @@ class _Validator(FieldValidator):
 
     def pack(self, data: Any) -> RulePack:
         top = self.mapping(data, "pack", {"pack", "description", "language", "window", "cadence", "actions",
-                                          "rules"}, {"pack", "language", "window", "actions", "rules"})
+                                          "rules", "model"}, {"pack", "language", "window", "actions", "rules"})
         actions = self.mapping(top["actions"], "actions", set(SEVERITIES), set(SEVERITIES))
         actions = {str(k): self.choice(v, f"actions.{k}", ACTIONS) for k, v in actions.items()}
         if not isinstance(top["rules"], list) or not top["rules"]:
@@ -214,7 +216,16 @@ class _Validator(FieldValidator):
         return RulePack(name=self.text(top["pack"], "pack"), path=self.path,
                         language=self.text(top["language"], "language"), rules=rules,
                         window=self.window(top["window"]), cadence=limits,
-                        quiet_days_after_conversation=quiet_days, actions=actions)
+                        quiet_days_after_conversation=quiet_days, actions=actions,
+                        model_categories=self.model(top.get("model")))
+
+    def model(self, raw: Any) -> dict[str, str]:
+        if raw is None:
+            return {}
+        m = self.mapping(raw, "model", {"categories"}, {"categories"})
+        categories = self.mapping(m["categories"], "model.categories", set(m["categories"] or {}), set())
+        return {self.text(c, "model.categories key"): self.choice(s, f"model.categories.{c}", SEVERITIES)
+                for c, s in categories.items()}
 
     def rule(self, raw: Any, actions: dict[str, str]) -> Rule:
         r = self.mapping(raw, "rule", {"id", "category", "severity", "leg", "action", "phrases", "sounds_like",

