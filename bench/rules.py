@@ -21,7 +21,7 @@ from bench.figures import emit
 from compliance_rules.engine import CallState, RuleEngine
 from voicebot.config import load_config
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parent.parent / "compliance_rules" / "data"
 EVAL_SETS = {
     "cn-collection": [DATA / "cn_agent_eval.tsv", DATA / "cn_agent_holdout.tsv"],
     "us-fdcpa-regf": [DATA / "us_agent_eval.tsv"],

@@ -7,6 +7,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from compliance_rules.matching import Hit, Normalized, PhraseIndex, normalize
 from compliance_rules.pack import Rule, RulePack, load_pack
@@ -146,15 +147,25 @@ def word_times(text: str, words: Sequence[TimedWord], span: tuple[int, int]) -> 
 
 @dataclass
 class CallMonitor:
-    """Checks one live call as results stream in: tracks call state and never flags the same hit twice."""
+    """Checks one live call as results stream in: tracks call state and never flags the same hit twice.
+
+    `check` runs the rules on every result; `check_meaning`, called after it for the same result, runs the
+    semantic model and skips a category the rules (or an earlier model check) already flagged in the utterance."""
 
     engine: RuleEngine
     state: CallState = field(default_factory=lambda: CallState(verified=False))
+    model: SemanticChecker | None = None
     _utterance: dict[str, int] = field(default_factory=dict)
+    _ended: set[str] = field(default_factory=set)
     _raised: dict[tuple[str, int, str], int] = field(default_factory=dict)
+    _categories: dict[str, set[str]] = field(default_factory=dict)
 
     def check(self, leg: str, text: str, *, final: bool, words: Sequence[TimedWord] = ()) -> list[Flag]:
-        """New flags for a partial or final result of the leg's current utterance."""
+        """New rule flags for a partial or final result of the leg's current utterance."""
+        if leg in self._ended:  # the first result after a final starts the leg's next utterance
+            self._ended.discard(leg)
+            self._utterance[leg] = self._utterance.get(leg, 0) + 1
+            self._categories[leg] = set()
         utterance = self._utterance.get(leg, 0)
         new: list[Flag] = []
         counts: dict[str, int] = {}
@@ -169,9 +180,25 @@ class CallMonitor:
                 self.state.third_party, self.state.verified = True, False
             elif flag.sets:
                 setattr(self.state, flag.sets, True)
+        self._categories.setdefault(leg, set()).update(f.category for f in new)
         if final:
-            self._utterance[leg] = utterance + 1
+            self._ended.add(leg)
         return new
+
+    def check_meaning(self, leg: str, text: str) -> list[Flag]:
+        """New model flags for the result just given to `check` (none without a model)."""
+        if self.model is None:
+            return []
+        seen = self._categories.setdefault(leg, set())
+        new = [f for f in self.model.check(leg, text, self.state) if f.category not in seen]
+        seen.update(f.category for f in new)
+        return new
+
+
+class SemanticChecker(Protocol):
+    """What CallMonitor needs of the semantic detector (compliance_rules.detector.SemanticDetector)."""
+
+    def check(self, leg: str, text: str, state: CallState | None = None) -> list[Flag]: ...
 
 
 def strongest(flags: Sequence[Flag]) -> Flag | None:

