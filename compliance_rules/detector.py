@@ -7,19 +7,18 @@ from collections.abc import Sequence
 
 from compliance_rules.engine import CallState, Flag
 from compliance_rules.pack import RulePack
-from compliance_rules.semantic import SemanticModel
+from compliance_rules.semantic import SemanticModel, bundled_model
 
 MODEL_RULE_PREFIX = "model."
 MAX_MATCHED_CHARS = 120
 
 
-def context_of(state: CallState) -> str:
-    """The head's context for a call state: a third party outranks a dispute, which outranks no verification."""
-    if state.third_party:
-        return "third_party"
-    if state.disputed:
-        return "disputed"
-    return "" if state.verified else "unverified"
+def contexts_of(state: CallState) -> tuple[str, ...]:
+    """The head's contexts that hold in a call state, or ("",); with a third party on the line, a disclosure is
+    one to the third party, not one before verification."""
+    held = (("third_party", state.third_party), ("disputed", state.disputed),
+            ("unverified", not state.verified and not state.third_party))
+    return tuple(context for context, holds in held if holds) or ("",)
 
 
 class SemanticDetector:
@@ -31,16 +30,26 @@ class SemanticDetector:
         self.severities = pack.model_categories
         """Model category → severity in this pack; categories the pack leaves out are not flagged."""
 
+    @classmethod
+    def for_pack(cls, pack: RulePack) -> SemanticDetector:
+        """The bundled model under `pack`."""
+        return cls(bundled_model(), pack)
+
     def check(self, leg: str, text: str, state: CallState | None = None) -> list[Flag]:
         """At most one model flag for `text` on `leg` (agents only) in `state`."""
         return self.check_many(leg, [text], [state or CallState()])[0]
 
     def check_many(self, leg: str, texts: Sequence[str], states: Sequence[CallState]) -> list[list[Flag]]:
-        """`check` for many utterances in one pass of the encoder."""
+        """`check` for many utterances in one pass of the encoder; where several contexts hold in a state, each
+        category takes its highest score among them."""
         if leg != "agent" or not self.severities or not texts:
             return [[] for _ in texts]
-        all_scores = self.model.scores(texts, [context_of(s) for s in states])
-        return [self._flags(leg, text, scores) for text, scores in zip(texts, all_scores, strict=True)]
+        pairs = [(i, context) for i, state in enumerate(states) for context in contexts_of(state)]
+        scored = self.model.scores([texts[i] for i, _ in pairs], [context for _, context in pairs])
+        best: list[dict[str, float]] = [{} for _ in texts]
+        for (i, _), scores in zip(pairs, scored, strict=True):
+            best[i] = {c: max(p, best[i].get(c, 0.0)) for c, p in scores.items()}
+        return [self._flags(leg, text, scores) for text, scores in zip(texts, best, strict=True)]
 
     def _flags(self, leg: str, text: str, scores: dict[str, float]) -> list[Flag]:
         candidates = [(p, c) for c, p in scores.items() if c in self.severities]

@@ -216,9 +216,18 @@ class SemanticModel:
         return cls(head, shared_encoder(head.encoder_sha256))
 
     def scores(self, texts: Sequence[str], contexts: Sequence[str]) -> list[dict[str, float]]:
-        """Per text, the probability of every class (`ok` and each category)."""
-        p = self.head.probabilities(self.encoder.embed(texts), texts, contexts)
+        """Per text, the probability of every class (`ok` and each category); each distinct text is encoded once."""
+        unique = list(dict.fromkeys(texts))
+        vectors = self.encoder.embed(unique)
+        at = {text: i for i, text in enumerate(unique)}
+        p = self.head.probabilities(vectors[[at[t] for t in texts]], texts, contexts)
         return [dict(zip(self.head.classes, map(float, row), strict=True)) for row in p]
+
+
+@cache
+def bundled_model() -> SemanticModel:
+    """The model shipped in compliance_rules/models/semantic, loaded once per process."""
+    return SemanticModel.load()
 
 
 @cache

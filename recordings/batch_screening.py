@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from asr.vosk_engine import ModelMissingError, VoskEngine, check_model_dir
+from compliance_rules.detector import SemanticDetector
 from compliance_rules.engine import RuleEngine
 from compliance_rules.pack import RulePackError, load_pack
 from recordings.keys import RecordingKeyError
@@ -133,13 +134,15 @@ def error_text(error: BaseException) -> str:
 
 
 class Screener:
-    """A worker's loaded parts: its own connection to the store, the Vosk model and the compiled pack."""
+    """A worker's loaded parts: its own connection to the store, the Vosk model, the compiled pack and the
+    semantic model."""
 
     def __init__(self, paths: StorePaths, models: ScreenModels) -> None:
         self.store = paths.open()
         self.asr = VoskEngine.load(models.vosk_model)
         self.rules = RuleEngine.from_pack(models.pack)
         self.cues = Cues.for_pack(self.rules)
+        self.meaning = SemanticDetector.for_pack(self.rules.pack)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def screen(self, recording_id: str) -> ScreenOutcome:
@@ -148,7 +151,7 @@ class Screener:
         try:
             opened = self.store.open_audio(recording_id)
             screening = screen_audio(self.store.get(recording_id), opened, self.asr, self.rules, self.cues,
-                                     self.store.agent_lines(recording_id))
+                                     self.store.agent_lines(recording_id), self.meaning)
         except Exception as e:
             return ScreenOutcome(recording_id=recording_id, error=error_text(e), worker=self.worker,
                                  seconds=time.monotonic() - started)

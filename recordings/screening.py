@@ -16,6 +16,7 @@ import numpy as np
 from asr.codecs import STREAM_RATES, resample
 from asr.transcribe import leg_events
 from asr.vosk_engine import AsrEvent, VoskEngine, Word
+from compliance_rules.detector import SemanticDetector
 from compliance_rules.engine import CallMonitor, CallState, Flag, RuleEngine, TimedWord
 from compliance_rules.matching import PhraseIndex, normalize
 from recordings.sealed import Opened
@@ -213,12 +214,15 @@ def transcribe_recording(asr: VoskEngine, opened: Opened, agent_lines: Sequence[
     return heard
 
 
-def check_call(heard: Sequence[Heard], rules: RuleEngine, cues: Cues) -> Findings:
-    """Run the pack over the final results in the order they settled, as the live monitor does, and note the cues."""
-    monitor, found = CallMonitor(rules), Findings()
+def check_call(heard: Sequence[Heard], rules: RuleEngine, cues: Cues, meaning: SemanticDetector | None = None,
+               ) -> Findings:
+    """Run the pack (and the semantic model) over the final results in the order they settled, as the live monitor
+    does, and note the cues."""
+    monitor, found = CallMonitor(rules, model=meaning), Findings()
     for leg, event in sorted(heard, key=lambda h: (h[1].end_s, h[1].start_s, h[0])):
         words = tuple(TimedWord(w.word, w.start_s, w.end_s) for w in event.words)
-        for flag in monitor.check(leg, event.text, final=True, words=words):
+        flags = monitor.check(leg, event.text, final=True, words=words)
+        for flag in flags + monitor.check_meaning(leg, event.text):
             if flag.category != "signal":
                 found.flags.append(flag_record(flag, "screen"))
             elif flag.sets == "disputed" and found.disputed_at is None:
@@ -253,8 +257,11 @@ def _note_agent_cues(found: Findings, monitor: CallMonitor, cues: Cues, event: A
 
 def flag_record(flag: Flag, source: str) -> dict[str, Any]:
     """A flag as recordings and screenings keep it (no words), with where it came from: `live` or `screen`."""
-    return {"leg": flag.leg, "rule": flag.rule, "category": flag.category, "severity": flag.severity,
-            "start_s": flag.start_s, "end_s": flag.end_s, "source": source}
+    record = {"leg": flag.leg, "rule": flag.rule, "category": flag.category, "severity": flag.severity,
+              "start_s": flag.start_s, "end_s": flag.end_s, "source": source}
+    if flag.source == "model":
+        record.update(score=flag.score, model=flag.model)
+    return record
 
 
 def merge_flags(screened: Sequence[dict[str, Any]], live: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -330,18 +337,20 @@ def _politeness(found: Findings, agent: list[dict[str, Any]]) -> ScoreItem:
 
 
 def screen_recording(store: RecordingStore, recording_id: str, asr: VoskEngine, rules: RuleEngine,
-                     cues: Cues | None = None) -> Screening:
+                     cues: Cues | None = None, meaning: SemanticDetector | None = None) -> Screening:
     """Decrypt one recording, transcribe both legs, check them against the pack and fill the scorecard."""
     return screen_audio(store.get(recording_id), store.open_audio(recording_id), asr, rules, cues,
-                        store.agent_lines(recording_id))
+                        store.agent_lines(recording_id), meaning)
 
 
 def screen_audio(recording: Recording, opened: Opened, asr: VoskEngine, rules: RuleEngine,
-                 cues: Cues | None = None, agent_lines: Sequence[dict] | None = None) -> Screening:
-    """Screen a recording's decrypted audio (a bot's leg from its lines); its live flags join the screened ones."""
+                 cues: Cues | None = None, agent_lines: Sequence[dict] | None = None,
+                 meaning: SemanticDetector | None = None) -> Screening:
+    """Screen a recording's decrypted audio (a bot's leg from its lines) with the rules and the semantic model;
+    its live flags join the screened ones."""
     cues = cues or Cues.for_pack(rules)
     heard = transcribe_recording(asr, opened, agent_lines)
-    found = check_call(heard, rules, cues)
+    found = check_call(heard, rules, cues, meaning)
     flags = merge_flags(found.flags, recording.flags)
     transcript = sorted((Utterance(leg, round(e.start_s or 0.0, 2), round(e.end_s or 0.0, 2), e.text)
                          for leg, e in heard), key=lambda u: (u.start_s, u.leg))

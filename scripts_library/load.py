@@ -13,6 +13,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from compliance_rules.detector import SemanticDetector
 from compliance_rules.engine import CallState, RuleEngine
 from compliance_rules.pack import FieldValidator, RulePackError, read_yaml
 
@@ -144,8 +145,9 @@ class Script:
 
 
 def first_violation(engine: RuleEngine, text: str, states: tuple[str, ...],
-                    extra: list[str] | None = None) -> tuple[str, str] | None:
-    """(state, rule id) of the first rule the bot breaks by saying `text` in one of `states`, if any.
+                    extra: list[str] | None = None, meaning: SemanticDetector | None = None) -> tuple[str, str] | None:
+    """(state, rule id) of the first rule the bot breaks by saying `text` in one of `states`, if any; with
+    `meaning`, a line the semantic model flags in one of the states breaks `model.<category>` too.
 
     Each sentence and each `extra` piece is checked on its own as well: a pack's `unless` context (私人事务)
     drops every hit in an utterance, so a neighbouring sentence or a filled-in value could otherwise hide one.
@@ -157,6 +159,11 @@ def first_violation(engine: RuleEngine, text: str, states: tuple[str, ...],
             for flag in engine.check("agent", piece, STATES[state]):
                 if flag.category != "signal":
                     return state, flag.rule
+    if meaning is not None:
+        read = meaning.check_many("agent", [text] * len(states), [STATES[state] for state in states])
+        for state, flags in zip(states, read, strict=True):
+            for flag in flags:
+                return state, f"{flag.rule} (score {flag.score:.2f}, model {flag.model})"
     return None
 
 
@@ -348,7 +355,7 @@ class _Validator(FieldValidator):
         for needed in sorted(LINES[line_id].call_values - placeholders):
             raise self.fail(text, f"line {line_id} must say {{{needed}}}")
         sample = text.format_map({k: format_value(k, SAMPLES[language][k], language) for k in placeholders})
-        broken = first_violation(engine, sample, states)
+        broken = first_violation(engine, sample, states, meaning=SemanticDetector.for_pack(engine.pack))
         if broken:
             state, rule = broken
             raise self.fail(text, f"line {line_id} breaks rule {rule} when said {state} "

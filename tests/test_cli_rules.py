@@ -15,13 +15,26 @@ def run(*args: str, stdin: str = "") -> tuple[int, str, str]:
 
 def test_rules_check_prints_one_object_per_line_in_order():
     lines = ["明天法院就来抓你坐牢", "依法向法院提起诉讼", "", "警惕冒充公安的诈骗电话"]
-    code, out, _ = run("rules", "check", "--pack", "cn-collection", "--jsonl", stdin="\n".join(lines) + "\n")
+    code, out, _ = run("rules", "check", "--pack", "cn-collection", "--jsonl", "--rules-only",
+                       stdin="\n".join(lines) + "\n")
     assert code == 0
     records = [json.loads(line) for line in out.splitlines()]
     assert [r["text"] for r in records] == lines
     assert records[0]["flags"][0] == {"rule": "cn.legal.false_threat", "category": "false_legal_threat",
-                                      "severity": "critical", "action": "end_call", "span": [0, 7]}
+                                      "severity": "critical", "action": "end_call", "span": [0, 7],
+                                      "source": "rule", "score": None, "model": None}
     assert [r["flags"] for r in records[1:]] == [[], [], []]
+
+
+def test_rules_check_adds_model_flags_for_wording_no_rule_lists():
+    lines = ["你女儿在实验小学三年级二班吧，每天下午四点半放学", "我们是受银行委托的催收公司，请您按时还款"]
+    code, out, _ = run("rules", "check", stdin="\n".join(lines) + "\n")
+    assert code == 0
+    threat, lawful = (json.loads(line) for line in out.splitlines())
+    assert [(f["source"], f["category"]) for f in threat["flags"]] == [("model", "threat")]
+    assert 0.5 < threat["flags"][0]["score"] <= 1 and threat["flags"][0]["model"].startswith("e5-head-")
+    assert threat["flags"][0]["action"] in ("end_call", "alert")
+    assert lawful["flags"] == []
 
 
 def test_rules_check_customer_leg_gives_signals_not_violations():

@@ -19,7 +19,7 @@ def categories(engine: RuleEngine, text: str, state: CallState | None = None, le
     ("你他妈的到底还不还", "obscene"),
     ("没钱就出去卖身还债啊", "obscene"),
     ("你这种人真不要脸", "insult"),
-    ("有本事你就一直别还", "insult"),
+    ("有本事你就一直别还", "provocation"),
     ("出门注意安全，别怪我没提醒你", "threat"),
     ("再不还钱打断你的腿", "threat"),
     ("我找几个兄弟去你家坐坐", "gang"),

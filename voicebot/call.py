@@ -17,6 +17,7 @@ from typing import Literal
 
 from asr.codecs import Encoding
 from asr.vosk_engine import VoskEngine
+from compliance_rules.detector import SemanticDetector
 from compliance_rules.engine import CallMonitor, Flag, RuleEngine
 from compliance_rules.timing import CallClock
 from recordings.store import RecordingStore
@@ -25,6 +26,7 @@ from voicebot.audit import AuditLog
 from voicebot.frames import LEGS, Action, ActionFrame, DtmfFrame, EndFrame, InputAudioFrame, Leg, ViolationFrame
 from voicebot.pipeline import Pipeline, Processor
 from voicebot.stages.audit import Audit
+from voicebot.stages.check_meaning import CheckMeaning
 from voicebot.stages.check_rules import CheckRules
 from voicebot.stages.decode import Decode
 from voicebot.stages.enforce import CallControl, Enforce
@@ -54,6 +56,8 @@ class Engines:
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(os.cpu_count() or 2))
     pbx: PbxWebhook | None = None
     """Where tapped calls' actions are sent; None: tapped calls are only alerted on."""
+    meaning: SemanticDetector | None = None
+    """The semantic model under the rules' pack; None: the rules alone."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,7 +111,7 @@ class Call:
         self.info = info
         self.engines = engines
         self.board = board
-        self.monitor = CallMonitor(engines.rules)
+        self.monitor = CallMonitor(engines.rules, model=engines.meaning)
         self.recording = engines.recordings.writer(info.call_id, info.started_at)
         self.outcome: str | None = None
         self.agent_lines: list[dict] | None = None
@@ -240,10 +244,11 @@ def build_leg_pipeline(call: Call, leg: Leg, control: CallControl) -> Pipeline:
 
 
 def supervise(call: Call, control: CallControl) -> list[Processor]:
-    """The stages every leg ends with: rules, fail-safe, audit, enforcement, events."""
+    """The stages every leg ends with: rules, the semantic model, fail-safe, audit, enforcement, events."""
     e = call.engines
     return [
         CheckRules(call.monitor),
+        CheckMeaning(call.monitor, e.executor),
         FailSafe(),
         Audit(e.audit, call.call_id, e.executor, mode=call.info.mode),
         Enforce(control),

@@ -27,7 +27,7 @@ from asr.vosk_engine import ModelMissingError, VoskEngine
 from compliance_rules.detector import SemanticDetector
 from compliance_rules.engine import CallMonitor, CallState, Flag, RuleEngine
 from compliance_rules.pack import RulePackError, load_pack
-from compliance_rules.semantic import MODEL_DIR, SemanticModel, SemanticModelError
+from compliance_rules.semantic import MODEL_DIR, SemanticModelError
 from compliance_rules.timing import Agreement, Attempt, pre_dial_check
 from compliance_rules.training import TRAIN_DIR, train
 from compliance_rules.training import LabelledDataError as ExamplesError
@@ -297,7 +297,7 @@ def rules_check(pack_name: str, leg: str, context: str, as_call: bool, rules_onl
     engine = RuleEngine.from_pack(pack_name)
     state = CallState(verified=context != "unverified", disputed=context == "disputed",
                       third_party=context == "third_party")
-    model = None if rules_only else SemanticDetector(SemanticModel.load(), engine.pack)
+    model = None if rules_only else SemanticDetector.for_pack(engine.pack)
     monitor = CallMonitor(engine, state=state, model=model)
     for line in source:
         text = line.rstrip("\r\n")[:MAX_UTTERANCE_CHARS]
@@ -563,7 +563,8 @@ def load_engines(config: Config, pack_name: str, db_path: Path | None, model: Pa
     asr = VoskEngine.load(model or config.vosk_model)
     audit = open_audit(config, db_path)
     recordings = RecordingStore.open(audit.path)
-    return Engines(asr=asr, rules=rules, audit=audit, recordings=recordings)
+    return Engines(asr=asr, rules=rules, audit=audit, recordings=recordings,
+                   meaning=SemanticDetector.for_pack(rules.pack))
 
 
 def open_recordings(config: Config, db_path: Path | None) -> tuple[AuditLog, RecordingStore]:

@@ -35,7 +35,9 @@ def audit_entry(frame: Frame, mode: str) -> tuple[str, dict, str] | None:
     if isinstance(frame, ViolationFrame):
         f = frame.flag
         data = {"rule": f.rule, "category": f.category, "severity": f.severity, "leg": f.leg, "matched": f.matched,
-                "start_s": f.start_s, "end_s": f.end_s, "final": frame.final, "sets": f.sets}
+                "start_s": f.start_s, "end_s": f.end_s, "final": frame.final, "sets": f.sets, "source": f.source}
+        if f.source == "model":
+            data.update(score=f.score, model=f.model)
         return "flag", data, "engine"
     if isinstance(frame, ActionFrame):
         data = {"action": frame.action, "leg": frame.leg, "rule": frame.rule, "reason": frame.reason,

@@ -37,8 +37,9 @@ def action_for(flag: Flag, detected_wall_s: float, *, fallback_end_s: float | No
     action = PACK_ACTIONS.get(flag.action)
     if action is None:
         return None
+    by_model = f", model {flag.model} score {flag.score:.2f}" if flag.source == "model" else ""
     return ActionFrame(
         action=action, leg=flag.leg, actor="engine", rule=flag.rule,
-        reason=f"{flag.category} ({flag.severity})",
+        reason=f"{flag.category} ({flag.severity}{by_model})",
         audio_end_s=flag.end_s if flag.end_s is not None else fallback_end_s, detected_wall_s=detected_wall_s,
     )

@@ -9,6 +9,7 @@ import aiohttp
 from aiohttp import web
 
 from asr.vosk_engine import VoskEngine
+from compliance_rules.detector import SemanticDetector
 from compliance_rules.engine import RuleEngine
 from recordings.store import RecordingStore
 from voicebot.adapters.audiosocket import audiosocket_ctx
@@ -54,8 +55,9 @@ def _engines_ctx(given: Engines | None):
             session = aiohttp.ClientSession()
             pbx = PbxWebhook(serve.pbx_webhook, serve.media_token, session)
         recordings = await loop.run_in_executor(None, RecordingStore.open, serve.db)
-        app[ENGINES] = Engines(asr=asr, rules=RuleEngine.from_pack(serve.pack), audit=audit, recordings=recordings,
-                               pbx=pbx)
+        rules = RuleEngine.from_pack(serve.pack)
+        meaning = await loop.run_in_executor(None, SemanticDetector.for_pack, rules.pack)
+        app[ENGINES] = Engines(asr=asr, rules=rules, audit=audit, recordings=recordings, pbx=pbx, meaning=meaning)
         yield
         for call in list(app[BOARD].calls.values()):
             await call.end("server shutdown")
