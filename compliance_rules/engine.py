@@ -73,6 +73,7 @@ class RuleEngine:
         self._index = PhraseIndex()
         self._exceptions: dict[str, list[re.Pattern[str]]] = {}
         self._unless: dict[str, list[re.Pattern[str]]] = {}
+        self._after = {rule.id: [re.compile(p) for p in rule.after] for rule in pack.rules}
         for rule in pack.rules:
             for phrase in rule.phrases:
                 self._index.add_phrase(rule.id, phrase, homophones=rule.homophones)
@@ -89,15 +90,18 @@ class RuleEngine:
         return cls(load_pack(name_or_path))
 
     def check(self, leg: str, text: str, state: CallState | None = None,
-              words: Sequence[TimedWord] = ()) -> list[Flag]:
-        """Flags raised by `text` spoken on `leg`, in order of position; overlapping hits give one flag."""
+              words: Sequence[TimedWord] = (), previous: str = "") -> list[Flag]:
+        """Flags raised by `text` spoken on `leg`, in order of position; overlapping hits give one flag.
+
+        `previous` is the other leg's last utterance: rules with `after` hold only in answer to it."""
         state = state or CallState()
         norm = normalize(text)
+        asked = normalize(previous).text
         flags: list[Flag] = []
         taken: list[tuple[int, int]] = []
         for hit in sorted(self._index.find(norm.text), key=lambda h: (self._order[h.key], h.start, -h.end)):
             rule = self.rules[hit.key]
-            if not self._applies(rule, leg, state) or self._excepted(rule, hit, norm.text, text, norm):
+            if not self._applies(rule, leg, state, asked) or self._excepted(rule, hit, norm.text, text, norm):
                 continue
             if any(hit.start < end and start < hit.end for start, end in taken):
                 continue  # one flag per stretch of speech: the rule listed first in the pack wins
@@ -110,8 +114,10 @@ class RuleEngine:
             ))
         return sorted(flags, key=lambda f: f.span)
 
-    def _applies(self, rule: Rule, leg: str, state: CallState) -> bool:
-        return rule.leg in (leg, "any") and all(state.holds(c) for c in rule.when)
+    def _applies(self, rule: Rule, leg: str, state: CallState, asked: str) -> bool:
+        after = self._after[rule.id]
+        return (rule.leg in (leg, "any") and all(state.holds(c) for c in rule.when)
+                and (not after or any(p.search(asked) for p in after)))
 
     def _excepted(self, rule: Rule, hit: Hit, text: str, original: str, norm: Normalized) -> bool:
         unless = self._unless[rule.id]
@@ -159,6 +165,7 @@ class CallMonitor:
     _ended: set[str] = field(default_factory=set)
     _raised: dict[tuple[str, int, str], int] = field(default_factory=dict)
     _categories: dict[str, set[str]] = field(default_factory=dict)
+    _last_final: dict[str, str] = field(default_factory=dict)
 
     def check(self, leg: str, text: str, *, final: bool, words: Sequence[TimedWord] = ()) -> list[Flag]:
         """New rule flags for a partial or final result of the leg's current utterance."""
@@ -169,7 +176,8 @@ class CallMonitor:
         utterance = self._utterance.get(leg, 0)
         new: list[Flag] = []
         counts: dict[str, int] = {}
-        for flag in self.engine.check(leg, text, self.state, words):
+        previous = self._last_final.get("customer" if leg == "agent" else "agent", "")
+        for flag in self.engine.check(leg, text, self.state, words, previous):
             counts[flag.rule] = counts.get(flag.rule, 0) + 1
             key = (leg, utterance, flag.rule)
             if counts[flag.rule] > self._raised.get(key, 0):
@@ -178,11 +186,14 @@ class CallMonitor:
         for flag in new:
             if flag.sets == "third_party":
                 self.state.third_party, self.state.verified = True, False
+            elif flag.sets == "verified":  # the debtor has come to the phone
+                self.state.verified, self.state.third_party = True, False
             elif flag.sets:
                 setattr(self.state, flag.sets, True)
         self._categories.setdefault(leg, set()).update(f.category for f in new)
         if final:
             self._ended.add(leg)
+            self._last_final[leg] = text
         return new
 
     def check_meaning(self, leg: str, text: str) -> list[Flag]:

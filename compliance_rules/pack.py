@@ -51,6 +51,8 @@ class Rule:
     unless: tuple[str, ...] = ()
     """Regexes for lawful contexts (a fraud warning, a negation): anywhere in the utterance, they drop every hit."""
     when: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
+    """Regexes over the other leg's last utterance (normalised): the rule holds only in answer to one of them."""
     sets: str | None = None
     homophones: bool = True
     description: str = ""
@@ -229,8 +231,8 @@ class _Validator(FieldValidator):
 
     def rule(self, raw: Any, actions: dict[str, str]) -> Rule:
         r = self.mapping(raw, "rule", {"id", "category", "severity", "leg", "action", "phrases", "sounds_like",
-                                       "patterns", "exceptions", "unless", "when", "sets", "homophones",
-                                       "description"},
+                                       "patterns", "exceptions", "unless", "when", "after", "sets",
+                                       "homophones", "description"},
                          {"id", "category", "severity", "leg"})
         rule_id = self.text(r["id"], "id")
         where = f"rule {rule_id}"
@@ -253,7 +255,8 @@ class _Validator(FieldValidator):
             phrases=phrases, sounds_like=sounds_like, patterns=patterns,
             exceptions=self.regexes(r.get("exceptions"), f"{where}: exceptions"),
             unless=self.regexes(r.get("unless"), f"{where}: unless"),
-            when=when, homophones=homophones, description=str(r.get("description", "")),
+            when=when, after=self.regexes(r.get("after"), f"{where}: after"), homophones=homophones,
+            description=str(r.get("description", "")),
             sets=self.choice(r["sets"], f"{where}: sets", SIGNAL_STATES) if "sets" in r else None,
         )
 

@@ -31,6 +31,8 @@ from compliance_rules.semantic import (
 TRAIN_DIR = Path(__file__).parent / "data"
 ACT_PRECISION = 0.97
 ALERT_PRECISION = 0.95
+SWAPPED = {"unverified": "third_party", "third_party": "unverified"}
+"""Lawful lines in one of these contexts are lawful in the other too."""
 MIN_CALIBRATION_FLAGS = 5
 """A category with fewer calibration flags than this takes the threshold calibrated over all categories."""
 C = 64.0
@@ -105,8 +107,40 @@ class VectorCache:
         return out
 
 
+def augmented(examples: Sequence[Example]) -> list[int]:
+    """Indexes of the training rows, plus copies that hold in other contexts: a threat is a threat whatever the
+    call's state, and what is lawful to a third party (asking for a callback) is lawful before verification too."""
+    rows = list(range(len(examples)))
+    for i, e in enumerate(examples):
+        if e.category != "ok" and e.category not in STATE_CATEGORIES and not e.context:
+            rows += [i] * (len(CONTEXTS) - 1)
+        elif e.category == "ok" and e.context in SWAPPED:
+            rows.append(i)
+    return rows
+
+
+def with_contexts(examples: Sequence[Example], rows: Sequence[int]) -> list[str]:
+    """The context of each augmented row: the example's own, then the other contexts of its copies."""
+    copies: dict[int, int] = {}
+    contexts = []
+    for i in rows:
+        n = copies[i] = copies.get(i, -1) + 1
+        e = examples[i]
+        if n == 0:
+            contexts.append(e.context)
+        elif e.category == "ok":
+            contexts.append(SWAPPED[e.context])
+        else:
+            contexts.append(CONTEXTS[n])
+    return contexts
+
+
 def fit_heads(vectors: np.ndarray, examples: Sequence[Example], version: str, encoder_sha256: str) -> Head:
     """Both heads fitted on the examples (multinomial logistic regression, classes with `ok` first); thresholds 1.0."""
+    rows = augmented(examples)
+    contexts = with_contexts(examples, rows)
+    vectors, examples = vectors[rows], [dataclasses.replace(examples[i], context=c) for i, c in zip(rows, contexts,
+                                                                                                    strict=True)]
     classes = ("ok", *sorted({e.category for e in examples} - {"ok"}))
     y = np.array([classes.index(e.category) for e in examples])
     texts, contexts = [e.text for e in examples], [e.context for e in examples]

@@ -81,7 +81,24 @@ def test_state_rules_need_their_state(cn: RuleEngine):
     press = "那你今天什么时候还款"
     assert cn.check("agent", press) == []
     assert "pressing_after_dispute" in categories(cn, press, CallState(disputed=True))
-    assert cn.check("agent", "好的，您的异议已经记录，我们会暂停催收并提交复核", CallState(disputed=True)) == []
+    logged = cn.check("agent", "好的，您的异议已经记录，我们会暂停催收并提交复核", CallState(disputed=True))
+    assert {(f.category, f.sets) for f in logged} == {("signal", "disputed")}  # the agent's own words log the dispute
+
+
+def test_state_rules_fire_on_what_is_disclosed_or_pressed_not_on_any_debt_word(cn: RuleEngine):
+    unverified, third_party = CallState(verified=False), CallState(verified=False, third_party=True)
+    disputed = CallState(disputed=True)
+    for lawful in ("您好，请问是李娜女士吗？我们这边是华信资产", "千万注意保管好您的信用卡，谨防诈骗",
+                   "麻烦您让他方便的时候回个电话"):
+        assert categories(cn, lawful, unverified) == set()
+        assert categories(cn, lawful, third_party) == set()
+    assert categories(cn, "不过我这边不能跟您确认任何账户信息，包括有没有欠款", third_party) == set()
+    assert categories(cn, "他那张卡欠了我们八千多，你让他赶紧还", third_party) == {"third_party_disclosure"}
+    assert categories(cn, "您尾号2288的卡逾期63天了", unverified) == {"disclosure_before_verification"}
+    for lawful in ("好的，您说昨天已经全额还款，我先给您登记，这笔账暂停跟进",
+                   "核实结果出来之前不会有人就这笔款联系您还款"):
+        assert categories(cn, lawful, disputed) - {"signal"} == set()
+    assert categories(cn, "不管是不是你借的，今天必须先还一部分", disputed) == {"pressing_after_dispute"}
 
 
 def test_customer_insults_are_not_agent_violations(cn: RuleEngine):

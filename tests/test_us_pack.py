@@ -137,7 +137,7 @@ STATEFUL_LAWFUL = [
 
 @pytest.mark.parametrize(("text", "state"), STATEFUL_LAWFUL)
 def test_state_dependent_lawful(us: RuleEngine, text: str, state: CallState) -> None:
-    assert categories(us, text, state) == set()
+    assert categories(us, text, state) - {"signal"} == set()  # an agent logging the dispute is a signal
 
 
 SIGNALS = [
@@ -191,4 +191,5 @@ def test_monitor_follows_third_party_then_dispute(us: RuleEngine) -> None:
     assert monitor.state.verified and monitor.state.disputed
     assert {f.category for f in monitor.check("agent", "Whatever, when can you pay?", final=True)} == \
         {"pressing_after_dispute"}
-    assert monitor.check("agent", "We will pause collection and mail you verification.", final=True) == []
+    logged = monitor.check("agent", "We will pause collection and mail you verification.", final=True)
+    assert {(f.category, f.sets) for f in logged} == {("signal", "disputed")}
