@@ -31,10 +31,14 @@ from compliance_rules.semantic import (
 TRAIN_DIR = Path(__file__).parent / "data"
 ACT_PRECISION = 0.97
 ALERT_PRECISION = 0.95
+ALERT_FLOOR = 0.5
+"""The model alerts only on a category it rates above all the others together."""
 SWAPPED = {"unverified": "third_party", "third_party": "unverified"}
 """Lawful lines in one of these contexts are lawful in the other too."""
 MIN_CALIBRATION_FLAGS = 5
 """A category with fewer calibration flags than this takes the threshold calibrated over all categories."""
+RECIPE = "e5 + char n-gram heads averaged; C 64/16; context copies; alert floor 0.5"
+"""What the version hashes besides the data: change it when the way of training changes."""
 C = 64.0
 """Inverse regularisation strength of the head on encoder vectors."""
 C_NGRAMS = 16.0
@@ -169,7 +173,7 @@ def calibrate(scores: Sequence[dict[str, float]], examples: Sequence[Example], c
         own = [(s, hit) for s, c, hit in flags if c == category]
         pick = {p: lowest_threshold(own, p) if len(own) >= MIN_CALIBRATION_FLAGS else overall[p] for p in overall}
         act = max(pick[ACT_PRECISION], overall[ACT_PRECISION])
-        out[category] = Threshold(act=round(act, 4), alert=round(min(act, max(pick[ALERT_PRECISION], 0.3)), 4))
+        out[category] = Threshold(act=round(act, 4), alert=round(min(act, max(pick[ALERT_PRECISION], ALERT_FLOOR)), 4))
     return out
 
 
@@ -185,8 +189,9 @@ def lowest_threshold(flags: Sequence[tuple[float, bool]], precision: float) -> f
 
 
 def data_version(paths: Sequence[Path]) -> str:
-    """A model version naming the head's kind and the sha256 of the files it was trained and calibrated on."""
-    digest = hashlib.sha256()
+    """A model version naming the head's kind and the sha256 of its recipe and of the files it was trained and
+    calibrated on."""
+    digest = hashlib.sha256(RECIPE.encode())
     for path in paths:
         digest.update(path.read_bytes())
     return f"e5-head-{digest.hexdigest()[:12]}"

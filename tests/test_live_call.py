@@ -113,3 +113,36 @@ def test_monitor_refuses_a_mono_file_clearly(tmp_path: Path, shared: Path) -> No
          "--db", str(tmp_path / "m.db")], capture_output=True, text=True, timeout=120,
     )
     assert out.returncode == 1 and "two mono files" in out.stderr
+
+
+async def test_model_flags_a_fee_demand_no_rule_lists_in_a_live_call(engines, shared: Path, tmp_path: Path) -> None:
+    """The agent asks for 800 into his WeChat (Vosk writes it garbled): only the semantic model catches it."""
+    import dataclasses
+
+    import soundfile as sf
+
+    from compliance_rules.detector import SemanticDetector
+
+    folder = shared / "audio" / "tts-cmn"
+    turns = [("agent", "b02"), ("customer", "c02"), ("agent", "a01"), ("customer", "c13"), ("agent", "a10")]
+    pieces = []
+    for leg, name in turns:
+        mono, rate = sf.read(folder / f"{name}.wav", dtype="float32")
+        stereo = np.zeros((len(mono) + rate // 2, 2), dtype="float32")
+        stereo[: len(mono), 0 if leg == "agent" else 1] = mono
+        pieces.append(stereo)
+    sf.write(tmp_path / "fee.wav", np.concatenate(pieces), rate)
+    engines = dataclasses.replace(engines, meaning=SemanticDetector.for_pack(engines.rules.pack))
+    board = CallBoard()
+    events = board.listen(maxsize=0)
+    info = CallInfo(adapter="replay", zones=("Asia/Shanghai",), started_at=SHANGHAI_NOON, speed=2)
+    call = await replay_call(load_call_audio([tmp_path / "fee.wav"]), engines, board, info)
+    seen = [events.get_nowait() for _ in range(events.qsize())]
+    flag = next(e for e in seen if e["type"] == "flag" and e["category"] == "fee_demand")
+    assert (flag["source"], flag["leg"], flag["rule"]) == ("model", "agent", "model.fee_demand")
+    assert [e["rule"] for e in seen if e["type"] == "flag" and e["source"] == "rule" and not e["signal"]] == []
+    action = next(e for e in seen if e["type"] == "action" and e["rule"] == "model.fee_demand")
+    assert action["action"] in ("alert", "hangup") and "model e5-head-" in action["reason"]
+    audited = next(r for r in engines.audit.records() if r.kind == "flag" and r.data["rule"] == "model.fee_demand")
+    assert audited.call_id == call.call_id and audited.data["model"] == engines.meaning.version
+    assert 0.5 <= audited.data["score"] <= 1 and engines.audit.verify().ok
