@@ -113,11 +113,12 @@ async def round_of(n: int, url: str, frames: tuple[list[bytes], list[bytes], flo
                                       for _ in range(n)))
 
 
-def start_server(port: int, data: Path, token: str) -> subprocess.Popen[bytes]:
+def start_server(port: int, data: Path, token: str, rules_only: bool) -> subprocess.Popen[bytes]:
     """`voicebot serve` on 127.0.0.1 with a fresh database; returns once /healthz answers."""
     env = {**os.environ, "VOICEBOT_MEDIA_TOKEN": token, "VOICEBOT_DATA_DIR": str(data)}
     voicebot = str(Path(sys.executable).parent / "voicebot")
-    proc = subprocess.Popen([voicebot, "serve", "--port", str(port), "--db", str(data / "bench.db")], env=env,
+    extra = ["--rules-only"] if rules_only else []
+    proc = subprocess.Popen([voicebot, "serve", "--port", str(port), "--db", str(data / "bench.db"), *extra], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(300):
         try:
@@ -148,12 +149,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", default="1,2,4,6,8,10,12")
     parser.add_argument("--port", type=int, default=18765)
+    parser.add_argument("--rules-only", action="store_true", help="serve without the semantic model (the before)")
     args = parser.parse_args()
     config = load_config()
     frames = call_frames(config.shared_dir)
     token = secrets.token_urlsafe(24)
     with tempfile.TemporaryDirectory() as tmp:
-        proc = start_server(args.port, Path(tmp), token)
+        proc = start_server(args.port, Path(tmp), token, args.rules_only)
         url = f"http://127.0.0.1:{args.port}/media/twilio?token={token}"
         best = 0
         all_delays: list[float] = []
@@ -174,7 +176,8 @@ def main() -> None:
                     all_delays.extend(hung)
                 else:
                     break
-            emit("concurrent_realtime_calls", best, "calls", criterion=f"all hung up, p95 < {REALTIME_P95_S} s")
+            emit("concurrent_realtime_calls", best, "calls", criterion=f"all hung up, p95 < {REALTIME_P95_S} s",
+                 detector="rules" if args.rules_only else "rules+model")
             if len(all_delays) >= 2:
                 q = statistics.quantiles(all_delays, n=20)
                 emit("hangup_delay_p50_all_realtime_rounds", statistics.median(all_delays), "s")

@@ -878,17 +878,19 @@ def campaign_report_cmd(config: Config, name: str | None, accounts: bool, as_jso
 @click.option("--sip-forward", metavar="URI", help="Bridge SIP calls in-path to this URI ({user} = called user).")
 @click.option("--tz", "zones", multiple=True, help="Debtor time zone when a call carries none.")
 @click.option("--pbx-webhook", metavar="URL", help="Tap mode: POST actions here, signed with the media token.")
+@click.option("--rules-only", is_flag=True, help="Supervise with the pack's rules alone, without the semantic model.")
 @db_option
 @click.pass_obj
 @cli_errors
 def serve(config: Config, host: str, port: int, pack_name: str, mode: str, audiosocket_port: int | None,
           sip_listen: str | None, sip_forward: str | None, zones: tuple[str, ...], pbx_webhook: str | None,
-          db_path: Path | None) -> None:
+          rules_only: bool, db_path: Path | None) -> None:
     """Run the supervisor console, the media endpoints and the telephony adapters."""
     load_pack(pack_name)
     settings = ServeConfig(db=db_path or config.data_dir / "voicebot.db", media_token=media_token(config.data_dir),
                            host=host, port=port, pack=pack_name, mode=mode, audiosocket_port=audiosocket_port,
-                           sip_listen=sip_listen, sip_forward=sip_forward, zones=zones, pbx_webhook=pbx_webhook)
+                           sip_listen=sip_listen, sip_forward=sip_forward, zones=zones, pbx_webhook=pbx_webhook,
+                           semantic_model=not rules_only)
     try:
         web.run_app(create_app(config, settings), host=host, port=port, print=lambda line: click.echo(line, err=True))
     except OSError as e:

@@ -102,6 +102,8 @@ class ServeConfig:
     """Default debtor time zones when the adapter gives none (empty: every zone of the pack)."""
     pbx_webhook: str | None = None
     """URL tapped calls' actions are POSTed to, signed with the media token; None: tapped calls only alert."""
+    semantic_model: bool = True
+    """Whether calls are read by the semantic model beside the pack's rules."""
 
     def __post_init__(self) -> None:
         if self.mode not in ("in-path", "tap"):

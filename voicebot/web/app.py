@@ -56,7 +56,8 @@ def _engines_ctx(given: Engines | None):
             pbx = PbxWebhook(serve.pbx_webhook, serve.media_token, session)
         recordings = await loop.run_in_executor(None, RecordingStore.open, serve.db)
         rules = RuleEngine.from_pack(serve.pack)
-        meaning = await loop.run_in_executor(None, SemanticDetector.for_pack, rules.pack)
+        meaning = await loop.run_in_executor(None, SemanticDetector.for_pack, rules.pack) \
+            if serve.semantic_model else None
         app[ENGINES] = Engines(asr=asr, rules=rules, audit=audit, recordings=recordings, pbx=pbx, meaning=meaning)
         yield
         for call in list(app[BOARD].calls.values()):
