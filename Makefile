@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test models lint bench
+.PHONY: demo test models lint bench detector
 
 demo: models
 	$(BIN)/voicebot demo
@@ -18,12 +18,17 @@ models: $(STAMP)
 	$(BIN)/voicebot models fetch
 	$(BIN)/voicebot nlu train --if-missing
 
+# Retrains the semantic detector from compliance_rules/data (the shipped weights come from exactly this).
+detector: $(STAMP)
+	$(BIN)/voicebot rules train-model
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: models
 	$(BIN)/python bench/asr.py
 	$(BIN)/python bench/rules.py
+	$(BIN)/python bench/detect.py
 	$(BIN)/python bench/live.py
 	$(BIN)/python bench/nlu.py
 	$(BIN)/python bench/tts.py

@@ -22,6 +22,7 @@ if not __package__:  # run as a file: the project root must come first on the pa
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from bench.figures import emit
+from bench.rules import state_for
 from compliance_rules.detector import SemanticDetector
 from compliance_rules.engine import CallMonitor, CallState, RuleEngine
 from compliance_rules.semantic import SemanticModel
@@ -46,12 +47,6 @@ def frozen(path: Path) -> Path:
 def language(text: str) -> str:
     """zh when the text has a CJK character, else en."""
     return "zh" if CJK.search(text) else "en"
-
-
-def state_for(context: str) -> CallState:
-    """The call state an example's context describes."""
-    return CallState(verified=context != "unverified", disputed=context == "disputed",
-                     third_party=context == "third_party")
 
 
 def detect(rows: list[Example], rules: RuleEngine, model: SemanticDetector) -> dict[str, list[set[str]]]:
