@@ -185,3 +185,25 @@ def test_text_is_cleaned_and_bounded_before_encoding() -> None:
     assert len(clean("很" * 5000)) == 400
     vectors = bundled_model().encoder.embed(["", "x" * 10000])
     assert vectors.shape == (2, 384) and np.all(np.isfinite(vectors))
+
+
+async def test_a_final_after_a_stable_partial_is_read_from_near_its_end(cn) -> None:
+    class Reads:
+        """A monitor stand-in that notes what the model was given to read."""
+
+        model = cn
+
+        def __init__(self) -> None:
+            self.texts: list[str] = []
+
+        def check_meaning(self, leg: str, text: str) -> list:
+            self.texts.append(text)
+            return []
+
+    head, tail = "您好这里是华信资产我们受银行委托联系您", "你女儿在实验小学三年级放学四点半"
+    frames = [TranscriptFrame(leg="agent", text=head, final=False, start_s=0.0, end_s=1.0)] * 2
+    frames.append(TranscriptFrame(leg="agent", text=head + tail, final=True, start_s=0.0, end_s=2.0))
+    reads = Reads()
+    with ThreadPoolExecutor(1) as executor:
+        await run_stage(CheckMeaning(reads, executor), frames)
+    assert reads.texts == [head, head[-16:] + tail]

@@ -14,13 +14,17 @@ from voicebot.stages.check_rules import action_for
 
 MIN_PARTIAL_CHARS = 4
 """A partial shorter than this is not worth the model's time."""
+OVERLAP_CHARS = 16
+"""A final whose beginning the model read in a stable partial is read from this many characters before the end of
+that partial: the encoder's cost grows with the text, and the final's delay is what enforcement waits on."""
 
 
 class CheckMeaning(Processor):
     """TranscriptFrame → the transcript, then a ViolationFrame and an ActionFrame per new model flag.
 
     Runs after CheckRules on the same leg. A partial is read when it is stable (the recognizer gave the same
-    text twice in a row) and new; a final always, unless the model already read that exact text."""
+    text twice in a row) and new; a final always, unless the model already read that exact text, and only from near
+    the end of the stable partial it read before."""
 
     def __init__(self, monitor: CallMonitor, executor: Executor) -> None:
         super().__init__()
@@ -34,11 +38,11 @@ class CheckMeaning(Processor):
         await self.push(frame)
         if not isinstance(frame, TranscriptFrame) or frame.leg != "agent" or self.monitor.model is None:
             return
-        if not self._wanted(frame):
+        text = self._unread(frame)
+        if not text:
             return
-        self._last_read = frame.text
         loop = asyncio.get_running_loop()
-        flags = await loop.run_in_executor(self.executor, self.monitor.check_meaning, frame.leg, frame.text)
+        flags = await loop.run_in_executor(self.executor, self.monitor.check_meaning, frame.leg, text)
         for flag in flags:
             now = time.monotonic()
             await self.push(ViolationFrame(flag=flag, final=frame.final, detected_wall_s=now))
@@ -46,11 +50,17 @@ class CheckMeaning(Processor):
             if action is not None:
                 await self.push(action)
 
-    def _wanted(self, frame: TranscriptFrame) -> bool:
+    def _unread(self, frame: TranscriptFrame) -> str:
+        """What the model should read of this result: a stable new partial whole; a final whole, or only its tail
+        (with OVERLAP_CHARS of context) when a stable partial of it was read already; "" for nothing."""
         if frame.final:
-            wanted = frame.text != self._last_read
-            self._last_partial = self._last_read = ""
-            return wanted
-        stable = frame.text == self._last_partial
-        self._last_partial = frame.text
-        return stable and frame.text != self._last_read and len(frame.text) >= MIN_PARTIAL_CHARS
+            read, self._last_read, self._last_partial = self._last_read, "", ""
+            if frame.text == read:
+                return ""
+            keep = max(0, len(read) - OVERLAP_CHARS)
+            return frame.text[keep:] if frame.text.startswith(read[:keep]) else frame.text
+        stable, self._last_partial = frame.text == self._last_partial, frame.text
+        if not stable or frame.text == self._last_read or len(frame.text) < MIN_PARTIAL_CHARS:
+            return ""
+        self._last_read = frame.text
+        return frame.text
