@@ -10,7 +10,6 @@ from compliance_rules.pack import RulePack
 from compliance_rules.semantic import SemanticModel, bundled_model
 
 MODEL_RULE_PREFIX = "model."
-MAX_MATCHED_CHARS = 120
 
 
 def contexts_of(state: CallState) -> tuple[str, ...]:
@@ -22,7 +21,10 @@ def contexts_of(state: CallState) -> tuple[str, ...]:
 
 
 class SemanticDetector:
-    """Flags what the model reads as a violation in an agent's utterance, as the pack's `model:` section says."""
+    """Flags what the model reads as a violation in an agent's utterance, as the pack's `model:` section says.
+
+    A model flag spans the whole utterance and quotes none of it (`matched` is empty): audit records and events
+    carry no transcript for it."""
 
     def __init__(self, model: SemanticModel, pack: RulePack) -> None:
         self.model, self.pack = model, pack
@@ -62,5 +64,5 @@ class SemanticDetector:
         severity = self.severities[category]
         action = self.pack.actions[severity] if score >= threshold.act else "alert"
         return [Flag(rule=MODEL_RULE_PREFIX + category, category=category, severity=severity, action=action, leg=leg,
-                     span=(0, len(text)), matched=text[:MAX_MATCHED_CHARS], source="model", score=round(score, 4),
+                     span=(0, len(text)), matched="", source="model", score=round(score, 4),
                      model=self.version)]

@@ -113,7 +113,8 @@ async def test_bot_branch_over_twilio(bot_client, engines, say, midday_zone: str
     [recording] = engines.recordings.recordings()
     assert (recording.outcome, recording.agent_id, recording.account_id) == (outcome["kind"], "bot-01", "ACC-1")
     assert engines.recordings.open_audio(recording.recording_id).complete
-    flags = [r.data for r in engines.audit.records() if r.kind == "flag" and r.data["leg"] == "agent"]
+    flags = [r.data for r in engines.audit.records() if r.kind == "flag" and r.data["leg"] == "agent"
+             and r.data["category"] != "signal"]  # the bot logging a dispute is a signal, not a violation
     assert flags == [], "the bot never says what an agent must not"
     if kind == "promise_to_pay":
         assert Decimal(outcome["promise_amount"]) == 1500 and outcome["promise_date"]

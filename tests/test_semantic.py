@@ -58,6 +58,7 @@ def test_model_flags_wording_no_rule_lists(cn, us, text: str, category: str) -> 
     (flag,) = detector.check("agent", text)
     assert (flag.category, flag.source, flag.rule) == (category, "model", f"model.{category}")
     assert flag.model == bundled_model().version and 0 < flag.score <= 1
+    assert flag.matched == "", "a model flag quotes no transcript into the audit log"
     threshold = bundled_model().head.thresholds[category]
     want = detector.pack.actions[flag.severity] if flag.score >= threshold.act else "alert"
     assert flag.action == want
