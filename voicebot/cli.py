@@ -228,7 +228,8 @@ def _show_event(event: dict[str, Any]) -> None:
         click.echo(f"[{event['start_s'] or 0:6.2f}–{event['end_s'] or 0:6.2f}] {event['leg']:<8} {event['text']}")
     elif kind == "flag":
         label = "signal" if event["signal"] else f"FLAG {event['severity']}"
-        click.echo(f"{'':17}{label}: {event['category']} ({event['rule']}) on {event['matched']!r}")
+        where = f"score {event['score']:.2f}" if event.get("source") == "model" else f"on {event['matched']!r}"
+        click.echo(f"{'':17}{label}: {event['category']} ({event['rule']}) {where}")
     elif kind == "action":
         delay = f", {event['delay_ms']:.0f} ms after the words" if "delay_ms" in event else ""
         click.echo(f"{'':17}ACTION {event['action']} by {event['actor']}{delay}")
