@@ -6,6 +6,9 @@ import bisect
 import json
 import logging
 import re
+import tempfile
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -21,6 +24,11 @@ MODEL_MARKERS = ("am/final.mdl", "conf/model.conf")
 MAX_WORD_CHARS = 8
 PARTIAL_INTERVAL_S = 0.2
 UNKNOWN_WORD = "[unk]"
+DECODING = {"beam": 10.0, "max-active": 2000, "lattice-beam": 3.0}
+"""Decoder search limits that replace the model's own (beam 12, max-active 5000, lattice-beam 4): chosen by
+bench/asr.py on real-cmn, where they keep CER within a point and cut the recognizer's CPU."""
+POOL_SIZE = 128
+"""Idle recognizers kept per sample rate for the next calls (each keeps its expanded decoding graph)."""
 
 
 class ModelMissingError(FileNotFoundError):
@@ -82,19 +90,40 @@ def check_model_dir(model_dir: Path) -> Path:
     return model_dir
 
 
+def with_decoding(model_dir: Path, folder: Path, decoding: Mapping[str, float]) -> Path:
+    """A view of `model_dir` in `folder` (links to its files) whose conf/model.conf sets `decoding` instead."""
+    for item in model_dir.iterdir():
+        if item.name != "conf":
+            (folder / item.name).symlink_to(item.resolve())
+    (folder / "conf").mkdir()
+    for item in (model_dir / "conf").iterdir():
+        if item.name != "model.conf":
+            (folder / "conf" / item.name).symlink_to(item.resolve())
+    options = [line for line in (model_dir / "conf" / "model.conf").read_text().splitlines()
+               if line.split("=", 1)[0].lstrip("-") not in decoding]
+    options += [f"--{name}={value}" for name, value in decoding.items()]
+    (folder / "conf" / "model.conf").write_text("\n".join(options) + "\n")
+    return folder
+
+
 class VoskEngine:
-    """A loaded Vosk model, shared by every leg's stream in the process."""
+    """A loaded Vosk model, shared by every leg's stream in the process; idle recognizers are kept for reuse."""
 
     def __init__(self, model: vosk.Model, model_dir: Path) -> None:
         self.model = model
         self.model_dir = model_dir
+        self._idle: dict[int, list[tuple[vosk.KaldiRecognizer, int]]] = {}
+        self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, model_dir: str | Path) -> VoskEngine:
-        """Load the model (blocking, seconds); do it once per process."""
+    def load(cls, model_dir: str | Path, decoding: Mapping[str, float] | None = DECODING) -> VoskEngine:
+        """Load the model (blocking, seconds) with `decoding`'s search limits (None: the model's own); once."""
         model_dir = check_model_dir(Path(model_dir))
         vosk.SetLogLevel(-2)
-        return cls(vosk.Model(str(model_dir)), model_dir)
+        if not decoding:
+            return cls(vosk.Model(str(model_dir)), model_dir)
+        with tempfile.TemporaryDirectory() as tmp:  # Vosk reads every file while loading
+            return cls(vosk.Model(str(with_decoding(model_dir, Path(tmp), decoding))), model_dir)
 
     def knows(self, word: str) -> bool:
         """Whether the model's vocabulary holds `word`."""
@@ -123,20 +152,43 @@ class VoskEngine:
             grammar = [" ".join(self.split_phrase(p)) for p in phrases]
             grammar = [g for g in grammar if g] + [UNKNOWN_WORD]
             recognizer = vosk.KaldiRecognizer(self.model, sample_rate, json.dumps(grammar, ensure_ascii=False))
-        else:
-            recognizer = vosk.KaldiRecognizer(self.model, sample_rate)
-        recognizer.SetWords(True)
-        recognizer.SetPartialWords(True)
-        return AsrStream(recognizer, sample_rate)
+            return AsrStream(_words_on(recognizer), sample_rate)
+        with self._lock:
+            idle = self._idle.get(sample_rate)
+            recognizer, fed = idle.pop() if idle else (None, 0)
+        if recognizer is None:
+            recognizer = _words_on(vosk.KaldiRecognizer(self.model, sample_rate))
+        return AsrStream(recognizer, sample_rate, fed=fed, release=self._keep)
+
+    def _keep(self, recognizer: vosk.KaldiRecognizer, sample_rate: int, fed: int) -> None:
+        """Take back a settled recognizer for a later call, unless enough are idle already."""
+        with self._lock:
+            idle = self._idle.setdefault(sample_rate, [])
+            if len(idle) < POOL_SIZE:
+                idle.append((recognizer, fed))
+
+
+def _words_on(recognizer: vosk.KaldiRecognizer) -> vosk.KaldiRecognizer:
+    recognizer.SetWords(True)
+    recognizer.SetPartialWords(True)
+    return recognizer
+
+
+Release = Callable[[vosk.KaldiRecognizer, int, int], None]
 
 
 class AsrStream:
     """One leg's recognizer: feed speech with its call time, get partial and final results."""
 
-    def __init__(self, recognizer: vosk.KaldiRecognizer, sample_rate: int) -> None:
-        self._rec = recognizer
+    def __init__(self, recognizer: vosk.KaldiRecognizer, sample_rate: int, *, fed: int = 0,
+                 release: Release | None = None) -> None:
+        self._rec: vosk.KaldiRecognizer | None = recognizer
         self.sample_rate = sample_rate
-        self._fed = 0
+        self._fed = fed
+        """Samples the recognizer has taken in its life: Vosk's word times count from its first call's start."""
+        self._release = release
+        self._lock = threading.Lock()
+        """Held while the recognizer decodes: closing waits for a decode still running in a worker thread."""
         self._fed_starts: list[float] = []
         self._call_starts: list[float] = []
         self._next_call_s: float | None = None
@@ -156,17 +208,30 @@ class AsrStream:
         self._fed += len(pcm)
         self._next_call_s = start_s + duration_s
         self.audio_s += duration_s
-        if self._rec.AcceptWaveform(np.asarray(pcm, dtype="<i2").tobytes()):
-            return self._final(self._rec.Result())
+        with self._lock:
+            if self._rec.AcceptWaveform(np.asarray(pcm, dtype="<i2").tobytes()):
+                return self._final(self._rec.Result())
         self._since_partial_s += duration_s
         if self._since_partial_s < PARTIAL_INTERVAL_S:
             return []
         self._since_partial_s = 0.0
-        return self._partial()
+        with self._lock:
+            return self._partial()
 
     def finish(self) -> list[AsrEvent]:
         """Settle the current utterance (speech ended, or the leg did); the stream stays usable."""
-        return self._final(self._rec.FinalResult())
+        with self._lock:
+            return self._final(self._rec.FinalResult())
+
+    def close(self) -> None:
+        """Settle and hand the recognizer back for another call; the stream is unusable afterwards."""
+        with self._lock:
+            if self._rec is None:
+                return
+            recognizer, self._rec = self._rec, None
+            if self._release is not None:
+                recognizer.FinalResult()  # the next call starts a fresh utterance and feature pipeline
+                self._release(recognizer, self.sample_rate, self._fed)
 
     def _call_time(self, fed_s: float) -> float:
         i = max(0, bisect.bisect_right(self._fed_starts, fed_s + 1e-9) - 1)

@@ -75,7 +75,7 @@ def engines(engine: VoskEngine, cn_rules, tmp_path: Path):
     recordings = RecordingStore.open(audit.path, tmp_path / "recordings")
     engines = Engines(asr=engine, rules=cn_rules, audit=audit, recordings=recordings)
     yield engines
-    engines.executor.shutdown(wait=True)
+    engines.shutdown()
     recordings.close()
     audit.close()
 

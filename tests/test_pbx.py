@@ -62,7 +62,7 @@ async def test_tapped_threat_call_asks_the_pbx_to_hang_up(pbx, engines, threat_c
     url, asked = pbx
     async with aiohttp.ClientSession() as session:
         tapped = Engines(asr=engines.asr, rules=engines.rules, audit=engines.audit,
-                         recordings=engines.recordings, executor=engines.executor,
+                         recordings=engines.recordings, executor=engines.executor, disk=engines.disk,
                          pbx=PbxWebhook(url, SECRET, session))
         info = CallInfo(adapter="replay", mode="tap", zones=("Asia/Shanghai",), speed=8,
                         started_at=datetime(2026, 11, 23, 12, 0, tzinfo=ZoneInfo("Asia/Shanghai")))

@@ -36,7 +36,7 @@ from voicebot.adapters.sip import (
 from voicebot.adapters.sip_session import end_reason, silence_due
 from voicebot.config import Config, ServeConfig
 from voicebot.web.app import create_app
-from voicebot.web.keys import BOARD
+from voicebot.web.keys import BOARD, ENGINES
 
 NOON = datetime(2026, 11, 23, 12, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 SHANGHAI = "X-Debtor-TZ: Asia/Shanghai"
@@ -351,6 +351,22 @@ async def test_vanished_caller_ends_by_rtp_timeout_and_capacity_refuses(serve, p
     assert await finished(first) == 0, peers.log("vanish")
     end = await server.next("call_end")
     assert end["reason"] == "rtp timeout"
+
+
+@live_test
+async def test_an_invite_past_the_servers_capacity_is_refused_while_the_live_call_is_recognised(
+        serve, peers: Peers, phone_audio, tmp_path: Path) -> None:
+    server = await serve(max_calls=1)
+    talk = fill("uac_play_bye.xml", tmp_path / "talk.xml", AUDIO=phone_audio["b02"], HEADERS="", PAUSE_MS=1500)
+    first = await peers.sipp("talk", talk, server.uri, "-s", "4012")
+    start = await server.next("call_start")
+    bye = fill("uac_play_bye.xml", tmp_path / "bye.xml", AUDIO=phone_audio["b02"], HEADERS="", PAUSE_MS=100)
+    refused = await peers.sipp("refused", bye, server.uri, "-s", "4013")
+    assert await finished(refused) != 0 and "486" in peers.log("refused")
+    final = await server.next("final")
+    assert await finished(first) == 0, peers.log("talk")
+    assert final["call_id"] == start["call_id"] and final["text"]
+    assert server.app[ENGINES].admission.refused == 1
 
 
 @live_test

@@ -49,6 +49,20 @@ def test_gaps_between_fed_chunks_keep_call_time(engine: VoskEngine, shared: Path
     assert finals[1].end_s <= 60.0 + len(second) / 16000 + 0.05
 
 
+def test_a_recognizer_handed_back_serves_the_next_call_with_its_own_times(engine: VoskEngine, shared: Path, tts_texts):
+    first, second = utterance(shared, "b02").channels[0], utterance(shared, "b01").channels[0]
+    stream = engine.stream(16000)
+    stream.accept(first, start_s=30.0)  # the call ends mid-utterance: closing settles it
+    stream.close()
+    reused = engine.stream(16000)
+    assert reused._rec is not None and reused._fed == len(first)
+    events = reused.accept(second, start_s=0.0) + reused.finish()
+    finals = [e for e in events if e.kind == "final"]
+    assert 0.0 <= finals[0].start_s < 1.0
+    assert finals[-1].end_s <= len(second) / 16000 + 0.05
+    assert character_error_rate([tts_texts["b01"]], ["".join(e.text for e in finals)]) < 0.15
+
+
 def test_telephone_ulaw_8k_is_recognised(engine: VoskEngine, shared: Path, tts_texts):
     audio = read_audio_file(shared / "audio" / "tts-cmn" / "ulaw8k" / "a08.wav")
     assert audio.sample_rate == 8000

@@ -123,7 +123,7 @@ class BotCall:
         self.call.emit({"type": "outcome", **outcome})
         append = partial(self.call.engines.audit.append, "bot_outcome", outcome, call_id=self.call.call_id,
                          actor="bot")
-        await asyncio.get_running_loop().run_in_executor(self.call.engines.executor, append)
+        await asyncio.get_running_loop().run_in_executor(self.call.engines.disk, append)
         await self.call.end(reason)
 
     def _say(self, lines: list) -> None:

@@ -22,6 +22,7 @@ from compliance_rules.engine import CallMonitor, Flag, RuleEngine
 from compliance_rules.timing import CallClock
 from recordings.store import RecordingStore
 from voicebot.adapters.pbx import PbxControl, PbxWebhook
+from voicebot.admission import MAX_AHEAD_S, Admission
 from voicebot.audit import AuditLog
 from voicebot.frames import LEGS, Action, ActionFrame, DtmfFrame, EndFrame, InputAudioFrame, Leg, ViolationFrame
 from voicebot.pipeline import Pipeline, Processor
@@ -43,21 +44,34 @@ LegBuilder = Callable[["Call", Leg, CallControl], Pipeline]
 CLOCK_TICK_S = 0.5
 EVENTS_KEPT = 400
 WINDOW_RULE = "window.outside_hours"
+DISK_THREADS = 4
+SAMPLE_BYTES: dict[Encoding, int] = {"pcm16": 2, "ulaw": 1, "alaw": 1}
+_ENDING: set[asyncio.Task[None]] = set()
 
 
 @dataclass(frozen=True, slots=True)
 class Engines:
-    """What every call in a process shares: the recognizer model, the rules, the audit log, the executor."""
+    """What every call in a process shares: the recognizer model, the rules, the audit log, the worker threads."""
 
     asr: VoskEngine
     rules: RuleEngine
     audit: AuditLog
     recordings: RecordingStore
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(os.cpu_count() or 2))
+    """CPU work: recognition, the semantic model, NLU, speech synthesis; one thread per core."""
+    disk: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(DISK_THREADS))
+    """Audit appends and the recording store: their fsyncs never wait behind recognition, nor it behind them."""
     pbx: PbxWebhook | None = None
     """Where tapped calls' actions are sent; None: tapped calls are only alerted on."""
     meaning: SemanticDetector | None = None
     """The semantic model under the rules' pack; None: the rules alone."""
+    admission: Admission = field(default_factory=Admission)
+    """The process's call slots and idle timeout."""
+
+    def shutdown(self) -> None:
+        """Wait for queued work, then stop the worker threads."""
+        self.executor.shutdown(wait=True)
+        self.disk.shutdown(wait=True)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,6 +143,9 @@ class Call:
         self._tasks: list[asyncio.Task[None]] = []
         self._done = asyncio.Event()
         self._registered = False
+        self._admitted = False
+        self._fed_s = dict.fromkeys(LEGS, 0.0)
+        self._last_media = time.monotonic()
 
     @property
     def call_id(self) -> str:
@@ -143,17 +160,19 @@ class Call:
         return self.info.started_at + timedelta(seconds=(time.monotonic() - self._started_mono) * self.info.speed)
 
     async def start(self) -> None:
-        """Write the call's start to the audit log, then start both legs and the call clock."""
+        """Take a call slot (CallRefused when none is free), write the call's start, start both legs and the clock."""
+        self.engines.admission.take(self.info.adapter)
+        self._admitted = True
         data = {"adapter": self.info.adapter, "mode": self.info.mode, "zones": list(self.info.zones),
                 "pack": self.engines.rules.pack.name, "started_at": self.info.started_at.isoformat()}
         register = partial(self.engines.recordings.register, self.call_id, started_at=self.info.started_at,
                            adapter=self.info.adapter, agent_id=self.info.agent_id, account_id=self.info.account_id)
-        await asyncio.get_running_loop().run_in_executor(self.engines.executor, register)
+        await asyncio.get_running_loop().run_in_executor(self.engines.disk, register)
         self._registered = True
         await self._audit("call_start", data, self.info.agent_id)
         self.board.calls[self.call_id] = self
         self.emit({"type": "call_start", **data, "agent_id": self.info.agent_id})
-        self._started_mono = time.monotonic()
+        self._started_mono = self._last_media = time.monotonic()
         self._tasks = [asyncio.create_task(p.run(), name=f"{self.call_id}:{p.name}") for p in self.legs.values()]
         self._tasks.append(asyncio.create_task(self._run_clock(), name=f"{self.call_id}:clock"))
 
@@ -162,6 +181,14 @@ class Call:
         if self.ended_reason is None:
             self.legs[leg].queue(InputAudioFrame(leg=leg, payload=payload, encoding=encoding,
                                                  sample_rate=sample_rate))
+            self._fed_s[leg] += len(payload) / (SAMPLE_BYTES[encoding] * sample_rate)
+            self._last_media = time.monotonic()
+
+    async def pace(self, leg: Leg) -> None:
+        """Wait while the leg's audio runs over MAX_AHEAD_S ahead of the clock: media sent faster is read no faster."""
+        ahead_s = self._fed_s[leg] - (time.monotonic() - self._started_mono) * self.info.speed - MAX_AHEAD_S
+        if ahead_s > 0:
+            await asyncio.sleep(ahead_s / self.info.speed)
 
     def press(self, leg: Leg, digit: str) -> None:
         """Queue a DTMF key pressed on a leg."""
@@ -177,6 +204,9 @@ class Call:
             await self._done.wait()
             return
         self.ended_reason = reason
+        if not self._admitted:  # refused or never started: nothing was recorded or audited
+            self._done.set()
+            return
         for pipeline in self.legs.values():
             pipeline.queue(EndFrame(reason=reason))
         await asyncio.gather(*self._tasks[:2], return_exceptions=True)
@@ -193,10 +223,11 @@ class Call:
             finish = partial(self.engines.recordings.finish, self.call_id, ended_at=self._now(),
                              duration_s=self.recording.duration_s, sample_rate=self.recording.sample_rate,
                              outcome=self.outcome, flags=flags, agent_lines=self.agent_lines)
-            await asyncio.get_running_loop().run_in_executor(self.engines.executor, finish)
+            await asyncio.get_running_loop().run_in_executor(self.engines.disk, finish)
         await self._audit("call_end", data, None)
         self.emit({"type": "call_end", **data})
         self.board.calls.pop(self.call_id, None)
+        self.engines.admission.give_back()
         self._done.set()
 
     async def wait(self) -> None:
@@ -214,11 +245,14 @@ class Call:
 
     async def _audit(self, kind: str, data: dict, actor: str | None) -> None:
         append = lambda: self.engines.audit.append(kind, data, call_id=self.call_id, actor=actor)  # noqa: E731
-        await asyncio.get_running_loop().run_in_executor(self.engines.executor, append)
+        await asyncio.get_running_loop().run_in_executor(self.engines.disk, append)
 
     async def _run_clock(self) -> None:
         clock = CallClock(self.engines.rules.pack, self._now(), self.info.zones)
         while True:
+            if time.monotonic() - self._last_media > self.engines.admission.idle_timeout_s:
+                self._end_idle()
+                return
             for event in clock.tick(self._now()):
                 now = time.monotonic()
                 if event.action == "end_call":
@@ -229,6 +263,16 @@ class Call:
                 self.legs["agent"].queue(ActionFrame(action=action, leg="agent", actor="clock", reason=event.reason,
                                                      rule=WINDOW_RULE, detected_wall_s=now))
             await asyncio.sleep(CLOCK_TICK_S)
+
+
+    def _end_idle(self) -> None:
+        """No media on either leg for the idle timeout: hang up through the adapter and end the call here too."""
+        reason = f"no media for {self.engines.admission.idle_timeout_s:g} s"
+        log.warning("call %s: %s; ending it", self.call_id, reason)
+        self.act("hangup", actor="watchdog", reason=reason)
+        ending = asyncio.create_task(self.end(reason), name=f"{self.call_id}:idle")
+        _ENDING.add(ending)
+        ending.add_done_callback(_ENDING.discard)
 
 
 def build_leg_pipeline(call: Call, leg: Leg, control: CallControl) -> Pipeline:
@@ -250,7 +294,7 @@ def supervise(call: Call, control: CallControl) -> list[Processor]:
         CheckRules(call.monitor),
         CheckMeaning(call.monitor, e.executor),
         FailSafe(),
-        Audit(e.audit, call.call_id, e.executor, mode=call.info.mode),
+        Audit(e.audit, call.call_id, e.disk, mode=call.info.mode),
         Enforce(control),
         Publish(call.emit, call.audio_wall_s),
     ]

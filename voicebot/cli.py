@@ -839,7 +839,7 @@ def campaign_run(config: Config, file: Path | None, name: str | None, pack_name:
                 bot=config if bot else None,
                 on_attempt=lambda r: click.echo(json.dumps(r.as_dict(), ensure_ascii=False))))
     finally:
-        engines.executor.shutdown(wait=True)
+        engines.shutdown()
         engines.recordings.close()
         engines.audit.close()
     dialled = sum(r.status != "refused" for r in reports)
@@ -880,18 +880,22 @@ def campaign_report_cmd(config: Config, name: str | None, accounts: bool, as_jso
 @click.option("--tz", "zones", multiple=True, help="Debtor time zone when a call carries none.")
 @click.option("--pbx-webhook", metavar="URL", help="Tap mode: POST actions here, signed with the media token.")
 @click.option("--rules-only", is_flag=True, help="Supervise with the pack's rules alone, without the semantic model.")
+@click.option("--max-calls", type=click.IntRange(0, 10000), default=0, show_default=True,
+              help="Calls at once, every adapter together; more are refused at once (0: as measured per core).")
+@click.option("--idle-timeout", "idle_timeout_s", type=click.FloatRange(1, 3600), default=30.0, show_default=True,
+              help="End a call whose legs bring no media for this many seconds.")
 @db_option
 @click.pass_obj
 @cli_errors
 def serve(config: Config, host: str, port: int, pack_name: str, mode: str, audiosocket_port: int | None,
           sip_listen: str | None, sip_forward: str | None, zones: tuple[str, ...], pbx_webhook: str | None,
-          rules_only: bool, db_path: Path | None) -> None:
+          rules_only: bool, max_calls: int, idle_timeout_s: float, db_path: Path | None) -> None:
     """Run the supervisor console, the media endpoints and the telephony adapters."""
     load_pack(pack_name)
     settings = ServeConfig(db=db_path or config.data_dir / "voicebot.db", media_token=media_token(config.data_dir),
                            host=host, port=port, pack=pack_name, mode=mode, audiosocket_port=audiosocket_port,
                            sip_listen=sip_listen, sip_forward=sip_forward, zones=zones, pbx_webhook=pbx_webhook,
-                           semantic_model=not rules_only)
+                           semantic_model=not rules_only, max_calls=max_calls, idle_timeout_s=idle_timeout_s)
     try:
         web.run_app(create_app(config, settings), host=host, port=port, print=lambda line: click.echo(line, err=True))
     except OSError as e:

@@ -104,10 +104,16 @@ class ServeConfig:
     """URL tapped calls' actions are POSTed to, signed with the media token; None: tapped calls only alert."""
     semantic_model: bool = True
     """Whether calls are read by the semantic model beside the pack's rules."""
+    max_calls: int = 0
+    """Calls supervised at once, every adapter together; more are refused at once. 0: as measured per core."""
+    idle_timeout_s: float = 30.0
+    """A call whose legs bring no media for this long is ended, recorded and audited."""
 
     def __post_init__(self) -> None:
         if self.mode not in ("in-path", "tap"):
             raise ConfigError(f"mode must be in-path or tap, not {self.mode!r}")
+        if self.max_calls < 0 or not 1 <= self.idle_timeout_s <= 3600:
+            raise ConfigError("max calls must be 0 (as measured) or more, and the idle timeout 1 to 3600 s")
         if len(self.media_token) < 16:
             raise ConfigError("media token must be at least 16 characters; leave it unset to generate one")
 

@@ -18,6 +18,7 @@ import numpy as np
 from aiohttp import web
 
 from asr.codecs import resample
+from voicebot.admission import CallRefused
 from voicebot.call import Call, CallBoard, CallInfo, Engines
 from voicebot.config import ServeConfig
 from voicebot.frames import Leg
@@ -261,6 +262,7 @@ class AudioSocketCall:
         try:
             while (frame := await conn.next_frame()) is not None and frame.kind is not Kind.HANGUP:
                 self._on_frame(conn, leg, frame)
+                await self.call.pace(leg)
         except ProtocolError:
             reason = f"protocol error on the {leg} leg"
             conn.send(Kind.ERROR, ERROR_CODE_PROTOCOL)
@@ -393,7 +395,12 @@ class AudioSocketServer:
         info = CallInfo(adapter="audiosocket", mode=self.serve.mode, zones=self.serve.zones)
         bridge = self.calls[call_uuid] = AudioSocketCall(call_uuid, info, self.engines, self.board)
         try:
-            await bridge.call.start()
+            try:
+                await bridge.call.start()
+            except CallRefused:  # Call.start logged why; Asterisk's AudioSocket() fails and the dialplan goes on
+                bridge.end_reason = "refused: at capacity"
+                conn.send(Kind.HANGUP)
+                return
             await bridge.serve(conn, "agent")
         finally:
             if self.calls.get(call_uuid) is bridge:

@@ -21,6 +21,7 @@ from aiohttp import web
 from baresip import Account, BaresipError, CallFailed, Config, UserAgent
 
 from voicebot.adapters.sip_session import SipSession, bye, other_leg
+from voicebot.admission import CallRefused
 from voicebot.bot import BotCall, start_bot_call
 from voicebot.call import Call, CallBoard, CallInfo, Engines
 from voicebot.config import Config as VoicebotConfig
@@ -207,7 +208,7 @@ class SipAdapter:
 
     async def _place_counted(self, uri: str, headers: Mapping[str, str] | None = None) -> baresip.Call:
         """`_place`, refused while draining or at capacity, counted as a call being set up meanwhile."""
-        if self.draining or self.live_calls >= self.settings.max_calls:
+        if self.draining or self.live_calls >= self.settings.max_calls or self.engines.admission.full:
             raise SipCallError("not placing a call: the server is draining or at capacity")
         self._pending += 1
         try:
@@ -260,6 +261,10 @@ class SipAdapter:
             return None
         legs = 2 if target else 1
         if self.draining or group is not None or self.live_calls + legs > self.settings.max_calls:
+            return await self._refuse(sip)
+        try:
+            self.engines.admission.check("sip")
+        except CallRefused:
             return await self._refuse(sip)
         self._pending += legs
         try:

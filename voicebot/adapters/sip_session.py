@@ -16,6 +16,7 @@ import baresip
 import numpy as np
 from baresip import AudioNotActive, AudioRestarted, BaresipError, CallState, Event
 
+from voicebot.admission import CallRefused
 from voicebot.call import Call, CallBoard, CallInfo, Engines
 from voicebot.frames import LEGS, Leg
 
@@ -114,7 +115,11 @@ class SipSession:
     async def run(self) -> None:
         """Start the Call, pump audio every 20 ms until the call is over, then BYE what is left and end it."""
         try:
-            await (self.bot.start() if self.bot is not None else self.call.start())
+            try:
+                await (self.bot.start() if self.bot is not None else self.call.start())
+            except CallRefused:  # another adapter took the last slot since the INVITE was admitted
+                self._forced = "refused: at capacity"
+                return
             log.info("sip call %s: started, legs %s, mode %s%s", self.call.call_id, ",".join(self.sip),
                      self.call.info.mode, ", bridged" if self.bridged else "")
             await self._pump()

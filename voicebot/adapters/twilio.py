@@ -21,6 +21,7 @@ import numpy as np
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from asr.codecs import encode
+from voicebot.admission import CallRefused
 from voicebot.bot import BotCall, BotSetupError, bot_for_stream
 from voicebot.call import Call, CallInfo
 from voicebot.frames import Leg
@@ -399,19 +400,24 @@ class TwilioStream:
             self._refuse(e)
             return
         self.stream_sid = start.stream_sid
-        if start.custom_parameters.get("bot"):
-            try:
+        try:
+            self.app[ENGINES].admission.check("twilio")  # before a bot loads its kit; Call.start takes the slot
+            if start.custom_parameters.get("bot"):
                 self.bot = await bot_for_stream(self.app, info, start.custom_parameters, self)
-            except BotSetupError as e:
-                log.warning("twilio: refused a bot stream (%s)", e)
-                self.end_reason = "bot refused"
-                self._close(WSCloseCode.POLICY_VIOLATION, b"bot call refused; see the server log")
-                return
-            self.call = self.bot.call
-            await self.bot.start()
-        else:
-            self.call = Call(info, self.app[ENGINES], self, self.app[BOARD])
-            await self.call.start()
+                await self.bot.start()
+                self.call = self.bot.call
+            else:
+                call = Call(info, self.app[ENGINES], self, self.app[BOARD])
+                await call.start()
+                self.call = call
+        except BotSetupError as e:
+            log.warning("twilio: refused a bot stream (%s)", e)
+            self.end_reason = "bot refused"
+            self._close(WSCloseCode.POLICY_VIOLATION, b"bot call refused; see the server log")
+            return
+        except CallRefused:
+            self.bot = None
+            return self._at_capacity()
         log.info("twilio call %s: stream started, tracks %s, mode %s", info.call_id, ",".join(start.tracks), info.mode)
 
     async def _media(self, call: Call, media: TwilioMedia) -> None:
@@ -419,6 +425,12 @@ class TwilioStream:
         call.feed(leg, media.payload, "ulaw", SAMPLE_RATE)
         if call.info.mode == "in-path" and leg == RELAYED_LEG and leg not in self.muted:
             await self._send(serialize_media(self.stream_sid, media.payload))
+        await call.pace(leg)
+
+    def _at_capacity(self) -> None:
+        """Close at once with 1013 Try Again Later (Call.start logged why), so the call can be routed elsewhere."""
+        self.end_reason = "refused: at capacity"
+        self._close(WSCloseCode.TRY_AGAIN_LATER, b"server at capacity; try another node")
 
     def _refuse(self, error: ProtocolError) -> None:
         """A stream whose `start` is unusable cannot be supervised: close it rather than let the call go unwatched."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
 from concurrent.futures import Executor
 
 import numpy as np
@@ -37,9 +39,18 @@ class Recognize(Processor):
         if isinstance(frame, SpeechEndFrame | EndFrame):
             await self._accept()
             if self._stream is not None:
-                await self._emit(await asyncio.get_running_loop().run_in_executor(self.executor,
-                                                                                  self._stream.finish))
+                await self._emit(await self._run(self._stream.finish))
         await self.push(frame)
+
+    async def stop(self) -> None:
+        """Hand the recognizer back for the next call (after any decode of it still running)."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            with contextlib.suppress(RuntimeError):  # the executor has shut down: the recognizer is just dropped
+                await asyncio.get_running_loop().run_in_executor(self.executor, stream.close)
+
+    async def _run(self, fn: Callable[..., list[AsrEvent]], *args: object) -> list[AsrEvent]:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     async def _accept(self) -> None:
         if not self._pending:
@@ -48,8 +59,7 @@ class Recognize(Processor):
         self._pending = []
         if self._stream is None:
             self._stream = self.engine.stream(first.sample_rate)
-        loop = asyncio.get_running_loop()
-        await self._emit(await loop.run_in_executor(self.executor, self._stream.accept, pcm, first.start_s))
+        await self._emit(await self._run(self._stream.accept, pcm, first.start_s))
 
     async def _emit(self, events: list[AsrEvent]) -> None:
         for e in events:

@@ -97,4 +97,4 @@ async def change_user(request: web.Request) -> web.Response:
 async def _audit(request: web.Request, admin: Session, data: dict[str, Any]) -> None:
     engines = request.app[ENGINES]
     append = lambda: engines.audit.append("user", data, actor=admin.username)  # noqa: E731
-    await asyncio.get_running_loop().run_in_executor(engines.executor, append)
+    await asyncio.get_running_loop().run_in_executor(engines.disk, append)

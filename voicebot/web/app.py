@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -16,6 +17,7 @@ from voicebot.adapters.audiosocket import audiosocket_ctx
 from voicebot.adapters.pbx import PbxWebhook
 from voicebot.adapters.sip import sip_ctx
 from voicebot.adapters.twilio import setup as setup_twilio
+from voicebot.admission import Admission
 from voicebot.audit import AuditLog
 from voicebot.call import CallBoard, Engines
 from voicebot.config import Config, ServeConfig
@@ -42,11 +44,12 @@ def create_app(config: Config, serve: ServeConfig, engines: Engines | None = Non
 
 def _engines_ctx(given: Engines | None):
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        if given is not None:
-            app[ENGINES] = given
+        config, serve = app[CONFIG], app[SERVE]
+        admission = Admission(capacity=serve.max_calls, idle_timeout_s=serve.idle_timeout_s)
+        if given is not None:  # shared loaded parts; this server's own limits
+            app[ENGINES] = dataclasses.replace(given, admission=admission)
             yield
             return
-        config, serve = app[CONFIG], app[SERVE]
         loop = asyncio.get_running_loop()
         asr = await loop.run_in_executor(None, VoskEngine.load, config.vosk_model)
         audit = await loop.run_in_executor(None, AuditLog.open, serve.db)
@@ -58,13 +61,14 @@ def _engines_ctx(given: Engines | None):
         rules = RuleEngine.from_pack(serve.pack)
         meaning = await loop.run_in_executor(None, SemanticDetector.for_pack, rules.pack) \
             if serve.semantic_model else None
-        app[ENGINES] = Engines(asr=asr, rules=rules, audit=audit, recordings=recordings, pbx=pbx, meaning=meaning)
+        app[ENGINES] = Engines(asr=asr, rules=rules, audit=audit, recordings=recordings, pbx=pbx, meaning=meaning,
+                               admission=admission)
         yield
         for call in list(app[BOARD].calls.values()):
             await call.end("server shutdown")
         if session is not None:
             await session.close()
-        app[ENGINES].executor.shutdown(wait=True)
+        app[ENGINES].shutdown()
         recordings.close()
         audit.close()
 
@@ -72,5 +76,7 @@ def _engines_ctx(given: Engines | None):
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness and the number of live calls; no authentication, no call data."""
-    return web.json_response({"ok": True, "calls": len(request.app[BOARD].calls)})
+    """Liveness, live calls and capacity (a balancer routes elsewhere when `full`); no authentication, no call data."""
+    admission = request.app[ENGINES].admission
+    return web.json_response({"ok": True, "calls": len(request.app[BOARD].calls), "capacity": admission.capacity,
+                              "full": admission.full, "refused": admission.refused})

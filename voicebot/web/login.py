@@ -283,7 +283,7 @@ async def audit_login(request: web.Request, event: str, actor: str | None, **dat
     record = {"event": event, "ip": request.remote or "unknown", **data}
     engines = request.app[ENGINES]
     append = lambda: engines.audit.append("login", record, actor=actor)  # noqa: E731
-    await asyncio.get_running_loop().run_in_executor(engines.executor, append)
+    await asyncio.get_running_loop().run_in_executor(engines.disk, append)
     log.info("console %s", event)
 
 
