@@ -27,8 +27,9 @@ UNKNOWN_WORD = "[unk]"
 DECODING = {"beam": 10.0, "max-active": 2000, "lattice-beam": 3.0}
 """Decoder search limits that replace the model's own (beam 12, max-active 5000, lattice-beam 4): chosen by
 bench/asr.py on real-cmn, where they keep CER within a point and cut the recognizer's CPU."""
-POOL_SIZE = 128
-"""Idle recognizers kept per sample rate for the next calls (each keeps its expanded decoding graph)."""
+POOL_SIZE = 4
+"""Idle recognizers kept per sample rate for the next calls: one that has decoded a call keeps its expanded decoding
+graph (about a third less CPU on the next call) but also its memory (about 70 MB), so only a few are kept."""
 
 
 class ModelMissingError(FileNotFoundError):

@@ -45,6 +45,7 @@ CLOCK_TICK_S = 0.5
 EVENTS_KEPT = 400
 WINDOW_RULE = "window.outside_hours"
 DISK_THREADS = 4
+BACKGROUND_NICE = 10
 SAMPLE_BYTES: dict[Encoding, int] = {"pcm16": 2, "ulaw": 1, "alaw": 1}
 _ENDING: set[asyncio.Task[None]] = set()
 
@@ -58,7 +59,11 @@ class Engines:
     audit: AuditLog
     recordings: RecordingStore
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(os.cpu_count() or 2))
-    """CPU work: recognition, the semantic model, NLU, speech synthesis; one thread per core."""
+    """CPU work on the enforcement path: the agent's recognition, the semantic model, NLU, speech synthesis."""
+    background: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(
+        os.cpu_count() or 2, thread_name_prefix="background", initializer=os.nice, initargs=(BACKGROUND_NICE,)))
+    """The customer leg's recognition on supervised calls, at a lower OS priority: under load it lags (its signals
+    come late) while the agent's leg, whose words are enforced, keeps real time."""
     disk: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(DISK_THREADS))
     """Audit appends and the recording store: their fsyncs never wait behind recognition, nor it behind them."""
     pbx: PbxWebhook | None = None
@@ -70,8 +75,8 @@ class Engines:
 
     def shutdown(self) -> None:
         """Wait for queued work, then stop the worker threads."""
-        self.executor.shutdown(wait=True)
-        self.disk.shutdown(wait=True)
+        for pool in (self.executor, self.background, self.disk):
+            pool.shutdown(wait=True)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -282,7 +287,7 @@ def build_leg_pipeline(call: Call, leg: Leg, control: CallControl) -> Pipeline:
         Decode(),
         Record(call.recording),
         VadGate(leg),
-        Recognize(leg, e.asr, e.executor),
+        Recognize(leg, e.asr, e.executor if leg == "agent" else e.background),
         *supervise(call, control),
     ], name=f"{call.call_id[:8]}:{leg}")
 
