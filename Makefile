@@ -30,6 +30,7 @@ bench: models
 	$(BIN)/python bench/rules.py
 	$(BIN)/python bench/detect.py
 	$(BIN)/python bench/live.py
+	$(BIN)/python bench/overload.py
 	$(BIN)/python bench/nlu.py
 	$(BIN)/python bench/tts.py
 	$(BIN)/python bench/bot.py

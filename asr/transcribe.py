@@ -42,17 +42,20 @@ def leg_events(
     stream = engine.stream(sample_rate)
     gate = VoiceGate(sample_rate) if vad else None
     step = sample_rate * FEED_MS // 1000
-    for i in range(0, len(pcm), step):
-        piece = pcm[i : i + step]
-        if gate is None:
-            yield from stream.accept(piece, i / sample_rate)
-            continue
-        for event in gate.accept(piece):
-            yield from _feed(stream, event)
-    if gate is not None:
-        for event in gate.finish():
-            yield from _feed(stream, event)
-    yield from stream.finish()
+    try:
+        for i in range(0, len(pcm), step):
+            piece = pcm[i : i + step]
+            if gate is None:
+                yield from stream.accept(piece, i / sample_rate)
+                continue
+            for event in gate.accept(piece):
+                yield from _feed(stream, event)
+        if gate is not None:
+            for event in gate.finish():
+                yield from _feed(stream, event)
+        yield from stream.finish()
+    finally:
+        stream.close()  # the next leg or recording reuses the recognizer and its expanded graph
 
 
 def _feed(stream: AsrStream, event: SpeechChunk | SpeechEnd) -> list[AsrEvent]:

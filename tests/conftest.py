@@ -8,11 +8,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from live_peers import CHROMIUM, CHROMIUM_ARGS, Peers
 from playwright.async_api import Browser, async_playwright
 
 from asr.vosk_engine import VoskEngine
 from voicebot.config import Config, load_config
+
+# Property tests assert behaviour, not speed: no per-example deadline (a loaded CI machine would trip it).
+settings.register_profile("behaviour", deadline=None)
+settings.load_profile("behaviour")
 
 
 @pytest.fixture(scope="session")

@@ -89,7 +89,8 @@ def parse_listen(value: str) -> tuple[str, int]:
     """`host:port` (or `[v6]:port`) → (host, port)."""
     host, sep, port = value.strip().rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65535 or any(c in host for c in " /[]"):
+    usable = sep and host and port.isascii() and port.isdigit() and 0 < int(port) < 65535
+    if not usable or any(c in host for c in " /[]"):
         raise SipConfigError(f"SIP listen address must be HOST:PORT such as 127.0.0.1:5080, not {value!r}")
     return host, int(port)
 
@@ -128,6 +129,10 @@ class SipSettings:
     dial_timeout_s: float = 30.0
     clock: Callable[[], datetime] | None = field(default=None, repr=False)
     """The wall clock calls are timed by (tests pin it inside calling hours)."""
+
+
+ACK_TIMEOUT_S = 4.0
+"""How long an answered INVITE may wait for its ACK (a real caller's comes within a round trip)."""
 
 
 class SipAdapter:
@@ -287,9 +292,14 @@ class SipAdapter:
 
     @staticmethod
     async def _answer(sip: baresip.Call) -> bool:
+        """Answer, then wait for the caller's ACK: an INVITE never ACKed is hung up and never takes a call slot."""
         # video=True: answering an audio-only offer without video makes the stack send a re-INVITE right after
         try:
             await sip.answer(video=True)
+            await sip.wait_established(ACK_TIMEOUT_S)
+        except CallFailed as e:
+            log.warning("sip: an answered INVITE was never ACKed (%s); hung up", type(e).__name__)
+            return False
         except BaresipError as e:
             log.info("sip: caller left before the answer (%s)", type(e).__name__)
             return False
