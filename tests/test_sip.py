@@ -370,6 +370,16 @@ async def test_an_invite_past_the_servers_capacity_is_refused_while_the_live_cal
 
 
 @live_test
+async def test_an_invite_never_acked_is_hung_up_without_taking_a_call_slot(serve, peers: Peers, tmp_path: Path) -> None:
+    server = await serve(max_calls=1)
+    silent = fill("uac_no_ack.xml", tmp_path / "no_ack.xml", HEADERS="")
+    caller = await peers.sipp("no-ack", silent, server.uri, "-s", "4014")
+    assert await finished(caller) == 0, peers.log("no-ack")
+    assert not [e for e in server.seen if e["type"] == "call_start"] and server.events.empty()
+    assert server.app[ENGINES].admission.live == 0
+
+
+@live_test
 async def test_dialled_call_is_supervised_and_hung_up_by_a_supervisor(serve, peers: Peers, engines) -> None:
     server = await serve()
     port = free_port()
