@@ -24,7 +24,7 @@ MODEL_MARKERS = ("am/final.mdl", "conf/model.conf")
 MAX_WORD_CHARS = 8
 PARTIAL_INTERVAL_S = 0.2
 UNKNOWN_WORD = "[unk]"
-DECODING = {"beam": 10.0, "max-active": 2000, "lattice-beam": 3.0}
+DECODING = {"beam": 10.0, "max-active": 2000, "lattice-beam": 3.0, "determinize-max-delay": 10, "determinize-min-chunk-size": 3}
 """Decoder search limits that replace the model's own (beam 12, max-active 5000, lattice-beam 4): chosen by
 bench/asr.py on real-cmn, where they keep CER within a point and cut the recognizer's CPU."""
 POOL_SIZE = 4
