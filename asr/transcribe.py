@@ -36,10 +36,10 @@ class LegTranscript:
 
 
 def leg_events(
-    engine: VoskEngine, pcm: np.ndarray, sample_rate: int, *, vad: bool = True
+    engine: VoskEngine, pcm: np.ndarray, sample_rate: int, *, vad: bool = True, partials: bool = True
 ) -> Iterator[AsrEvent]:
-    """Feed one leg in 100 ms pieces, as a live call would, yielding partial and final results."""
-    stream = engine.stream(sample_rate)
+    """Feed one leg in 100 ms pieces, as a live call would, yielding partial (unless not wanted) and final results."""
+    stream = engine.stream(sample_rate, partials=partials)
     gate = VoiceGate(sample_rate) if vad else None
     step = sample_rate * FEED_MS // 1000
     try:
@@ -70,7 +70,7 @@ def transcribe_audio(engine: VoskEngine, audio: Audio, *, vad: bool = True) -> l
     return [
         LegTranscript(
             leg=name,
-            finals=tuple(e for e in leg_events(engine, pcm, audio.sample_rate, vad=vad) if e.kind == "final"),
+            finals=tuple(leg_events(engine, pcm, audio.sample_rate, vad=vad, partials=False)),
             duration_s=audio.duration_s,
         )
         for name, pcm in zip(names, audio.channels, strict=True)

@@ -24,9 +24,13 @@ MODEL_MARKERS = ("am/final.mdl", "conf/model.conf")
 MAX_WORD_CHARS = 8
 PARTIAL_INTERVAL_S = 0.2
 UNKNOWN_WORD = "[unk]"
-DECODING = {"beam": 10.0, "max-active": 2000, "lattice-beam": 3.0, "determinize-max-delay": 10, "determinize-min-chunk-size": 3}
+DECODING = {"beam": 10.0, "max-active": 2000, "lattice-beam": 3.0}
 """Decoder search limits that replace the model's own (beam 12, max-active 5000, lattice-beam 4): chosen by
 bench/asr.py on real-cmn, where they keep CER within a point and cut the recognizer's CPU."""
+LIVE_DECODING = {**DECODING, "determinize-max-delay": 10, "determinize-min-chunk-size": 3}
+"""Live calls also determinize the lattice every 3 frames, at most 10 behind (Kaldi's defaults: 20 and 60), so
+partial results trail the audio by ~0.6 s instead of ~1.2 s and rules act mid-phrase; about a fifth more CPU,
+which offline transcription and screening do not pay."""
 POOL_SIZE = 4
 """Idle recognizers kept per sample rate for the next calls: one that has decoded a call keeps its expanded decoding
 graph (about a third less CPU on the next call) but also its memory (about 70 MB), so only a few are kept."""
@@ -146,20 +150,21 @@ class VoskEngine:
                 i += 1
         return words
 
-    def stream(self, sample_rate: int, phrases: list[str] | None = None) -> AsrStream:
-        """A new recognizer for one leg at 8 or 16 kHz, optionally restricted to phrase hints."""
+    def stream(self, sample_rate: int, phrases: list[str] | None = None, *, partials: bool = True) -> AsrStream:
+        """A recognizer for one leg at 8 or 16 kHz, optionally restricted to phrase hints; `partials=False` gives
+        only finals (offline work skips the partial results' cost)."""
         check_stream_rate(sample_rate)
         if phrases:
             grammar = [" ".join(self.split_phrase(p)) for p in phrases]
             grammar = [g for g in grammar if g] + [UNKNOWN_WORD]
             recognizer = vosk.KaldiRecognizer(self.model, sample_rate, json.dumps(grammar, ensure_ascii=False))
-            return AsrStream(_words_on(recognizer), sample_rate)
+            return AsrStream(_words_on(recognizer), sample_rate, partials=partials)
         with self._lock:
             idle = self._idle.get(sample_rate)
             recognizer, fed = idle.pop() if idle else (None, 0)
         if recognizer is None:
             recognizer = _words_on(vosk.KaldiRecognizer(self.model, sample_rate))
-        return AsrStream(recognizer, sample_rate, fed=fed, release=self._keep)
+        return AsrStream(recognizer, sample_rate, fed=fed, release=self._keep, partials=partials)
 
     def _keep(self, recognizer: vosk.KaldiRecognizer, sample_rate: int, fed: int) -> None:
         """Take back a settled recognizer for a later call, unless enough are idle already."""
@@ -182,12 +187,13 @@ class AsrStream:
     """One leg's recognizer: feed speech with its call time, get partial and final results."""
 
     def __init__(self, recognizer: vosk.KaldiRecognizer, sample_rate: int, *, fed: int = 0,
-                 release: Release | None = None) -> None:
+                 release: Release | None = None, partials: bool = True) -> None:
         self._rec: vosk.KaldiRecognizer | None = recognizer
         self.sample_rate = sample_rate
         self._fed = fed
         """Samples the recognizer has taken in its life: Vosk's word times count from its first call's start."""
         self._release = release
+        self._partials = partials
         self._lock = threading.Lock()
         """Held while the recognizer decodes: closing waits for a decode still running in a worker thread."""
         self._fed_starts: list[float] = []
@@ -213,7 +219,7 @@ class AsrStream:
             if self._rec.AcceptWaveform(np.asarray(pcm, dtype="<i2").tobytes()):
                 return self._final(self._rec.Result())
         self._since_partial_s += duration_s
-        if self._since_partial_s < PARTIAL_INTERVAL_S:
+        if self._since_partial_s < PARTIAL_INTERVAL_S or not self._partials:
             return []
         self._since_partial_s = 0.0
         with self._lock:

@@ -54,7 +54,7 @@ def diarized_split(diarizer: Diarizer, engine: VoskEngine) -> SplitMono:
         texts = {}
         for speaker in sorted({t.speaker for t in turns}):
             own = split_by_speaker(pcm, sample_rate, [t for t in turns if t.speaker == speaker], speaker)[:, 0]
-            texts[speaker] = join_words([e.text for e in leg_events(engine, own, sample_rate) if e.kind == "final"])
+            texts[speaker] = join_words([e.text for e in leg_events(engine, own, sample_rate, partials=False)])
         return split_by_speaker(pcm, sample_rate, turns, agent_speaker(texts, turns[0].speaker))
 
     return split

@@ -210,7 +210,7 @@ def transcribe_recording(asr: VoskEngine, opened: Opened, agent_lines: Sequence[
         if agent_lines is not None and leg == "agent":
             continue
         pcm = resample(np.ascontiguousarray(opened.frames[:, channel]), rate, stream_rate)
-        heard += [(leg, event) for event in leg_events(asr, pcm, stream_rate) if event.kind == "final"]
+        heard += [(leg, event) for event in leg_events(asr, pcm, stream_rate, partials=False)]
     return heard
 
 

@@ -12,7 +12,7 @@ from hypothesis import settings
 from live_peers import CHROMIUM, CHROMIUM_ARGS, Peers
 from playwright.async_api import Browser, async_playwright
 
-from asr.vosk_engine import VoskEngine
+from asr.vosk_engine import LIVE_DECODING, VoskEngine
 from voicebot.config import Config, load_config
 
 # Property tests assert behaviour, not speed: no per-example deadline (a loaded CI machine would trip it).
@@ -36,7 +36,7 @@ def shared(config: Config) -> Path:
 @pytest.fixture(scope="session")
 def engine(config: Config) -> VoskEngine:
     """The real Vosk Mandarin model, loaded once for the whole session."""
-    return VoskEngine.load(config.vosk_model)
+    return VoskEngine.load(config.vosk_model, LIVE_DECODING)
 
 
 @pytest.fixture(scope="session")

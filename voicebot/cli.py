@@ -23,7 +23,7 @@ from aiohttp import web
 from asr.codecs import ENCODINGS, STREAM_RATES, Audio, AudioFormatError, read_audio_file, read_raw_file
 from asr.diarize import Diarizer
 from asr.transcribe import LegTranscript, transcribe_audio
-from asr.vosk_engine import ModelMissingError, VoskEngine
+from asr.vosk_engine import LIVE_DECODING, ModelMissingError, VoskEngine
 from compliance_rules.detector import SemanticDetector
 from compliance_rules.engine import CallMonitor, CallState, Flag, RuleEngine
 from compliance_rules.pack import RulePackError, load_pack
@@ -561,7 +561,7 @@ def zone_info(name: str) -> ZoneInfo:
 def load_engines(config: Config, pack_name: str, db_path: Path | None, model: Path | None = None) -> Engines:
     """Load what live calls share: the recognizer, the rule pack, the audit log."""
     rules = RuleEngine.from_pack(pack_name)
-    asr = VoskEngine.load(model or config.vosk_model)
+    asr = VoskEngine.load(model or config.vosk_model, LIVE_DECODING)
     audit = open_audit(config, db_path)
     recordings = RecordingStore.open(audit.path)
     return Engines(asr=asr, rules=rules, audit=audit, recordings=recordings,

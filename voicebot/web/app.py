@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from asr.vosk_engine import VoskEngine
+from asr.vosk_engine import LIVE_DECODING, VoskEngine
 from compliance_rules.detector import SemanticDetector
 from compliance_rules.engine import RuleEngine
 from recordings.store import RecordingStore
@@ -51,7 +51,7 @@ def _engines_ctx(given: Engines | None):
             yield
             return
         loop = asyncio.get_running_loop()
-        asr = await loop.run_in_executor(None, VoskEngine.load, config.vosk_model)
+        asr = await loop.run_in_executor(None, VoskEngine.load, config.vosk_model, LIVE_DECODING)
         audit = await loop.run_in_executor(None, AuditLog.open, serve.db)
         session, pbx = None, None
         if serve.pbx_webhook:
