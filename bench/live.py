@@ -115,7 +115,7 @@ async def round_of(n: int, url: str, frames: tuple[list[bytes], list[bytes], flo
                                       for _ in range(n)))
 
 
-def start_server(port: int, data: Path, token: str, rules_only: bool, *, max_calls: int = 1000,
+def start_server(port: int, data: Path, token: str, rules_only: bool = False, *, max_calls: int = 1000,
                  extra: list[str] | None = None) -> subprocess.Popen[bytes]:
     """`voicebot serve` on 127.0.0.1 with a fresh database (max_calls 0: as measured); returns once /healthz answers."""
     env = {**os.environ, "VOICEBOT_MEDIA_TOKEN": token, "VOICEBOT_DATA_DIR": str(data)}
