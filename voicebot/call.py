@@ -10,7 +10,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -49,7 +49,7 @@ WINDOW_RULE = "window.outside_hours"
 DISK_THREADS = 4
 BACKGROUND_NICE = 10
 SAMPLE_BYTES: dict[Encoding, int] = {"pcm16": 2, "ulaw": 1, "alaw": 1}
-_ENDING: set[asyncio.Task[None]] = set()
+_DETACHED: set[asyncio.Task[None]] = set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,15 +272,20 @@ class Call:
                                                      rule=WINDOW_RULE, detected_wall_s=now))
             await asyncio.sleep(CLOCK_TICK_S)
 
-
     def _end_idle(self) -> None:
         """No media on either leg for the idle timeout: hang up through the adapter and end the call here too."""
         reason = f"no media for {self.engines.admission.idle_timeout_s:g} s"
         log.warning("call %s: %s; ending it", self.call_id, reason)
         self.act("hangup", actor="watchdog", reason=reason)
-        ending = asyncio.create_task(self.end(reason), name=f"{self.call_id}:idle")
-        _ENDING.add(ending)
-        ending.add_done_callback(_ENDING.discard)
+        detach(self.end(reason), name=f"{self.call_id}:idle")
+
+
+def detach(work: Coroutine[object, object, None], *, name: str | None = None) -> asyncio.Task[None]:
+    """Run `work` in a task that outlives its caller's cancellation (a reference is kept until it is done)."""
+    task = asyncio.create_task(work, name=name)
+    _DETACHED.add(task)
+    task.add_done_callback(_DETACHED.discard)
+    return task
 
 
 def trim_memory() -> None:

@@ -401,6 +401,11 @@ class AudioSocketServer:
                 bridge.end_reason = "refused: at capacity"
                 conn.send(Kind.HANGUP)
                 return
+            except Exception:  # e.g. the disk refused the recording: end what started (its slot comes back)
+                conn.send(Kind.HANGUP)
+                with contextlib.suppress(Exception):
+                    await bridge.call.end("call start failed")
+                raise
             await bridge.serve(conn, "agent")
         finally:
             if self.calls.get(call_uuid) is bridge:

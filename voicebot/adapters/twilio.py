@@ -23,7 +23,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from asr.codecs import encode
 from voicebot.admission import CallRefused
 from voicebot.bot import BotCall, BotSetupError, bot_for_stream
-from voicebot.call import Call, CallInfo
+from voicebot.call import Call, CallInfo, detach
 from voicebot.frames import Leg
 from voicebot.web.keys import BOARD, ENGINES, SERVE
 
@@ -277,7 +277,6 @@ def warning_tone() -> tuple[bytes, ...]:
 STREAMS = web.AppKey("twilio_streams", weakref.WeakSet)
 """The live Media Streams of the app, closed on shutdown."""
 SHUTDOWN_WAIT_S = 30.0
-_FINISHING: set[asyncio.Task[None]] = set()
 
 
 def setup(app: web.Application) -> None:
@@ -347,10 +346,7 @@ class TwilioStream:
                     break
         finally:
             # aiohttp may cancel the handler once the socket is gone: the call's end runs in a task of its own.
-            finishing = asyncio.create_task(self._finish(self.end_reason or "connection dropped"))
-            _FINISHING.add(finishing)
-            finishing.add_done_callback(_FINISHING.discard)
-            await asyncio.shield(finishing)
+            await asyncio.shield(detach(self._finish(self.end_reason or "connection dropped")))
 
     async def _finish(self, reason: str) -> None:
         try:
@@ -404,19 +400,18 @@ class TwilioStream:
             self.app[ENGINES].admission.check("twilio")  # before a bot loads its kit; Call.start takes the slot
             if start.custom_parameters.get("bot"):
                 self.bot = await bot_for_stream(self.app, info, start.custom_parameters, self)
+                self.call = self.bot.call  # set first: a start that fails midway is still ended by _finish
                 await self.bot.start()
-                self.call = self.bot.call
             else:
-                call = Call(info, self.app[ENGINES], self, self.app[BOARD])
-                await call.start()
-                self.call = call
+                self.call = Call(info, self.app[ENGINES], self, self.app[BOARD])
+                await self.call.start()
         except BotSetupError as e:
             log.warning("twilio: refused a bot stream (%s)", e)
             self.end_reason = "bot refused"
             self._close(WSCloseCode.POLICY_VIOLATION, b"bot call refused; see the server log")
             return
         except CallRefused:
-            self.bot = None
+            self.bot = self.call = None
             return self._at_capacity()
         log.info("twilio call %s: stream started, tracks %s, mode %s", info.call_id, ",".join(start.tracks), info.mode)
 
