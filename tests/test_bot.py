@@ -4,6 +4,7 @@ with real speech and key presses; the bot hears, understands, answers from its s
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -13,6 +14,7 @@ from live_peers import CONNECTED, TwilioDebtor, start_message, ulaw_packets
 
 import voicebot.bot
 from recordings.screening import screen_recording
+from voicebot.admission import MAX_AHEAD_S
 from voicebot.config import ServeConfig
 from voicebot.web.app import create_app
 from voicebot.web.keys import BOARD
@@ -171,3 +173,18 @@ async def test_customer_speech_cuts_the_bot_off(bot_client, engines, say, midday
     opening_frames = len(say("c30"))  # far shorter than the bot's opening and question
     sent_before_clear = sum(1 for t, _ in debtor.heard if t <= interrupted_at)
     assert sent_before_clear < 50 + opening_frames + 25, "the bot stopped within the customer's first words"
+
+
+async def test_bot_hears_the_debtor_after_a_slow_set_up(bot_client, engines, say, midday_zone: str,
+                                                        monkeypatch) -> None:
+    """The debtor's media piles up while the bot loads its model; the backlog is read at once, not behind forever."""
+    load_kit = voicebot.bot.load_kit
+
+    def slow_load_kit(config):
+        time.sleep(voicebot.bot.SILENCE_S + MAX_AHEAD_S + 1)
+        return load_kit(config)
+
+    monkeypatch.setattr(voicebot.bot, "load_kit", slow_load_kit)
+    debtor, events = await bot_call(bot_client, midday_zone)
+    said = await converse(debtor, events, {"ask_name": say("c01")}, max_turns=2)
+    assert said[:3] == ["opening", "ask_name", "ask_id_digits"], "the name was heard in time, not after a prompt"

@@ -95,6 +95,9 @@ class CallInfo:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     speed: float = 1.0
     """How fast audio arrives relative to real time (file replay can run faster)."""
+    opened_mono: float = field(default_factory=time.monotonic, compare=False)
+    """When the adapter learned of the call: a peer sending in real time is never ahead of this, however long the
+    call took to set up (a bot's first call loads its model meanwhile)."""
 
 
 class CallBoard:
@@ -191,10 +194,13 @@ class Call:
             self._fed_s[leg] += len(payload) / (SAMPLE_BYTES[encoding] * sample_rate)
             self._last_media = time.monotonic()
 
+    def ahead_s(self, leg: Leg) -> float:
+        """How far the leg's audio runs ahead of the clock since the call opened, past MAX_AHEAD_S (≤ 0: not)."""
+        return self._fed_s[leg] - (time.monotonic() - self.info.opened_mono) * self.info.speed - MAX_AHEAD_S
+
     async def pace(self, leg: Leg) -> None:
-        """Wait while the leg's audio runs over MAX_AHEAD_S ahead of the clock: media sent faster is read no faster."""
-        ahead_s = self._fed_s[leg] - (time.monotonic() - self._started_mono) * self.info.speed - MAX_AHEAD_S
-        if ahead_s > 0:
+        """Wait while the leg's audio runs ahead: media sent faster is read no faster, a set-up backlog at once."""
+        if (ahead_s := self.ahead_s(leg)) > 0:
             await asyncio.sleep(ahead_s / self.info.speed)
 
     def press(self, leg: Leg, digit: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 
@@ -19,6 +20,7 @@ from voicebot.adapters.sip import sip_ctx
 from voicebot.adapters.twilio import setup as setup_twilio
 from voicebot.admission import Admission
 from voicebot.audit import AuditLog
+from voicebot.bot import BotSetupError, load_kit
 from voicebot.call import CallBoard, Engines
 from voicebot.config import Config, ServeConfig
 from voicebot.web.auth import AuthSettings
@@ -63,6 +65,8 @@ def _engines_ctx(given: Engines | None):
             if serve.semantic_model else None
         app[ENGINES] = Engines(asr=asr, rules=rules, audit=audit, recordings=recordings, pbx=pbx, meaning=meaning,
                                admission=admission)
+        with contextlib.suppress(BotSetupError):  # no NLU model installed: bot calls are refused when they come
+            await loop.run_in_executor(None, load_kit, config)  # else the first bot call's debtor hears 3 s of nothing
         yield
         for call in list(app[BOARD].calls.values()):
             await call.end("server shutdown")
