@@ -2,7 +2,7 @@
 we trained on (tuned) and the blind sets (frozen by sha256); false positives per call state on the blind whole-call
 set; the model's added latency per final, CPU and memory; and the same through Vosk on shared/audio/tts-cmn.
 
-Prints one JSON line per figure. Usage: python bench/detect.py [--errors] [--skip-asr]
+Prints one JSON line per figure. Usage: python bench/detect.py [--errors] [--skip-asr] [--only TEXT]
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import re
 import resource
 import statistics
 import sys
@@ -26,12 +25,11 @@ from bench.rules import state_for
 from compliance_rules.detector import SemanticDetector
 from compliance_rules.engine import CallMonitor, CallState, RuleEngine
 from compliance_rules.semantic import SemanticModel
-from compliance_rules.training import TRAIN_DIR, Example, read_examples
+from compliance_rules.training import TRAIN_DIR, Example, language, read_examples
 from voicebot.config import load_config
 
 BLIND = Path(__file__).parent / "data" / "blind"
 PACKS = {"zh": "cn-collection", "en": "us-fdcpa-regf"}
-CJK = re.compile(r"[\u4e00-\u9fff]")
 SOURCES = ("rules", "model", "both", "both_act")
 """Which flags count: the rules alone, the model alone (alert level), both (every flag), both taking action."""
 
@@ -42,11 +40,6 @@ def frozen(path: Path) -> Path:
     if hashlib.sha256(path.read_bytes()).hexdigest() != want:
         sys.exit(f"{path} does not match its frozen sha256: a blind set must never change")
     return path
-
-
-def language(text: str) -> str:
-    """zh when the text has a CJK character, else en."""
-    return "zh" if CJK.search(text) else "en"
 
 
 def detect(rows: list[Example], rules: RuleEngine, model: SemanticDetector) -> dict[str, list[set[str]]]:
@@ -77,7 +70,8 @@ def score(rows: list[Example], flagged: list[set[str]], name: str, source: str, 
             total[row.category] += 1
             hit[row.category] += row.category in got
             caught_any += bool(got)
-        if errors and (row.category in got) != (row.category != "ok") and source == "both":
+        wrong = bool(got) if row.category == "ok" else row.category not in got
+        if errors and wrong and source == "both":
             print(f"# {name} want {row.category} got {sorted(got)} [{row.context}] {row.text}", file=sys.stderr)
     for category in sorted(total):
         emit("recall", round(hit[category] / total[category], 3), "ratio", input=name, source=source,
@@ -91,8 +85,10 @@ def score(rows: list[Example], flagged: list[set[str]], name: str, source: str, 
          source=source, rows=lawful)
 
 
-def bench_sets(rules: dict[str, RuleEngine], model: dict[str, SemanticDetector], errors: bool) -> list[str]:
-    """Figures on the tuned and blind sets, per language; returns every text seen (for the latency figure)."""
+def bench_sets(rules: dict[str, RuleEngine], model: dict[str, SemanticDetector], errors: bool, only: str
+               ) -> list[str]:
+    """Figures on the tuned and blind sets (those whose name holds `only`), per language; returns every blind text
+    seen (for the latency figure)."""
     tuned: dict[str, list[Example]] = {"zh": [], "en": []}
     for path in sorted(TRAIN_DIR.glob("*.tsv")):
         for row in read_examples(path):
@@ -103,6 +99,8 @@ def bench_sets(rules: dict[str, RuleEngine], model: dict[str, SemanticDetector],
         for blind in sorted(BLIND.glob(f"blind*_{lang}.tsv")):
             sets[f"{blind.stem} (blind)"] = read_examples(frozen(blind))
         for name, rows in sets.items():
+            if only not in name:
+                continue
             results = detect(rows, rules[lang], model[lang])
             for source in SOURCES:
                 score(rows, results[source], name, source, errors and "blind" in name)
@@ -110,9 +108,10 @@ def bench_sets(rules: dict[str, RuleEngine], model: dict[str, SemanticDetector],
     return texts
 
 
-def bench_calls(rules: dict[str, RuleEngine], model: dict[str, SemanticDetector]) -> None:
-    """False positives per call state and recall on the blind whole-call sets, lines checked as a live call."""
-    for path in sorted(BLIND.glob("calls*.jsonl")):
+def bench_calls(rules: dict[str, RuleEngine], model: dict[str, SemanticDetector], only: str, errors: bool) -> None:
+    """False positives per call state and recall on the blind whole-call sets (those whose name holds `only`),
+    lines checked as a live call."""
+    for path in sorted(p for p in BLIND.glob("calls*.jsonl") if only in p.stem):
         ok, ok_flagged, bad, bad_caught = Counter(), Counter(), Counter(), Counter()
         for line in frozen(path).read_text(encoding="utf-8").splitlines():
             call = json.loads(line)
@@ -125,6 +124,9 @@ def bench_calls(rules: dict[str, RuleEngine], model: dict[str, SemanticDetector]
                     continue
                 got = {f.category for f in flags if f.category != "signal"}
                 key = turn["state"]
+                if errors and (bool(got) if turn["label"] == "ok" else turn["label"] not in got):
+                    print(f"# {path.stem} {call['id']} want {turn['label']} got {sorted(got)} [{key}] {turn['text']}",
+                          file=sys.stderr)
                 if turn["label"] == "ok":
                     ok[key] += 1
                     ok_flagged[key] += bool(got)
@@ -191,6 +193,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--errors", action="store_true", help="list the blind sets' misses and false alarms")
     parser.add_argument("--skip-asr", action="store_true", help="leave out the tts-cmn figures (needs Vosk)")
+    parser.add_argument("--only", default="", metavar="TEXT", help="only the sets whose name holds TEXT")
     args = parser.parse_args()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     semantic = SemanticModel.load()
@@ -198,9 +201,10 @@ def main() -> None:
          model=semantic.version)
     rules = {lang: RuleEngine.from_pack(pack) for lang, pack in PACKS.items()}
     model = {lang: SemanticDetector(semantic, rules[lang].pack) for lang in PACKS}
-    texts = bench_sets(rules, model, args.errors)
-    bench_calls(rules, model)
-    bench_cost(model["zh"], texts, "blind sets' written turns (longer than live finals)")
+    texts = bench_sets(rules, model, args.errors, args.only)
+    bench_calls(rules, model, args.only, args.errors)
+    if texts:
+        bench_cost(model["zh"], texts, "blind sets' written turns (longer than live finals)")
     if not args.skip_asr:
         bench_asr(rules["zh"], model["zh"], load_config().shared_dir)
     emit("peak_rss", round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "MiB",

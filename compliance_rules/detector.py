@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from compliance_rules.engine import CallState, Flag
 from compliance_rules.pack import RulePack
-from compliance_rules.semantic import SemanticModel, bundled_model
+from compliance_rules.semantic import SemanticModel, SemanticModelError, bundled_model
 
 MODEL_RULE_PREFIX = "model."
 
@@ -27,7 +27,11 @@ class SemanticDetector:
     carry no transcript for it."""
 
     def __init__(self, model: SemanticModel, pack: RulePack) -> None:
+        if pack.language not in model.head.thresholds:
+            raise SemanticModelError(f"the semantic model {model.version} has no thresholds for language "
+                                     f"{pack.language!r} (pack {pack.name}); calibrate it on blind data first")
         self.model, self.pack = model, pack
+        self.thresholds = model.head.thresholds[pack.language]
         self.version = model.version
         self.severities = pack.model_categories
         """Model category → severity in this pack; categories the pack leaves out are not flagged."""
@@ -58,7 +62,7 @@ class SemanticDetector:
         if not text.strip() or not candidates:
             return []
         score, category = max(candidates)
-        threshold = self.model.head.thresholds.get(category)
+        threshold = self.thresholds.get(category)
         if threshold is None or score < threshold.alert:
             return []
         severity = self.severities[category]

