@@ -24,6 +24,7 @@ from bench.figures import emit
 from bench.rules import state_for
 from compliance_rules.detector import SemanticDetector
 from compliance_rules.engine import CallMonitor, CallState, RuleEngine
+from compliance_rules.replies import bundled_replies
 from compliance_rules.semantic import SemanticModel
 from compliance_rules.training import TRAIN_DIR, Example, language, read_examples
 from voicebot.config import load_config
@@ -200,7 +201,7 @@ def main() -> None:
     emit("model_load_rss", round((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024), "MiB",
          model=semantic.version)
     rules = {lang: RuleEngine.from_pack(pack) for lang, pack in PACKS.items()}
-    model = {lang: SemanticDetector(semantic, rules[lang].pack) for lang in PACKS}
+    model = {lang: SemanticDetector(semantic, rules[lang].pack, bundled_replies()) for lang in PACKS}
     texts = bench_sets(rules, model, args.errors, args.only)
     bench_calls(rules, model, args.only, args.errors)
     if texts:

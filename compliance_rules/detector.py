@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from compliance_rules.engine import CallState, Flag
 from compliance_rules.pack import RulePack
+from compliance_rules.replies import ReplyHead, bundled_replies
 from compliance_rules.semantic import SemanticModel, SemanticModelError, bundled_model
 
 MODEL_RULE_PREFIX = "model."
@@ -21,16 +22,17 @@ def contexts_of(state: CallState) -> tuple[str, ...]:
 
 
 class SemanticDetector:
-    """Flags what the model reads as a violation in an agent's utterance, as the pack's `model:` section says.
+    """Flags what the model reads as a violation in an agent's utterance, as the pack's `model:` section says, and
+    the call state a customer's reply sets (a `signal`, as the pack's signal rules give).
 
     A model flag spans the whole utterance and quotes none of it (`matched` is empty): audit records and events
     carry no transcript for it."""
 
-    def __init__(self, model: SemanticModel, pack: RulePack) -> None:
+    def __init__(self, model: SemanticModel, pack: RulePack, replies: ReplyHead | None = None) -> None:
         if pack.language not in model.head.thresholds:
             raise SemanticModelError(f"the semantic model {model.version} has no thresholds for language "
                                      f"{pack.language!r} (pack {pack.name}); calibrate it on blind data first")
-        self.model, self.pack = model, pack
+        self.model, self.pack, self.replies = model, pack, replies
         self.thresholds = model.head.thresholds[pack.language]
         self.version = model.version
         self.severities = pack.model_categories
@@ -38,12 +40,27 @@ class SemanticDetector:
 
     @classmethod
     def for_pack(cls, pack: RulePack) -> SemanticDetector:
-        """The bundled model under `pack`."""
-        return cls(bundled_model(), pack)
+        """The bundled model and reply head under `pack`."""
+        return cls(bundled_model(), pack, bundled_replies())
 
-    def check(self, leg: str, text: str, state: CallState | None = None) -> list[Flag]:
-        """At most one model flag for `text` on `leg` (agents only) in `state`."""
+    def check(self, leg: str, text: str, state: CallState | None = None, previous: str = "") -> list[Flag]:
+        """At most one model flag for `text` on `leg` in `state`: a violation by an agent, or the state a customer's
+        reply to the agent's `previous` line sets when the call is not in it yet."""
+        if leg == "customer":
+            return self._signal(text, previous, state or CallState())
         return self.check_many(leg, [text], [state or CallState()])[0]
+
+    def _signal(self, text: str, previous: str, state: CallState) -> list[Flag]:
+        if self.replies is None or not text.strip():
+            return []
+        vectors = self.model.encoder.embed([text, previous])
+        (found,) = self.replies.states(vectors[:1], vectors[1:])
+        if found is None or getattr(state, found[0]):
+            return []
+        sets, score = found
+        return [Flag(rule=f"{MODEL_RULE_PREFIX}signal.{sets}", category="signal", severity="info",
+                     action=self.pack.actions["info"], leg="customer", span=(0, len(text)), matched="", sets=sets,
+                     source="model", score=score, model=self.replies.version)]
 
     def check_many(self, leg: str, texts: Sequence[str], states: Sequence[CallState]) -> list[list[Flag]]:
         """`check` for many utterances in one pass of the encoder; where several contexts hold in a state, each

@@ -183,13 +183,7 @@ class CallMonitor:
             if counts[flag.rule] > self._raised.get(key, 0):
                 self._raised[key] = counts[flag.rule]
                 new.append(flag)
-        for flag in new:
-            if flag.sets == "third_party":
-                self.state.third_party, self.state.verified = True, False
-            elif flag.sets == "verified":  # the debtor has come to the phone
-                self.state.verified, self.state.third_party = True, False
-            elif flag.sets:
-                setattr(self.state, flag.sets, True)
+        self._set_state(new)
         self._categories.setdefault(leg, set()).update(f.category for f in new)
         if final:
             self._ended.add(leg)
@@ -201,15 +195,27 @@ class CallMonitor:
         if self.model is None:
             return []
         seen = self._categories.setdefault(leg, set())
-        new = [f for f in self.model.check(leg, text, self.state) if f.category not in seen]
+        previous = self._last_final.get("customer" if leg == "agent" else "agent", "")
+        new = [f for f in self.model.check(leg, text, self.state, previous) if f.category not in seen or f.sets]
         seen.update(f.category for f in new)
+        self._set_state(new)
         return new
+
+    def _set_state(self, flags: Sequence[Flag]) -> None:
+        """Follow what the signals among `flags` establish."""
+        for flag in flags:
+            if flag.sets == "third_party":
+                self.state.third_party, self.state.verified = True, False
+            elif flag.sets == "verified":  # the debtor has come to the phone
+                self.state.verified, self.state.third_party = True, False
+            elif flag.sets:
+                setattr(self.state, flag.sets, True)
 
 
 class SemanticChecker(Protocol):
     """What CallMonitor needs of the semantic detector (compliance_rules.detector.SemanticDetector)."""
 
-    def check(self, leg: str, text: str, state: CallState | None = None) -> list[Flag]: ...
+    def check(self, leg: str, text: str, state: CallState | None = None, previous: str = "") -> list[Flag]: ...
 
 
 def strongest(flags: Sequence[Flag]) -> Flag | None:

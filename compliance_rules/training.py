@@ -14,7 +14,17 @@ from pathlib import Path
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
+from compliance_rules.replies import (
+    C_REPLIES,
+    REPLY_CLASSES,
+    REPLY_PRECISION,
+    ReplyHead,
+    read_replies,
+    replies_version,
+    reply_features,
+)
 from compliance_rules.semantic import (
     CONTEXTS,
     NGRAM_OPTIONS,
@@ -30,6 +40,7 @@ from compliance_rules.semantic import (
 )
 
 TRAIN_DIR = Path(__file__).parent / "data"
+REPLIES_DIR = TRAIN_DIR / "replies"
 CJK = re.compile(r"[\u3400-\u9fff]")
 ACT_PRECISION = 0.97
 ALERT_PRECISION = 0.95
@@ -205,14 +216,34 @@ def data_version(paths: Sequence[Path]) -> str:
     return f"e5-head-{digest.hexdigest()[:12]}"
 
 
+def train_replies(paths: Sequence[Path], cache: VectorCache, out_dir: Path) -> dict:
+    """Fit the reply head on labelled replies, with each state's threshold set by 5-fold cross-validated
+    predictions (the lowest score reaching REPLY_PRECISION), and save it to `out_dir`."""
+    replies = list({(clean(r.agent), clean(r.text)): r for p in paths for r in read_replies(p)}.values())
+    x = reply_features(cache.vectors([r.text for r in replies]), cache.vectors([r.agent for r in replies]))
+    y = np.array([REPLY_CLASSES.index(r.category) for r in replies])
+    fit = LogisticRegression(C=C_REPLIES, max_iter=3000, class_weight="balanced")
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    p = cross_val_predict(fit, x, y, cv=folds, method="predict_proba")
+    thresholds = {}
+    for k, state in enumerate(REPLY_CLASSES[1:], start=1):
+        said = [(float(row[k]), y[i] == k) for i, row in enumerate(p) if int(np.argmax(row)) == k]
+        thresholds[state] = round(lowest_threshold(said, REPLY_PRECISION), 4)
+    fit.fit(x, y)
+    head = ReplyHead(replies_version(paths), Linear(fit.coef_, fit.intercept_), thresholds)
+    head.save(out_dir, {"trained_on": {p.name: len(read_replies(p)) for p in paths}, "rows": len(replies)})
+    return {"version": head.version, "rows": len(replies), "thresholds": thresholds}
+
+
 def train(train_paths: Sequence[Path], calibration_paths: Sequence[Path], out_dir: Path,
-          *, cache_dir: Path | None = None) -> dict:
-    """Train the head on `train_paths`, calibrate its thresholds on `calibration_paths`, save it to `out_dir`;
-    return what was done (rows, classes, thresholds, version)."""
+          *, reply_paths: Sequence[Path] = (), cache_dir: Path | None = None) -> dict:
+    """Train the head on `train_paths`, calibrate its thresholds on `calibration_paths`, and the reply head on
+    `reply_paths`; save them to `out_dir`; return what was done (rows, classes, thresholds, versions)."""
     examples = read_many(train_paths)
     calibration = read_many(calibration_paths)
     encoder = Encoder()
     cache = VectorCache(encoder, cache_dir)
+    replies = train_replies(reply_paths, cache, out_dir) if reply_paths else None
     version = data_version([*train_paths, *calibration_paths])
     head = fit_heads(cache.vectors([e.text for e in examples]), examples, version, encoder.sha256)
     texts, contexts = [e.text for e in calibration], [e.context for e in calibration]
@@ -228,6 +259,6 @@ def train(train_paths: Sequence[Path], calibration_paths: Sequence[Path], out_di
             "calibrated_on": {p.name: len(read_examples(p)) for p in calibration_paths},
             "rows": len(examples), "C": C, "C_ngrams": C_NGRAMS}
     head.save(out_dir, info)
-    return {"version": version, "rows": len(examples), "classes": list(head.classes),
+    return {"version": version, "rows": len(examples), "classes": list(head.classes), "replies": replies,
             "thresholds": {lang: {c: [t.act, t.alert] for c, t in by_category.items()}
                            for lang, by_category in head.thresholds.items()}}

@@ -29,7 +29,7 @@ from compliance_rules.engine import CallMonitor, CallState, Flag, RuleEngine
 from compliance_rules.pack import RulePackError, load_pack
 from compliance_rules.semantic import MODEL_DIR, SemanticModelError
 from compliance_rules.timing import Agreement, Attempt, pre_dial_check
-from compliance_rules.training import TRAIN_DIR, train
+from compliance_rules.training import REPLIES_DIR, TRAIN_DIR, train
 from compliance_rules.training import LabelledDataError as ExamplesError
 from recordings.importer import diarized_split, import_recording
 from recordings.keys import RecordingKeyError
@@ -318,9 +318,10 @@ def rules_check(pack_name: str, leg: str, context: str, as_call: bool, rules_onl
 @click.pass_obj
 @cli_errors
 def rules_train_model(config: Config, calibration: tuple[Path, ...]) -> None:
-    """Train the semantic detector on compliance_rules/data/*.tsv and install it in compliance_rules/models/."""
+    """Train the semantic detector on compliance_rules/data/*.tsv (and its reply head on data/replies/*.tsv) and
+    install it in compliance_rules/models/."""
     report = train(sorted(TRAIN_DIR.glob("*.tsv")), list(calibration), MODEL_DIR,
-                   cache_dir=config.data_dir / "vectors")
+                   reply_paths=sorted(REPLIES_DIR.glob("*.tsv")), cache_dir=config.data_dir / "vectors")
     click.echo(json.dumps(report, ensure_ascii=False))
 
 

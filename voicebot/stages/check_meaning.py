@@ -1,5 +1,6 @@
 """CheckMeaning: the semantic model reads the agent's finals and stable partials, off the event loop; what it
-flags becomes a violation and, by its score and the pack, an action or an alert."""
+flags becomes a violation and, by its score and the pack, an action or an alert. It reads the customer's finals for
+the call state they set (the debtor confirmed, a third party, a dispute)."""
 
 from __future__ import annotations
 
@@ -34,11 +35,11 @@ class CheckMeaning(Processor):
         self._last_read = ""
 
     async def process(self, frame: Frame) -> None:
-        """Read the agent's transcripts with the model; pass every frame on first."""
+        """Read the agent's transcripts and the customer's finals with the model; pass every frame on first."""
         await self.push(frame)
-        if not isinstance(frame, TranscriptFrame) or frame.leg != "agent" or self.monitor.model is None:
+        if not isinstance(frame, TranscriptFrame) or self.monitor.model is None:
             return
-        text = self._unread(frame)
+        text = self._unread(frame) if frame.leg == "agent" else frame.text if frame.final else ""
         if not text:
             return
         loop = asyncio.get_running_loop()
