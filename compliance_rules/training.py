@@ -50,7 +50,8 @@ SWAPPED = {"unverified": "third_party", "third_party": "unverified"}
 """Lawful lines in one of these contexts are lawful in the other too."""
 MIN_CALIBRATION_FLAGS = 20
 """A category with fewer calibration flags than this takes the threshold calibrated over all categories."""
-RECIPE = "e5 + char n-gram heads averaged; C 64/64; context copies; alert floor 0.5; thresholds per language, own at 20 flags"
+RECIPE = ("e5 + char n-gram heads averaged; C 64/64; context copies; alert floor 0.5; "
+          "thresholds per language, own at 20 flags")
 """What the version hashes besides the data: change it when the way of training changes."""
 C = 64.0
 """Inverse regularisation strength of the head on encoder vectors (4-fold leave-writers-out CV on the training
