@@ -72,8 +72,8 @@ EXPECTED_ERRORS = (AudioFormatError, ModelMissingError, ModelFetchError, ConfigE
 CONTEXTS = ("verified", "unverified", "disputed", "third_party")
 LEG_PREFIX = re.compile(r"^(agent|customer)\s*[:：]\s*")
 MAX_UTTERANCE_CHARS = 2000
-CALIBRATION_SETS = tuple(Path(__file__).resolve().parent.parent / "bench" / "data" / "blind" / f"blind4_{lang}.tsv"
-                         for lang in ("zh", "en"))
+CALIBRATION_SETS = tuple(Path(__file__).resolve().parent.parent / "bench" / "data" / "blind" / f"blind{n}_{lang}.tsv"
+                         for n in (4, 5) for lang in ("zh", "en"))
 
 
 def cli_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
