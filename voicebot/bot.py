@@ -92,7 +92,7 @@ class BotCall:
         """The bot's leg is only recorded (its words are known); the customer's is heard and answered."""
         e, name = call.engines, f"{call.call_id[:8]}:{leg}"
         if leg == "agent":
-            return Pipeline([Decode(), Record(call.recording), *supervise(call, control)], name=name)
+            return Pipeline([Decode(), Record(call.recording), *supervise(call, control, e.executor)], name=name)
         self.speak = Speak(self.kit.speaker(self.dialog.script), self.playout, e.executor,
                            call_time_s=lambda: (time.monotonic() - call.audio_wall_s(0.0)) * call.info.speed)
         today = lambda: call.info.started_at.date()  # noqa: E731
@@ -104,7 +104,7 @@ class BotCall:
             Understand(self.kit.classify, today, e.executor),
             self.converse,
             self.speak,
-            *supervise(call, control),
+            *supervise(call, control, e.executor),
         ], name=name)
 
     async def start(self) -> None:

@@ -11,7 +11,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -303,21 +303,23 @@ def trim_memory() -> None:
 def build_leg_pipeline(call: Call, leg: Leg, control: CallControl) -> Pipeline:
     """The path of one leg's audio on a supervised call, top to bottom."""
     e = call.engines
+    threads = e.executor if leg == "agent" else e.background  # the customer's leg may lag; enforcement may not
     return Pipeline([
         Decode(),
         Record(call.recording),
         VadGate(leg),
-        Recognize(leg, e.asr, e.executor if leg == "agent" else e.background),
-        *supervise(call, control),
+        Recognize(leg, e.asr, threads),
+        *supervise(call, control, threads),
     ], name=f"{call.call_id[:8]}:{leg}")
 
 
-def supervise(call: Call, control: CallControl) -> list[Processor]:
-    """The stages every leg ends with: rules, the semantic model, fail-safe, audit, enforcement, events."""
+def supervise(call: Call, control: CallControl, threads: Executor) -> list[Processor]:
+    """The stages every leg ends with: rules, the semantic model (on the leg's `threads`), fail-safe, audit,
+    enforcement, events."""
     e = call.engines
     return [
         CheckRules(call.monitor),
-        CheckMeaning(call.monitor, e.executor),
+        CheckMeaning(call.monitor, threads),
         FailSafe(),
         Audit(e.audit, call.call_id, e.disk, mode=call.info.mode),
         Enforce(control),
