@@ -43,6 +43,11 @@ def frozen(path: Path) -> Path:
     return path
 
 
+def missed(label: str, got: set[str]) -> bool:
+    """Whether flags `got` are wrong for a line labelled `label`: any flag on a lawful line, or not its category."""
+    return bool(got) if label == "ok" else label not in got
+
+
 def detect(rows: list[Example], rules: RuleEngine, model: SemanticDetector) -> dict[str, list[set[str]]]:
     """Per source, the categories flagged for each row (signals left out)."""
     states = [state_for(r.context) for r in rows]
@@ -71,8 +76,7 @@ def score(rows: list[Example], flagged: list[set[str]], name: str, source: str, 
             total[row.category] += 1
             hit[row.category] += row.category in got
             caught_any += bool(got)
-        wrong = bool(got) if row.category == "ok" else row.category not in got
-        if errors and wrong and source == "both":
+        if errors and missed(row.category, got) and source == "both":
             print(f"# {name} want {row.category} got {sorted(got)} [{row.context}] {row.text}", file=sys.stderr)
     for category in sorted(total):
         emit("recall", round(hit[category] / total[category], 3), "ratio", input=name, source=source,
@@ -125,7 +129,7 @@ def bench_calls(rules: dict[str, RuleEngine], model: dict[str, SemanticDetector]
                     continue
                 got = {f.category for f in flags if f.category != "signal"}
                 key = turn["state"]
-                if errors and (bool(got) if turn["label"] == "ok" else turn["label"] not in got):
+                if errors and missed(turn["label"], got):
                     print(f"# {path.stem} {call['id']} want {turn['label']} got {sorted(got)} [{key}] {turn['text']}",
                           file=sys.stderr)
                 if turn["label"] == "ok":

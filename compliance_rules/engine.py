@@ -176,8 +176,7 @@ class CallMonitor:
         utterance = self._utterance.get(leg, 0)
         new: list[Flag] = []
         counts: dict[str, int] = {}
-        previous = self._last_final.get("customer" if leg == "agent" else "agent", "")
-        for flag in self.engine.check(leg, text, self.state, words, previous):
+        for flag in self.engine.check(leg, text, self.state, words, self._previous(leg)):
             counts[flag.rule] = counts.get(flag.rule, 0) + 1
             key = (leg, utterance, flag.rule)
             if counts[flag.rule] > self._raised.get(key, 0):
@@ -195,11 +194,15 @@ class CallMonitor:
         if self.model is None:
             return []
         seen = self._categories.setdefault(leg, set())
-        previous = self._last_final.get("customer" if leg == "agent" else "agent", "")
-        new = [f for f in self.model.check(leg, text, self.state, previous) if f.category not in seen or f.sets]
+        new = [f for f in self.model.check(leg, text, self.state, self._previous(leg))
+               if f.category not in seen or f.sets]
         seen.update(f.category for f in new)
         self._set_state(new)
         return new
+
+    def _previous(self, leg: str) -> str:
+        """The other leg's last final: what `leg` is answering."""
+        return self._last_final.get("customer" if leg == "agent" else "agent", "")
 
     def _set_state(self, flags: Sequence[Flag]) -> None:
         """Follow what the signals among `flags` establish."""
