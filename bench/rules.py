@@ -29,12 +29,6 @@ EVAL_SETS = {
 """Per pack: the set the rules were tuned on, then any set written blind (never used for tuning)."""
 
 
-def state_for(context: str) -> CallState:
-    """The call state an evaluation row's context describes."""
-    return CallState(verified=context != "unverified", disputed=context == "disputed",
-                     third_party=context == "third_party")
-
-
 def read_rows(path: Path) -> list[dict[str, str]]:
     """Rows of a labelled TSV set: text, category (or ok), context."""
     with path.open(encoding="utf-8") as f:
@@ -46,7 +40,7 @@ def bench_labelled(engine: RuleEngine, rows: list[dict[str, str]], name: str, sh
     tp, fp, fn = Counter(), Counter(), Counter()
     lawful = flagged_lawful = 0
     for row in rows:
-        got = {f.category for f in engine.check("agent", row["text"], state_for(row["context"] or ""))}
+        got = {f.category for f in engine.check("agent", row["text"], CallState.of(row["context"] or ""))}
         want = set() if row["category"] == "ok" else {row["category"]}
         for category in got & want:
             tp[category] += 1

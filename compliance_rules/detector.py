@@ -11,6 +11,8 @@ from compliance_rules.replies import ReplyHead, bundled_replies
 from compliance_rules.semantic import SemanticModel, SemanticModelError, bundled_model
 
 MODEL_RULE_PREFIX = "model."
+OVERRULE_NEVER = 2.0
+"""The veto of a language the model has none for: no score reaches it."""
 
 
 def contexts_of(state: CallState) -> tuple[str, ...]:
@@ -34,6 +36,8 @@ class SemanticDetector:
                                      f"{pack.language!r} (pack {pack.name}); calibrate it on blind data first")
         self.model, self.pack, self.replies = model, pack, replies
         self.thresholds = model.head.thresholds[pack.language]
+        self.veto = model.head.vetoes.get(pack.language, OVERRULE_NEVER)
+        """The model's `ok` score at or above which it overrules a rule's flag on an agent's line."""
         self.version = model.version
         self.severities = pack.model_categories
         """Model category → severity in this pack; categories the pack leaves out are not flagged."""
@@ -49,6 +53,16 @@ class SemanticDetector:
         if leg == "customer":
             return self._signal(text, previous, state or CallState())
         return self.check_many(leg, [text], [state or CallState()])[0]
+
+    def confirm(self, leg: str, text: str, state: CallState, flags: Sequence[Flag]) -> list[Flag]:
+        """The rule flags that stand: on an agent's line, none when the model reads it as lawful with a score of at
+        least the language's veto in every context the state holds (a negation or a fraud warning that holds a
+        listed phrase); signals, and the customer's leg, always."""
+        if leg != "agent" or not text.strip():
+            return list(flags)
+        contexts = contexts_of(state)
+        lawful = min(s["ok"] for s in self.model.scores([text] * len(contexts), list(contexts)))
+        return list(flags) if lawful < self.veto else [f for f in flags if f.category == "signal"]
 
     def _signal(self, text: str, previous: str, state: CallState) -> list[Flag]:
         if self.replies is None or not text.strip():

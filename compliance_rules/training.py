@@ -7,7 +7,7 @@ import csv
 import dataclasses
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
+from compliance_rules.engine import CallState, RuleEngine
 from compliance_rules.replies import (
     C_REPLIES,
     REPLY_CLASSES,
@@ -48,10 +49,14 @@ ALERT_FLOOR = 0.5
 """The model alerts only on a category it rates above all the others together."""
 SWAPPED = {"unverified": "third_party", "third_party": "unverified"}
 """Lawful lines in one of these contexts are lawful in the other too."""
+VETO_FLOOR = 0.9
+"""The model overrules a rule only when it reads the line as lawful at least this surely."""
+VETO_MARGIN = 0.05
+"""How far above the surest `ok` score of a rule-flagged violation in the calibration data the veto sits."""
 MIN_CALIBRATION_FLAGS = 20
 """A category with fewer calibration flags than this takes the threshold calibrated over all categories."""
 RECIPE = ("e5 + char n-gram heads averaged; C 64/64; context copies; alert floor 0.5; "
-          "thresholds per language, own at 20 flags")
+          "thresholds per language, own at 20 flags; rule veto floor 0.9 margin 0.05")
 """What the version hashes besides the data: change it when the way of training changes."""
 C = 64.0
 """Inverse regularisation strength of the head on encoder vectors (4-fold leave-writers-out CV on the training
@@ -175,8 +180,7 @@ def fit_heads(vectors: np.ndarray, examples: Sequence[Example], version: str, en
     on_ngrams.fit(vectorizer.fit_transform(Ngrams.documents(texts, contexts)), y)
     return Head(version, classes, Linear(on_vectors.coef_, on_vectors.intercept_),
                 Ngrams(vectorizer.get_feature_names_out().tolist(), vectorizer.idf_),
-                Linear(on_ngrams.coef_, on_ngrams.intercept_), {},
-                encoder_sha256)
+                Linear(on_ngrams.coef_, on_ngrams.intercept_), {}, encoder_sha256, {})
 
 
 def calibrate(scores: Sequence[dict[str, float]], examples: Sequence[Example], categories: Sequence[str],
@@ -195,6 +199,15 @@ def calibrate(scores: Sequence[dict[str, float]], examples: Sequence[Example], c
         act = max(pick[ACT_PRECISION], overall[ACT_PRECISION])
         out[category] = Threshold(act=round(act, 4), alert=round(min(act, max(pick[ALERT_PRECISION], ALERT_FLOOR)), 4))
     return out
+
+
+def veto(scores: Sequence[dict[str, float]], examples: Sequence[Example], rules: RuleEngine) -> float:
+    """The `ok` score at or above which the model overrules a rule flag: VETO_MARGIN above the surest `ok` score of
+    a calibration violation the rules flag (it would have overruled none of them), and at least VETO_FLOOR."""
+    kept = [s["ok"] for s, e in zip(scores, examples, strict=True)
+            if e.category != "ok" and any(f.category != "signal"
+                                          for f in rules.check("agent", e.text, CallState.of(e.context)))]
+    return round(max(VETO_FLOOR, max(kept, default=0.0) + VETO_MARGIN), 4)
 
 
 def lowest_threshold(flags: Sequence[tuple[float, bool]], precision: float) -> float:
@@ -237,10 +250,12 @@ def train_replies(paths: Sequence[Path], cache: VectorCache, out_dir: Path) -> d
 
 
 def train(train_paths: Sequence[Path], calibration_paths: Sequence[Path], out_dir: Path,
-          *, reply_paths: Sequence[Path] = (), cache_dir: Path | None = None) -> dict:
-    """Train the head on `train_paths`, calibrate its thresholds on `calibration_paths`, and the reply head on
-    `reply_paths`; save them to `out_dir`; return what was done (rows, classes, thresholds, versions)."""
-    examples = read_many(train_paths)
+          rules: Mapping[str, RuleEngine], *, held_out: Set[str] = frozenset(), reply_paths: Sequence[Path] = (),
+          cache_dir: Path | None = None) -> dict:
+    """Train the head on `train_paths`, calibrate its thresholds and its veto over `rules` (language → engine) on
+    `calibration_paths`, and the reply head on `reply_paths`; save them to `out_dir`; return what was done (rows,
+    classes, thresholds, vetoes, versions). A training row whose text is in `held_out` (cleaned) is left out."""
+    examples = [e for e in read_many(train_paths) if clean(e.text) not in held_out]
     calibration = read_many(calibration_paths)
     encoder = Encoder()
     cache = VectorCache(encoder, cache_dir)
@@ -255,11 +270,14 @@ def train(train_paths: Sequence[Path], calibration_paths: Sequence[Path], out_di
         by_language.setdefault(language(e.text), []).append(i)
     thresholds = {lang: calibrate([scores[i] for i in rows], [calibration[i] for i in rows], head.classes[1:])
                   for lang, rows in sorted(by_language.items())}
-    head = dataclasses.replace(head, thresholds=thresholds)
+    vetoes = {lang: veto([scores[i] for i in rows], [calibration[i] for i in rows], rules[lang])
+              for lang, rows in sorted(by_language.items()) if lang in rules}
+    head = dataclasses.replace(head, thresholds=thresholds, vetoes=vetoes)
     info = {"trained_on": {p.name: len(read_examples(p)) for p in train_paths},
             "calibrated_on": {p.name: len(read_examples(p)) for p in calibration_paths},
-            "rows": len(examples), "C": C, "C_ngrams": C_NGRAMS}
+            "rows": len(examples), "held_out_texts": len(held_out), "C": C, "C_ngrams": C_NGRAMS}
     head.save(out_dir, info)
     return {"version": version, "rows": len(examples), "classes": list(head.classes), "replies": replies,
+            "vetoes": vetoes,
             "thresholds": {lang: {c: [t.act, t.alert] for c, t in by_category.items()}
                            for lang, by_category in head.thresholds.items()}}

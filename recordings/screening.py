@@ -221,8 +221,7 @@ def check_call(heard: Sequence[Heard], rules: RuleEngine, cues: Cues, meaning: S
     monitor, found = CallMonitor(rules, model=meaning), Findings()
     for leg, event in sorted(heard, key=lambda h: (h[1].end_s, h[1].start_s, h[0])):
         words = tuple(TimedWord(w.word, w.start_s, w.end_s) for w in event.words)
-        flags = monitor.check(leg, event.text, final=True, words=words)
-        for flag in flags + monitor.check_meaning(leg, event.text):
+        for flag in monitor.check_all(leg, event.text, words=words):
             if flag.category != "signal":
                 found.flags.append(flag_record(flag, "screen"))
             elif flag.sets == "disputed" and found.disputed_at is None:

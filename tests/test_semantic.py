@@ -4,6 +4,7 @@ and the errors a damaged model or bad data give."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -83,8 +84,8 @@ def test_threshold_below_act_only_alerts(cn) -> None:
     text, category = UNLISTED[0]
     score = cn.check("agent", text)[0].score
     head = bundled_model().head
-    strict = Head(head.version, head.classes, head.vectors, head.ngrams, head.ngram_classes,
-                  {"zh": {**head.thresholds["zh"], category: Threshold(act=1.01, alert=0.0)}}, head.encoder_sha256)
+    strict = dataclasses.replace(head, thresholds={"zh": {**head.thresholds["zh"],
+                                                          category: Threshold(act=1.01, alert=0.0)}})
     model = type(bundled_model())(strict, bundled_model().encoder)
     (flag,) = SemanticDetector(model, cn.pack).check("agent", text)
     assert (flag.action, flag.score) == ("alert", score)
@@ -120,6 +121,40 @@ async def test_check_meaning_reads_finals_and_stable_partials_off_the_loop(cn) -
     assert [f.action for f in out if isinstance(f, ActionFrame)] in (["hangup"], ["alert"])
     kind, data, _ = audit_entry(violations[0], "in-path")
     assert (kind, data["source"], data["model"]) == ("flag", "model", bundled_model().version)
+
+
+NEGATION = "你放心，没有人会因为信用卡欠款去坐牢"
+"""Lawful, yet a rule of cn-collection flags it as a false legal threat."""
+
+
+def with_veto(detector: SemanticDetector, veto: float) -> SemanticDetector:
+    """The detector with the shipped model's veto for its language set to `veto`."""
+    head = dataclasses.replace(bundled_model().head, vetoes={detector.pack.language: veto})
+    return SemanticDetector(type(bundled_model())(head, bundled_model().encoder), detector.pack)
+
+
+def test_model_overrules_a_rule_flag_on_a_line_it_reads_as_lawful(cn) -> None:
+    assert cn.veto >= 0.9, "the shipped veto is calibrated at or above its floor"
+    assert [f.rule for f in RuleEngine(cn.pack).check("agent", NEGATION)] == ["cn.legal.false_threat"]
+
+    def flags(veto: float, text: str) -> list[str]:
+        return [f.rule for f in CallMonitor(RuleEngine(cn.pack), state=CallState(), model=with_veto(cn, veto))
+                .check_all("agent", text)]
+
+    assert flags(0.5, NEGATION) == []
+    assert flags(2.0, NEGATION) == ["cn.legal.false_threat"], "a veto no score reaches overrules nothing"
+    assert len(flags(0.5, "你等着，我明天就带几个兄弟去你家门口坐坐")) >= 2, "nor one the model reads as a violation"
+
+
+async def test_check_rules_acts_only_on_flags_the_model_does_not_overrule(cn) -> None:
+    negation, threat = (TranscriptFrame(leg="agent", text=text, final=True, start_s=0.0, end_s=2.0)
+                        for text in (NEGATION, "你等着，我明天就带几个兄弟去你家门口坐坐"))
+    monitor = CallMonitor(RuleEngine(cn.pack), state=CallState(), model=with_veto(cn, 0.5))
+    with ThreadPoolExecutor(1) as executor:
+        out = await run_stage(CheckRules(monitor, executor), [negation, threat])
+    assert out[0] is negation and out[1] is threat, "nothing stands for the lawful line"
+    assert sorted(f.flag.category for f in out if isinstance(f, ViolationFrame)) == ["gang", "threat"]
+    assert all(not f.reason.startswith("false_legal") for f in out if isinstance(f, ActionFrame))
 
 
 async def test_check_meaning_without_a_model_passes_frames_on() -> None:

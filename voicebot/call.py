@@ -314,11 +314,11 @@ def build_leg_pipeline(call: Call, leg: Leg, control: CallControl) -> Pipeline:
 
 
 def supervise(call: Call, control: CallControl, threads: Executor) -> list[Processor]:
-    """The stages every leg ends with: rules, the semantic model (on the leg's `threads`), fail-safe, audit,
+    """The stages every leg ends with: rules and the semantic model (on the leg's `threads`), fail-safe, audit,
     enforcement, events."""
     e = call.engines
     return [
-        CheckRules(call.monitor),
+        CheckRules(call.monitor, threads),
         CheckMeaning(call.monitor, threads),
         FailSafe(),
         Audit(e.audit, call.call_id, e.disk, mode=call.info.mode),

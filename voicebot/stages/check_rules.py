@@ -1,8 +1,11 @@
-"""CheckRules: every transcript goes through the rule engine; a hit becomes a violation and, by policy, an action."""
+"""CheckRules: every transcript goes through the rule engine; a hit the semantic model does not overrule becomes a
+violation and, by policy, an action."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from concurrent.futures import Executor
 
 from compliance_rules.engine import CallMonitor, Flag
 from voicebot.frames import ActionFrame, Frame, TranscriptFrame, ViolationFrame
@@ -13,18 +16,26 @@ PACK_ACTIONS = {"alert": "alert", "warn": "warn", "mute": "mute", "end_call": "h
 
 
 class CheckRules(Processor):
-    """TranscriptFrame → the transcript, then a ViolationFrame and an ActionFrame per new flag."""
+    """TranscriptFrame → the transcript, then a ViolationFrame and an ActionFrame per new flag that stands.
 
-    def __init__(self, monitor: CallMonitor) -> None:
+    The rules run on the event loop (they are cheap); when they flag an agent's line and the call has a model, the
+    model reads it on `executor` first and may overrule them (a negation, a fraud warning)."""
+
+    def __init__(self, monitor: CallMonitor, executor: Executor | None = None) -> None:
         super().__init__()
         self.monitor = monitor
+        self.executor = executor
 
     async def process(self, frame: Frame) -> None:
         """Check transcripts; pass everything else on."""
         await self.push(frame)
         if not isinstance(frame, TranscriptFrame):
             return
-        for flag in self.monitor.check(frame.leg, frame.text, final=frame.final, words=frame.words):
+        flags = self.monitor.check(frame.leg, frame.text, final=frame.final, words=frame.words)
+        if self.monitor.model is not None and any(f.category != "signal" for f in flags):
+            flags = await asyncio.get_running_loop().run_in_executor(
+                self.executor, self.monitor.confirm, frame.leg, frame.text, flags)
+        for flag in flags:
             now = time.monotonic()
             await self.push(ViolationFrame(flag=flag, final=frame.final, detected_wall_s=now))
             action = action_for(flag, now, fallback_end_s=frame.end_s)
