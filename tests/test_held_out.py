@@ -15,7 +15,7 @@ from compliance_rules.training import Example, LabelledDataError, read_examples
 CALL = {"id": "zh-01", "language": "zh", "lines": [
     {"leg": "agent", "state": "unverified", "label": "ok", "text": "您好，请问是王强先生吗？"},
     {"leg": "customer", "text": "我是他老婆，他上班去了。"},
-    {"leg": "agent", "state": "third_party", "label": "third_party_disclosure", "text": "他信用卡欠了八千，让他赶紧还。"},
+    {"leg": "agent", "state": "third_party", "label": "third_party_disclosure", "text": "他欠了八千，让他还。"},
     {"leg": "customer", "text": "行，我跟他说。"},
 ]}
 
@@ -25,9 +25,9 @@ def test_a_call_set_gives_agent_examples_and_replies_labelled_by_the_state_that_
     path.write_text(json.dumps(CALL, ensure_ascii=False) + "\n", encoding="utf-8")
     examples, replies = read_calls(path)
     assert examples == [Example("您好，请问是王强先生吗？", "ok", "unverified"),
-                        Example("他信用卡欠了八千，让他赶紧还。", "third_party_disclosure", "third_party")]
+                        Example("他欠了八千，让他还。", "third_party_disclosure", "third_party")]
     assert replies == [Reply("您好，请问是王强先生吗？", "我是他老婆，他上班去了。", "third_party"),
-                       Reply("他信用卡欠了八千，让他赶紧还。", "行，我跟他说。", "other")]
+                       Reply("他欠了八千，让他还。", "行，我跟他说。", "other")]
     assert held_out_texts([path]) == {clean(e.text) for e in examples}, "agent lines are held out, not replies"
 
     data, reply_dir = tmp_path / "data", tmp_path / "replies"
