@@ -46,7 +46,7 @@ CJK = re.compile(r"[\u3400-\u9fff]")
 ACT_PRECISION = 0.97
 ALERT_PRECISION = 0.95
 ALERT_FLOOR = 0.5
-"""The model alerts only on a category it rates above all the others together."""
+"""The model alerts (or acts) only on a category it rates above all the others together."""
 SWAPPED = {"unverified": "third_party", "third_party": "unverified"}
 """Lawful lines in one of these contexts are lawful in the other too."""
 VETO_FLOOR = 0.8
@@ -55,7 +55,7 @@ VETO_MARGIN = 0.05
 """How far above the surest `ok` score of a rule-flagged violation in the calibration data the veto sits."""
 MIN_CALIBRATION_FLAGS = 20
 """A category with fewer calibration flags than this takes the threshold calibrated over all categories."""
-RECIPE = ("e5 + char n-gram heads averaged; C 64/64; context copies; alert floor 0.5; "
+RECIPE = ("e5 + char n-gram heads averaged; C 64/64; context copies; alert and act floor 0.5; "
           "thresholds per language, own at 20 flags; rule veto floor 0.8 margin 0.05")
 """What the version hashes besides the data: change it when the way of training changes."""
 C = 64.0
@@ -196,7 +196,7 @@ def calibrate(scores: Sequence[dict[str, float]], examples: Sequence[Example], c
     for category in categories:
         own = [(s, hit) for s, c, hit in flags if c == category]
         pick = {p: lowest_threshold(own, p) if len(own) >= MIN_CALIBRATION_FLAGS else overall[p] for p in overall}
-        act = max(pick[ACT_PRECISION], overall[ACT_PRECISION])
+        act = max(pick[ACT_PRECISION], overall[ACT_PRECISION], ALERT_FLOOR)
         out[category] = Threshold(act=round(act, 4), alert=round(min(act, max(pick[ALERT_PRECISION], ALERT_FLOOR)), 4))
     return out
 
