@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import socket
 import sqlite3
 import threading
 import time
@@ -38,8 +40,19 @@ SCHEMA: dict[str, type] = {
     "recording_id": str, "file": str, "source": str, "adapter": str, "agent_id": str, "account_id": str,
     "started_at": str, "month": str, "ended_at": str, "duration_s": float, "sample_rate": int, "legs": str,
     "outcome": str, "flags": str, "flag_count": int, "status": str, "key_id": str, "retain_until": str,
-    "purged_at": str, "original_name": str, "agent_lines": bytes,
+    "purged_at": str, "original_name": str, "agent_lines": bytes, "owner": str,
 }
+
+
+def process_token(pid: int) -> str | None:
+    """`host:pid:start` naming a running process on this host (its start time tells a reused pid apart); None if
+    the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    start = stat.rsplit(")", 1)[1].split()[19]  # field 22, after the command name in parentheses
+    return f"{socket.gethostname()}:{pid}:{start}"
 
 
 class RecordingError(OSError):
@@ -98,7 +111,7 @@ class RecordingStore(LockedStore):
     def open(cls, db_path: Path, folder: Path | None = None, *, key_path: Path | None = None,
              retention_days: int = RETENTION_DAYS) -> Self:
         """Open or create the store (files under `folder`, default `recordings/` beside the database); the key
-        file is created with the recordings table."""
+        file is created with the recordings table. Recordings a crashed process left open become `incomplete`."""
         if retention_days < RETENTION_DAYS:
             raise ValueError(f"recordings must be kept at least three years ({RETENTION_DAYS} days), "
                              f"not {retention_days}")
@@ -118,7 +131,9 @@ class RecordingStore(LockedStore):
         except BaseException:
             conn.close()
             raise
-        return cls(db, folder or db_path.parent / "recordings", ring, retention_days)
+        store = cls(db, folder or db_path.parent / "recordings", ring, retention_days)
+        store.recover()
+        return store
 
     # --- writing ----------------------------------------------------------------------------------
 
@@ -132,7 +147,8 @@ class RecordingStore(LockedStore):
                 "adapter": adapter, "agent_id": agent_id, "account_id": account_id, "started_at": stamp(started_at),
                 "month": f"{started_at.astimezone(UTC):%Y-%m}", "sample_rate": 0, "legs": json.dumps(LEGS),
                 "flags": "[]", "flag_count": 0, "status": "recording", "key_id": self.ring.current_id,
-                "retain_until": stamp(started_at + self.retention), "original_name": original_name})
+                "retain_until": stamp(started_at + self.retention), "original_name": original_name,
+                "owner": process_token(os.getpid())})
 
     def writer(self, recording_id: str, started_at: datetime) -> CallRecording:
         """The writer of a recording's file (created with its first audio)."""
@@ -153,10 +169,15 @@ class RecordingStore(LockedStore):
                 "agent_lines": lines})
 
     def recover(self) -> int:
-        """Mark recordings left open by a crash as incomplete (readable up to their last flushed piece)."""
+        """Mark recordings left open by a process that is gone (a crash, kill -9) as incomplete, readable up to their
+        last flushed piece; those a running process on this host still writes stay open. Returns how many."""
         with self._lock:
-            cursor = self._db.execute("UPDATE recordings SET status = 'incomplete' WHERE status = 'recording'")
-            return cursor.rowcount
+            rows = self._db.execute("SELECT recording_id, owner FROM recordings WHERE status = 'recording'").fetchall()
+            orphans = [rid for rid, owner in rows if not _running(owner)]
+            for rid in orphans:
+                self._db.execute("UPDATE recordings SET status = 'incomplete' WHERE recording_id = ? AND "
+                                 "status = 'recording'", [rid])
+            return len(orphans)
 
     # --- reading ------------------------------------------------------------------------------------
 
@@ -353,6 +374,17 @@ class CallRecording:
         except OSError as e:
             raise RecordingError(f"cannot write recording {self.recording_id} to {self.path.parent}: "
                                  f"{type(e).__name__}; free disk space or fix the folder's permissions") from e
+
+
+def _running(owner: str | None) -> bool:
+    """Whether the process an `owner` token names still runs on this host (a token from another host counts as
+    running: only its own host can tell)."""
+    if not owner:
+        return False
+    host, pid, _ = owner.rsplit(":", 2)
+    if host != socket.gethostname():
+        return True
+    return process_token(int(pid)) == owner
 
 
 def _recording(row: dict[str, Any]) -> Recording:

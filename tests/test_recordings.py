@@ -109,13 +109,20 @@ def test_a_recording_killed_mid_call_is_readable_up_to_the_last_second(audit: Au
     assert ready.wait(30)
     os.kill(process.pid, signal.SIGKILL)
     process.join()
-    with RecordingStore.open(audit.path, folder) as store:
-        assert store.recover() == 1
-        assert store.get("crash").status == "incomplete"
+    with RecordingStore.open(audit.path, folder) as store:  # as `serve` or any other process opens it next
+        assert store.get("crash").status == "incomplete" and store.recover() == 0
+        assert [r.recording_id for r in store.recordings()] == ["crash"], "listed, so sampled and screened"
         opened = store.open_audio("crash")
     assert not opened.complete
     assert opened.duration_s >= 4.0, f"only {opened.duration_s} s of 5 s survived the kill"
     np.testing.assert_array_equal(opened.frames[:, 0], tone(5.0, 440)[:len(opened.frames)])
+
+
+def test_a_recording_a_running_process_writes_stays_open_when_another_opens_the_store(
+        store: RecordingStore, audit: AuditLog) -> None:
+    store.register("live", started_at=datetime.now(UTC))
+    with RecordingStore.open(audit.path, store.folder) as other:
+        assert other.get("live").status == "recording" and other.recover() == 0
 
 
 def test_a_torn_last_piece_is_dropped_and_the_rest_read(store: RecordingStore) -> None:
