@@ -34,6 +34,8 @@ _syncer = ThreadPoolExecutor(1, thread_name_prefix="recording-fsync")
 MAX_HEADER = 4096
 MAX_CHUNK = 1 << 24
 LAST = 1
+TAG = 16
+"""Bytes of the GCM tag at the end of each sealed chunk."""
 
 
 class RecordingTamperedError(RuntimeError):
@@ -168,36 +170,75 @@ def read_header(f: BinaryIO, name: str) -> Header:
 
 def open_sealed(path: Path, ring: KeyRing) -> Opened:
     """Decrypt a whole recording; RecordingTamperedError or RecordingKeyError say why one cannot be opened."""
+    index = index_sealed(path)
+    parts = list(read_frames(index, ring, 0, index.frames))
+    frames = np.concatenate(parts) if parts else np.zeros((0, len(index.header.legs)), np.int16)
+    return Opened(index.header, frames, index.complete)
+
+
+@dataclass(frozen=True, slots=True)
+class SealedIndex:
+    """Where each whole chunk of a sealed recording lies and which frames it holds, found without decrypting."""
+
+    path: Path
+    header: Header
+    offsets: np.ndarray
+    """Each chunk's sealed bytes start here in the file."""
+    lengths: np.ndarray
+    flags: np.ndarray
+    starts: np.ndarray
+    """The first frame of each chunk, then the frame count (one longer than the chunks)."""
+    complete: bool
+
+    @property
+    def frames(self) -> int:
+        """How many frames the whole chunks hold."""
+        return int(self.starts[-1])
+
+
+def index_sealed(path: Path) -> SealedIndex:
+    """Read a recording's header and chunk headers (seeking past the audio): what `read_frames` needs."""
+    offsets, lengths, flags = [], [], []
     with open(path, "rb") as f:
         header = read_header(f, path.name)
-        aead = AESGCM(header.data_key(ring))
-        parts, complete = [], False
-        for index, flags, sealed in _chunks(f, path.name):
-            if complete:
+        frame_bytes = 2 * len(header.legs)
+        while len(head := f.read(5)) == 5:
+            length, flag = struct.unpack(">IB", head)
+            if flags and flags[-1] == LAST:
                 raise RecordingTamperedError(f"{path.name}: data after the last chunk; the file was altered")
+            if length > MAX_CHUNK or flag not in (0, LAST) or length < TAG or (length - TAG) % frame_bytes:
+                raise RecordingTamperedError(f"{path.name}: chunk {len(flags)} has an impossible header; the file "
+                                             "is corrupt")
+            if f.seek(length, os.SEEK_CUR) > os.fstat(f.fileno()).st_size:
+                break  # torn by a crash mid-write: the recording ends with the chunk before
+            offsets.append(f.tell() - length)
+            lengths.append(length)
+            flags.append(flag)
+    counts = (np.array(lengths, np.int64) - TAG) // frame_bytes
+    return SealedIndex(path, header, np.array(offsets, np.int64), np.array(lengths, np.int64),
+                       np.array(flags, np.uint8), np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+                       bool(flags) and flags[-1] == LAST)
+
+
+def read_frames(index: SealedIndex, ring: KeyRing, first: int, stop: int) -> Iterator[np.ndarray]:
+    """Frames [first, stop) (n × channels int16), decrypting only the chunks that hold them, one at a time."""
+    aead = AESGCM(index.header.data_key(ring))
+    channels = len(index.header.legs)
+    k = max(0, int(np.searchsorted(index.starts, first, side="right")) - 1)
+    with open(index.path, "rb") as f:
+        while k < len(index.offsets) and index.starts[k] < stop:
+            f.seek(int(index.offsets[k]))
+            flags = int(index.flags[k])
             try:
-                plain = aead.decrypt(struct.pack(">4xQ", index), sealed, _chunk_aad(header.file_id, index, flags))
+                plain = aead.decrypt(struct.pack(">4xQ", k), f.read(int(index.lengths[k])),
+                                     _chunk_aad(index.header.file_id, k, flags))
             except InvalidTag:
-                raise RecordingTamperedError(f"{path.name}: chunk {index} fails its integrity check; the recording "
-                                             "was altered or damaged") from None
-            parts.append(np.frombuffer(plain, "<i2"))
-            complete = flags == LAST
-    frames = np.concatenate(parts) if parts else np.zeros(0, np.int16)
-    return Opened(header, frames.astype(np.int16).reshape(-1, len(header.legs)), complete)
-
-
-def _chunks(f: BinaryIO, name: str) -> Iterator[tuple[int, int, bytes]]:
-    """(index, flags, sealed bytes) of each whole chunk; a torn chunk at the end (a crash mid-write) ends it."""
-    index = 0
-    while len(head := f.read(5)) == 5:
-        length, flags = struct.unpack(">IB", head)
-        if length > MAX_CHUNK or flags not in (0, LAST):
-            raise RecordingTamperedError(f"{name}: chunk {index} has an impossible header; the file is corrupt")
-        sealed = f.read(length)
-        if len(sealed) < length:
-            return
-        yield index, flags, sealed
-        index += 1
+                raise RecordingTamperedError(f"{index.path.name}: chunk {k} fails its integrity check; the "
+                                             "recording was altered or damaged") from None
+            frames = np.frombuffer(plain, "<i2").astype(np.int16).reshape(-1, channels)
+            begin = int(index.starts[k])
+            yield frames[max(0, first - begin):stop - begin]
+            k += 1
 
 
 def rewrap(path: Path, ring: KeyRing) -> str:

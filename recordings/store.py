@@ -23,7 +23,15 @@ from cryptography.exceptions import InvalidTag
 
 from asr.codecs import resample
 from recordings.keys import KeyRing
-from recordings.sealed import Opened, RecordingTamperedError, SealedWriter, open_sealed, rewrap
+from recordings.sealed import (
+    Opened,
+    RecordingTamperedError,
+    SealedIndex,
+    SealedWriter,
+    index_sealed,
+    open_sealed,
+    rewrap,
+)
 from voicebot.audit import AuditLog
 from voicebot.store_base import LockedStore
 
@@ -207,10 +215,17 @@ class RecordingStore(LockedStore):
 
     def open_audio(self, recording_id: str) -> Opened:
         """The decrypted audio; RecordingTamperedError or RecordingKeyError when it cannot be trusted."""
+        return open_sealed(self._audio_path(recording_id), self.ring)
+
+    def index_audio(self, recording_id: str) -> SealedIndex:
+        """Where the audio's chunks lie, for reading a part of it with `read_frames(index, store.ring, ...)`."""
+        return index_sealed(self._audio_path(recording_id))
+
+    def _audio_path(self, recording_id: str) -> Path:
         recording = self.get(recording_id)
         if recording.status == "purged":
             raise RecordingNotFound(f"{recording_id} was purged at the end of its retention")
-        return open_sealed(self.folder / recording.file, self.ring)
+        return self.folder / recording.file
 
     def path(self, recording_id: str) -> Path:
         """Where the sealed file lies."""

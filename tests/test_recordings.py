@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from recordings.keys import KeyRing, RecordingKeyError
-from recordings.sealed import RecordingTamperedError, open_sealed
+from recordings.sealed import RecordingTamperedError, open_sealed, read_frames
 from recordings.store import RETENTION_DAYS, RecordingError, RecordingStore
 from voicebot.audit import AuditLog
 
@@ -123,6 +123,21 @@ def test_a_recording_a_running_process_writes_stays_open_when_another_opens_the_
     store.register("live", started_at=datetime.now(UTC))
     with RecordingStore.open(audit.path, store.folder) as other:
         assert other.get("live").status == "recording" and other.recover() == 0
+
+
+def test_a_part_of_the_audio_decrypts_only_the_chunks_that_hold_it(store: RecordingStore) -> None:
+    record(store, "long", {"agent": tone(6.0, 440), "customer": tone(6.0, 550)})
+    index, whole = store.index_audio("long"), store.open_audio("long").frames
+    assert index.frames == len(whole) and index.complete and len(index.offsets) >= 24
+    first, stop = RATE * 2 + 37, RATE * 3 + 5
+    np.testing.assert_array_equal(np.concatenate(list(read_frames(index, store.ring, first, stop))),
+                                  whole[first:stop])
+    raw = bytearray(store.path("long").read_bytes())  # damage a chunk near the end, outside that part
+    raw[int(index.offsets[-3]) + 4] ^= 1
+    store.path("long").write_bytes(bytes(raw))
+    assert sum(len(f) for f in read_frames(index, store.ring, first, stop)) == stop - first
+    with pytest.raises(RecordingTamperedError, match="integrity"):
+        list(read_frames(index, store.ring, first, index.frames))
 
 
 def test_a_torn_last_piece_is_dropped_and_the_rest_read(store: RecordingStore) -> None:
