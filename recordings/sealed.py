@@ -125,6 +125,11 @@ class SealedWriter:
         os.fsync(self._file.fileno())
         self._file.close()
 
+    def abandon(self) -> None:
+        """Close the file as it is, without the last chunk (a write failed): it reads up to its last whole chunk."""
+        self._closed = True
+        self._file.close()
+
     def _flush(self) -> None:
         self._file.flush()
         if time.monotonic() - self._synced >= SYNC_EVERY_S:

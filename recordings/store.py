@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -114,6 +115,8 @@ class RecordingStore(LockedStore):
         self.folder = folder
         self.ring = ring
         self.retention = timedelta(days=retention_days)
+        self.fault: str | None = None
+        """The last failure to write a recording's audio, until a write succeeds again (shown by /healthz)."""
 
     @classmethod
     def open(cls, db_path: Path, folder: Path | None = None, *, key_path: Path | None = None,
@@ -333,6 +336,8 @@ class CallRecording:
         self._written = 0
         self._heard = dict.fromkeys(LEGS, 0.0)
         self._lock = threading.Lock()
+        self.error: RecordingError | None = None
+        """The failure that stopped this recording; once set, writes are dropped and close writes nothing."""
 
     @property
     def duration_s(self) -> float:
@@ -354,7 +359,11 @@ class CallRecording:
             self._drain(final=False)
 
     def close(self) -> Path | None:
-        """Seal what is left and the end marker; the file's path, or None if no audio ever came."""
+        """Seal what is left and the end marker; the file's path, or None if no audio ever came. A recording that
+        failed is closed as it is (readable up to its last whole piece) and raises its error."""
+        if self.error is not None and self._writer is not None:
+            with contextlib.suppress(OSError):
+                self._writer.abandon()
         with self._lock, self._errors():
             if self._writer is None:
                 return None
@@ -383,12 +392,19 @@ class CallRecording:
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
-        """Turn an OSError while writing into a RecordingError that says what to do."""
+        """Turn an OSError while writing into a RecordingError that says what to do, kept as this recording's and
+        the store's fault (the store's is cleared by the next recording write that succeeds)."""
+        if self.error is not None:
+            raise self.error
         try:
             yield
         except OSError as e:
-            raise RecordingError(f"cannot write recording {self.recording_id} to {self.path.parent}: "
-                                 f"{type(e).__name__}; free disk space or fix the folder's permissions") from e
+            self.error = RecordingError(f"cannot write recording {self.recording_id} to {self.path.parent}: "
+                                        f"{e.strerror or type(e).__name__}; free disk space or fix the folder's "
+                                        "permissions")
+            self.store.fault = str(self.error)
+            raise self.error from e
+        self.store.fault = None
 
 
 def _running(owner: str | None) -> bool:

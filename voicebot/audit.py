@@ -19,7 +19,7 @@ from typing import Any, Literal, Self, TextIO
 
 import sqlite_utils
 
-from voicebot.store_base import LockedStore
+from voicebot.store_base import LockedStore, connect_private, keep_private
 
 
 class AuditKeyError(RuntimeError):
@@ -73,16 +73,18 @@ class AuditLog(LockedStore):
         self._key = key
         self.path = path
         self._lock = threading.Lock()
+        self.fault: str | None = None
+        """Why the last append failed, until one succeeds again (shown by /healthz)."""
 
     @classmethod
     def open(cls, path: Path, key_path: Path | None = None) -> Self:
         """Open or create the log at `path`; the key defaults to `<path>.key` and is created for a new log."""
-        path.parent.mkdir(parents=True, exist_ok=True)
         key_path = key_path or path.with_name(path.name + ".key")
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+        conn = connect_private(path, timeout_s=BUSY_TIMEOUT_S)
         try:
             db = sqlite_utils.Database(conn)
             db.enable_wal()
+            keep_private(path)
             db.execute("PRAGMA synchronous = FULL")
             key = _load_key(key_path, create="audit_head" not in db.table_names(), db_path=path)
             log = cls(db, key, path)
@@ -113,6 +115,16 @@ class AuditLog(LockedStore):
         except (TypeError, ValueError):
             raise ValueError(f"audit data for kind {kind!r} must be JSON-serialisable") from None
         stamp = (at or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        try:
+            row = self._commit(kind, data_json, stamp, call_id, actor)
+        except Exception as e:
+            self.fault = f"cannot append to the audit log {self.path.name}: {type(e).__name__}: {e}"[:300]
+            raise
+        self.fault = None
+        return _record(row)
+
+    def _commit(self, kind: str, data_json: str, stamp: str, call_id: str | None, actor: str | None) -> dict:
+        """Insert the next record of the chain and move the signed head to it, in one transaction."""
         with self._lock, _immediate(self._db.conn):
             head = self._head(self._db)
             if head is None or not self._head_ok(head):
@@ -126,7 +138,7 @@ class AuditLog(LockedStore):
                 "UPDATE audit_head SET seq = ?, hash = ?, mac = ? WHERE id = 1",
                 [row["seq"], row["hash"], self._head_mac(row["seq"], row["hash"])],
             )
-        return _record(row)
+        return row
 
     def records(self, since_seq: int = 0) -> Iterator[AuditRecord]:
         """Yield the records after `since_seq`, in order, from one consistent snapshot."""

@@ -22,7 +22,7 @@ from asr.vosk_engine import VoskEngine
 from compliance_rules.detector import SemanticDetector
 from compliance_rules.engine import CallMonitor, Flag, RuleEngine
 from compliance_rules.timing import CallClock
-from recordings.store import RecordingStore
+from recordings.store import RecordingError, RecordingStore
 from voicebot.adapters.pbx import PbxControl, PbxWebhook
 from voicebot.admission import MAX_AHEAD_S, Admission
 from voicebot.audit import AuditLog
@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 Mode = Literal["in-path", "tap"]
 LegBuilder = Callable[["Call", Leg, CallControl], Pipeline]
 CLOCK_TICK_S = 0.5
+RETRY_WRITE_S = 5.0
+"""How often a call's end that the disk refused is written again."""
 EVENTS_KEPT = 400
 WINDOW_RULE = "window.outside_hours"
 DISK_THREADS = 4
@@ -225,7 +227,21 @@ class Call:
         await asyncio.gather(*self._tasks[:2], return_exceptions=True)
         for task in self._tasks[2:]:
             task.cancel()
-        path = self.recording.close()
+        try:
+            await self._write_end(reason)
+        finally:  # whatever failed to be written, the call leaves the board and frees its slot
+            self.board.calls.pop(self.call_id, None)
+            self.engines.admission.give_back()
+            asyncio.get_running_loop().run_in_executor(self.engines.disk, trim_memory)
+            self._done.set()
+
+    async def _write_end(self, reason: str) -> None:
+        """Close the recording, finish its row and write the call's end; a disk that fails is logged, not raised."""
+        try:
+            path = self.recording.close()
+        except RecordingError as e:
+            log.error("call %s: %s", self.call_id, e)
+            path = None
         decoders = [p.processors[0] for p in self.legs.values()]
         flags = [{k: e[k] for k in ("leg", "rule", "category", "severity", "start_s", "end_s")}
                  for e in self.events if e["type"] == "flag" and not e.get("signal")]
@@ -235,14 +251,27 @@ class Call:
         if self._registered:
             finish = partial(self.engines.recordings.finish, self.call_id, ended_at=self._now(),
                              duration_s=self.recording.duration_s, sample_rate=self.recording.sample_rate,
-                             outcome=self.outcome, flags=flags, agent_lines=self.agent_lines)
-            await asyncio.get_running_loop().run_in_executor(self.engines.disk, finish)
-        await self._audit("call_end", data, None)
+                             complete=self.recording.error is None, outcome=self.outcome, flags=flags,
+                             agent_lines=self.agent_lines)
+            await self._written(finish, "its recording's end")
+        try:
+            await self._audit("call_end", data, None)
+        except Exception as e:  # the log's own fault is on /healthz; the call's end is in the serve log
+            log.error("call %s: its end was not audited (%s)", self.call_id, type(e).__name__)
         self.emit({"type": "call_end", **data})
-        self.board.calls.pop(self.call_id, None)
-        self.engines.admission.give_back()
-        asyncio.get_running_loop().run_in_executor(self.engines.disk, trim_memory)
-        self._done.set()
+
+    async def _written(self, write: Callable[[], object], what: str) -> None:
+        """Run a disk write; while it fails (a full disk, freed later), retry it every RETRY_WRITE_S in the background
+        until shutdown. A recording left unfinished then is recovered as incomplete at the next start."""
+        try:
+            await asyncio.get_running_loop().run_in_executor(self.engines.disk, write)
+        except Exception as e:  # the disk's fault is on /healthz; the write is tried again
+            log.error("call %s: cannot write %s yet (%s); retrying", self.call_id, what, type(e).__name__)
+            detach(self._written_later(write, what), name=f"{self.call_id}:retry")
+
+    async def _written_later(self, write: Callable[[], object], what: str) -> None:
+        await asyncio.sleep(RETRY_WRITE_S)
+        await self._written(write, what)
 
     async def wait(self) -> None:
         """Wait until the call has ended and its records are written."""

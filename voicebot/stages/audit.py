@@ -11,7 +11,11 @@ from voicebot.pipeline import Processor
 
 
 class Audit(Processor):
-    """Writes ViolationFrame, ActionFrame and ErrorFrame to the log, then passes them on unchanged."""
+    """Writes ViolationFrame, ActionFrame and ErrorFrame to the log, then passes them on unchanged.
+
+    When the log cannot be written (a full disk, an I/O error, a damaged log), the call must not go on unaudited:
+    the frame still goes on (a hang-up is still carried out, a flag still shown), then, once, a fatal ErrorFrame, an
+    alert and a hang-up go straight to enforcement, unaudited. Later frames of the leg are not tried again."""
 
     def __init__(self, log: AuditLog, call_id: str, executor: Executor, *, mode: str) -> None:
         super().__init__()
@@ -19,15 +23,28 @@ class Audit(Processor):
         self.call_id = call_id
         self.executor = executor
         self.mode = mode
+        self.failed = False
 
     async def process(self, frame: Frame) -> None:
-        """Append the record, wait until it is on disk, then push the frame."""
+        """Append the record, wait until it is on disk, then push the frame; fail safe if it cannot be written."""
         record = audit_entry(frame, self.mode)
-        if record is not None:
+        if record is not None and not self.failed:
             kind, data, actor = record
             append = lambda: self.log.append(kind, data, call_id=self.call_id, actor=actor)  # noqa: E731
-            await asyncio.get_running_loop().run_in_executor(self.executor, append)
+            try:
+                await asyncio.get_running_loop().run_in_executor(self.executor, append)
+            except Exception as e:  # whatever stops the log, the call fails safe
+                self.failed = True
+                await self.push(frame)
+                await self._fail_safe(f"the audit log cannot be written ({type(e).__name__})")
+                return
         await self.push(frame)
+
+    async def _fail_safe(self, reason: str) -> None:
+        await self.push(ErrorFrame(stage="audit", error=reason, fatal=True))
+        for action in ("alert", "hangup"):
+            await self.push(ActionFrame(action=action, leg=None, actor="fail-safe",
+                                        reason=f"supervision failed in audit ({reason})"))
 
 
 def audit_entry(frame: Frame, mode: str) -> tuple[str, dict, str] | None:

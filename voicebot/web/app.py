@@ -80,7 +80,12 @@ def _engines_ctx(given: Engines | None):
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness, live calls and capacity (a balancer routes elsewhere when `full`); no authentication, no call data."""
-    admission = request.app[ENGINES].admission
-    return web.json_response({"ok": True, "calls": len(request.app[BOARD].calls), "capacity": admission.capacity,
-                              "full": admission.full, "refused": admission.refused})
+    """Liveness, live calls and capacity (a balancer routes elsewhere when `full`), and storage faults: while the
+    audit log or the recordings cannot be written, 503 with what failed; no authentication, no call data."""
+    engines = request.app[ENGINES]
+    admission = engines.admission
+    faults = {name: fault for name, fault in (("audit", engines.audit.fault), ("recordings", engines.recordings.fault))
+              if fault}
+    return web.json_response({"ok": not faults, "calls": len(request.app[BOARD].calls), "capacity": admission.capacity,
+                              "full": admission.full, "refused": admission.refused, "faults": faults},
+                             status=503 if faults else 200)
