@@ -4,13 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test models lint bench detector
+.PHONY: demo test models lint bench detector system-demo system-test
 
-demo: models
+demo: system-demo models
 	$(BIN)/voicebot demo
 
 # Two workers: many tests wait on calls played in real time, so two share a 2-core machine well.
-test: models
+test: system-test models
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q -n 2
 
@@ -25,7 +25,7 @@ detector: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-bench: models
+bench: system-demo models
 	$(BIN)/python bench/asr.py
 	$(BIN)/python bench/rules.py
 	$(BIN)/python bench/detect.py
@@ -36,6 +36,11 @@ bench: models
 	$(BIN)/python bench/bot.py
 	$(BIN)/python bench/diarize.py
 	$(BIN)/python bench/screening.py
+
+# The Debian packages in system-packages.txt that the target needs: installed as root or with passwordless sudo,
+# else one line says what to run. Cheap when they are installed (dpkg-query, no apt-get).
+system-demo system-test:
+	@scripts/setup-system $(@:system-%=%)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -188,3 +188,16 @@ async def test_bot_hears_the_debtor_after_a_slow_set_up(bot_client, engines, say
     debtor, events = await bot_call(bot_client, midday_zone)
     said = await converse(debtor, events, {"ask_name": say("c01")}, max_turns=2)
     assert said[:3] == ["opening", "ask_name", "ask_id_digits"], "the name was heard in time, not after a prompt"
+
+
+@pytest.mark.parametrize(("field", "value"), [("days_overdue", "9" * 200), ("amount", "1e999"), ("name", "x" * 5000),
+                                              ("id_last4", "12345678"), ("due_date", "2026-13-01")])
+def test_a_bot_stream_with_an_unbounded_account_field_is_refused_naming_the_field(field: str, value: str) -> None:
+    from voicebot.bot import BotSetupError, account_from
+
+    params = {"name": "王先生", "id_last4": "1234", "amount": "1500", "due_date": "2026-11-01", "lender": "招商银行",
+              "days_overdue": "20"}
+    assert account_from(params, ("Asia/Shanghai",)).days_overdue == 20
+    with pytest.raises(BotSetupError, match=f"unusable {field} parameter") as refused:
+        account_from({**params, field: value}, ("Asia/Shanghai",))
+    assert value not in str(refused.value)

@@ -211,7 +211,7 @@ def test_uncached_line_is_spoken_but_never_stored(counting: CountingSynthesizer,
 
 
 def test_missing_espeak_names_the_debian_package() -> None:
-    with pytest.raises(TtsEngineMissingError, match=r"Debian package espeak-ng \(apt-get install espeak-ng\)"):
+    with pytest.raises(TtsEngineMissingError, match="Debian package espeak-ng: sudo apt-get install -y espeak-ng"):
         EspeakSynthesizer(binary="espeak-ng-not-installed")
 
 

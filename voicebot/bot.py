@@ -8,7 +8,6 @@ import functools
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from functools import partial
 from typing import Any, Protocol
 
@@ -177,14 +176,24 @@ def load_kit(config: Config) -> BotKit:
     return BotKit(classify=classifier.classify, prompts=build_prompts(config.data_dir))
 
 
+ACCOUNT_PARAMS = ("name", "id_last4", "amount", "due_date", "lender", "days_overdue")
+
+
 def account_from(params: Mapping[str, str], zones: tuple[str, ...]) -> Account:
-    """The debt a bot stream is about, from the stream's parameters (names the bad field, never its value)."""
+    """The debt a bot stream is about, from the stream's parameters, each checked and bounded as an imported
+    account's field is (the error names the bad field, never its value)."""
+    from voicebot.campaigns.importer import FIELD_PARSERS  # campaigns import the bot: here, not at the top
+
+    values = {}
+    for name in ACCOUNT_PARAMS:
+        if name not in params:
+            raise BotSetupError(f"bot stream lacks the parameter {name}")
+        try:
+            values[name] = FIELD_PARSERS[name](str(params[name]))
+        except ValueError:
+            raise BotSetupError(f"bot stream has an unusable {name} parameter") from None
     try:
-        return Account(name=params["name"], id_last4=params["id_last4"], amount=Decimal(params["amount"]),
-                       due_date=date.fromisoformat(params["due_date"]), lender=params["lender"],
-                       days_overdue=int(params["days_overdue"]), zones=zones)
-    except KeyError as e:
-        raise BotSetupError(f"bot stream lacks the parameter {e.args[0]}") from None
+        return Account(zones=zones, **values)
     except (ValueError, ArithmeticError, AccountError) as e:
         raise BotSetupError(f"bot stream has an unusable account parameter ({type(e).__name__})") from None
 

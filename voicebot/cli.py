@@ -41,6 +41,7 @@ from scripts_library import ScriptError, bundled_scripts, load_script
 from voicebot.adapters.replay import SimulatedDebtor, load_call_audio, replay_call, simulate_bot_call
 from voicebot.adapters.sip import SipCallError, SipConfigError, SipSettings
 from voicebot.audit import AuditKeyError, AuditLog
+from voicebot.bot import BotSetupError
 from voicebot.call import CallBoard, CallInfo, Engines
 from voicebot.campaigns import (
     CampaignError,
@@ -60,6 +61,7 @@ from voicebot.models import ModelFetchError, fetch_diarization_models, fetch_vos
 from voicebot.nlu.classify import IntentClassifier, IntentModelMissingError, understanding_json
 from voicebot.nlu.data import DATA_FILE, LabelledDataError
 from voicebot.nlu.train import TokenizerMissingError, model_is_current, report_json, train_intent_model
+from voicebot.tts import SynthesisError, TtsEngineMissingError
 from voicebot.web.app import create_app
 from voicebot.web.auth import ROLES, AuthError, UserStore, check_password_text
 
@@ -69,7 +71,7 @@ EXPECTED_ERRORS = (AudioFormatError, ModelMissingError, ModelFetchError, ConfigE
                    AuthError, SipCallError, SipConfigError, CampaignFileError, CampaignError, PiiKeyError,
                    DialPlanError, IntentModelMissingError, LabelledDataError, TokenizerMissingError, QaError,
                    RecordingKeyError, RecordingTamperedError, RecordingNotFound, SemanticModelError,
-                   ExamplesError)
+                   ExamplesError, BotSetupError, TtsEngineMissingError, SynthesisError)
 CONTEXTS = ("verified", "unverified", "disputed", "third_party")
 LEG_PREFIX = re.compile(r"^(agent|customer)\s*[:：]\s*")
 MAX_UTTERANCE_CHARS = 2000
@@ -919,6 +921,8 @@ def serve(config: Config, host: str, port: int, pack_name: str, mode: str, audio
                            semantic_model=not rules_only, max_calls=max_calls, idle_timeout_s=idle_timeout_s)
     try:
         web.run_app(create_app(config, settings), host=host, port=port, print=lambda line: click.echo(line, err=True))
+    except TtsEngineMissingError as e:  # an OSError too, but no port is at fault
+        raise click.ClickException(str(e)) from e
     except OSError as e:
         raise click.ClickException(f"cannot listen ({e.strerror or type(e).__name__}); choose other ports or stop "
                                    "what listens there") from e
@@ -965,7 +969,8 @@ def _softphone_adapter() -> ModuleType:
     try:
         from voicebot.adapters import softphone
     except OSError as e:  # sounddevice's import fails this way without the PortAudio library
-        raise click.ClickException("the PortAudio library is missing; install Debian's libportaudio2") from e
+        raise click.ClickException("the PortAudio library is missing; install the Debian package libportaudio2: "
+                                   "sudo apt-get install -y libportaudio2") from e
     return softphone
 
 

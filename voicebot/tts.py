@@ -102,9 +102,8 @@ class EspeakSynthesizer:
                 raise PromptError(f"espeak-ng {setting} must be within {low}–{high}, not {value}")
         path = shutil.which(binary)
         if path is None:
-            raise TtsEngineMissingError(
-                f"{binary} not found; install the Debian package {ESPEAK_PACKAGE} (apt-get install {ESPEAK_PACKAGE})"
-            )
+            raise TtsEngineMissingError(f"{binary} not found; install the Debian package {ESPEAK_PACKAGE}: "
+                                        f"sudo apt-get install -y {ESPEAK_PACKAGE}")
         self.binary = path
         self.speed_wpm, self.pitch, self.amplitude = speed_wpm, pitch, amplitude
         version = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=ESPEAK_TIMEOUT_S)
