@@ -311,9 +311,9 @@ class AsteriskChannel:
         self._task = asyncio.create_task(self._listen())
 
     @classmethod
-    async def connect(cls, port: int, call_uuid: uuid.UUID) -> AsteriskChannel:
-        """Open the TCP connection and send the call's UUID, as Asterisk does."""
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async def connect(cls, port: int, call_uuid: uuid.UUID, source: str = "127.0.0.1") -> AsteriskChannel:
+        """Open the TCP connection (from the loopback address `source`) and send the call's UUID, as Asterisk does."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
         channel = cls(reader, writer)
         channel.send(Kind.UUID, call_uuid.bytes)
         return channel

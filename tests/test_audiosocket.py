@@ -287,3 +287,31 @@ async def test_tap_mode_relays_nothing_and_only_audits_emulated_asterisk_peer(ai
     assert customer.heard == [AudioSocketFrame(Kind.HANGUP)], "a tap sends no audio; the call ends with its channel"
     action = next(r for r in call_records(engines, call_id) if r.kind == "action")
     assert (action.data["action"], action.data["by"]) == ("hangup", "pbx")
+
+
+@pytest.mark.model
+async def test_only_the_agent_legs_peer_may_join_its_call_emulated_asterisk_peer(client) -> None:
+    events = client.server.app[BOARD].listen()
+    call_uuid = uuid.uuid4()
+    (agent,), call_id = await open_call(client.server.app, events, call_uuid, legs=1)
+    port = client.server.app[AUDIOSOCKET].port
+    intruder = await AsteriskChannel.connect(port, call_uuid, source="127.0.0.2")  # another local process's address
+    async with asyncio.timeout(10):
+        await intruder.closed.wait()
+    assert intruder.heard[-1].kind is Kind.ERROR and call_id in client.server.app[BOARD].calls
+    customer = await AsteriskChannel.connect(port, call_uuid)
+    customer.send(Kind.AUDIO, SILENCE)
+    async with asyncio.timeout(10):
+        await agent.heard_any.wait()  # the real customer leg, from the agent leg's peer, is bridged
+    await agent.hang_up()
+    await next_event(events, "call_end")
+
+
+async def test_a_peer_outside_the_configured_ones_is_refused(aiohttp_client, config, engines, tmp_path: Path) -> None:
+    serve = ServeConfig(db=tmp_path / "v.db", media_token="x" * 32, audiosocket_port=0,
+                        audiosocket_peers=("127.0.0.3",))
+    app = (await aiohttp_client(create_app(config, serve, engines))).server.app
+    stranger = await AsteriskChannel.connect(app[AUDIOSOCKET].port, uuid.uuid4())
+    async with asyncio.timeout(10):
+        await stranger.closed.wait()
+    assert [f.kind for f in stranger.heard] == [Kind.ERROR] and not app[BOARD].calls

@@ -898,6 +898,9 @@ def campaign_report_cmd(config: Config, name: str | None, accounts: bool, as_jso
 @click.option("--mode", type=click.Choice(["in-path", "tap"]), default="in-path", show_default=True,
               help="in-path: we mute and hang up; tap: we alert and ask the PBX to act.")
 @click.option("--audiosocket-port", type=click.IntRange(1, 65535), help="Listen for Asterisk AudioSocket.")
+@click.option("--audiosocket-host", default="127.0.0.1", show_default=True, help="Address AudioSocket listens on.")
+@click.option("--audiosocket-peer", "audiosocket_peers", multiple=True, metavar="IP",
+              help="An address Asterisk connects from (repeat for several); none: loopback peers only.")
 @click.option("--sip-listen", metavar="HOST:PORT", help="Run the SIP user agent on this address.")
 @click.option("--sip-forward", metavar="URI", help="Bridge SIP calls in-path to this URI ({user} = called user).")
 @click.option("--tz", "zones", multiple=True, help="Debtor time zone when a call carries none.")
@@ -911,12 +914,14 @@ def campaign_report_cmd(config: Config, name: str | None, accounts: bool, as_jso
 @click.pass_obj
 @cli_errors
 def serve(config: Config, host: str, port: int, pack_name: str, mode: str, audiosocket_port: int | None,
-          sip_listen: str | None, sip_forward: str | None, zones: tuple[str, ...], pbx_webhook: str | None,
+          audiosocket_host: str, audiosocket_peers: tuple[str, ...], sip_listen: str | None,
+          sip_forward: str | None, zones: tuple[str, ...], pbx_webhook: str | None,
           rules_only: bool, max_calls: int, idle_timeout_s: float, db_path: Path | None) -> None:
     """Run the supervisor console, the media endpoints and the telephony adapters."""
     load_pack(pack_name)
     settings = ServeConfig(db=db_path or config.data_dir / "voicebot.db", media_token=media_token(config.data_dir),
                            host=host, port=port, pack=pack_name, mode=mode, audiosocket_port=audiosocket_port,
+                           audiosocket_host=audiosocket_host, audiosocket_peers=audiosocket_peers,
                            sip_listen=sip_listen, sip_forward=sip_forward, zones=zones, pbx_webhook=pbx_webhook,
                            semantic_model=not rules_only, max_calls=max_calls, idle_timeout_s=idle_timeout_s)
     try:

@@ -94,6 +94,10 @@ class ServeConfig:
     pack: str = "cn-collection"
     mode: str = "in-path"
     audiosocket_port: int | None = None
+    audiosocket_host: str = "127.0.0.1"
+    """The address the AudioSocket server listens on."""
+    audiosocket_peers: tuple[str, ...] = ()
+    """Addresses Asterisk connects from; empty: loopback peers only."""
     sip_listen: str | None = None
     """host:port the SIP user agent listens on, e.g. 127.0.0.1:5080; None: no SIP."""
     sip_forward: str | None = None

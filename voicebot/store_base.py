@@ -1,11 +1,44 @@
-"""What every SQLite-backed store shares: one sqlite-utils connection behind one lock, closed once."""
+"""What every SQLite-backed store shares: a file only its owner may read, one sqlite-utils connection behind one
+lock, closed once."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sqlite3
+import stat
 import threading
+from pathlib import Path
 from typing import Self
 
 import sqlite_utils
+
+PRIVATE_MODE = 0o600
+SIDE_FILES = ("-wal", "-shm", "-journal")
+"""What SQLite writes beside a database; it holds the same rows, so it gets the same mode."""
+
+
+def connect_private(path: Path, *, timeout_s: float) -> sqlite3.Connection:
+    """A connection to the SQLite file at `path`, which is created 0600 if new and loses group and other access if not.
+
+    Call `keep_private(path)` again once WAL is on, for the -wal and -shm files it adds.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE))
+    keep_private(path)
+    return sqlite3.connect(str(path), timeout=timeout_s, check_same_thread=False)
+
+
+def keep_private(path: Path) -> None:
+    """Take group and other access off a database we own and the side files beside it."""
+    for file in (path, *(path.with_name(path.name + suffix) for suffix in SIDE_FILES)):
+        try:
+            info = file.stat()
+        except FileNotFoundError:
+            continue
+        if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) & 0o077:
+            os.chmod(file, stat.S_IMODE(info.st_mode) & 0o700)
 
 
 class LockedStore:

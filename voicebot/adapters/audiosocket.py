@@ -6,6 +6,7 @@ import asyncio
 import collections
 import contextlib
 import enum
+import ipaddress
 import logging
 import struct
 import time
@@ -381,12 +382,18 @@ class AudioSocketServer:
             await conn.close()
 
     async def _serve(self, conn: Connection) -> None:
+        if not self._allowed(peer_ip(conn)):
+            log.warning("audiosocket: refused a connection from %s (not an --audiosocket-peer)", peer_ip(conn))
+            conn.send(Kind.ERROR, ERROR_CODE_PROTOCOL)
+            return
         call_uuid = await self._read_uuid(conn)
         if call_uuid is None:
             return
         bridge = self.calls.get(call_uuid)
-        if bridge is not None and ("customer" in bridge.conns or bridge.end_reason is not None):
-            log.warning("audiosocket: refused a third connection for one call")
+        if bridge is not None and ("customer" in bridge.conns or bridge.end_reason is not None
+                                   or peer_ip(bridge.conns["agent"]) != peer_ip(conn)):
+            log.warning("audiosocket: refused a connection joining a call it may not join (a third leg, a call "
+                        "that has ended, or a peer other than the agent leg's)")
             conn.send(Kind.ERROR, ERROR_CODE_PROTOCOL)
             return
         if bridge is not None:
@@ -411,6 +418,14 @@ class AudioSocketServer:
             if self.calls.get(call_uuid) is bridge:
                 del self.calls[call_uuid]
 
+    def _allowed(self, ip: str) -> bool:
+        """Whether a peer may connect: one of the configured peers, or with none configured, a loopback one."""
+        if self.serve.audiosocket_peers:
+            return ip in self.serve.audiosocket_peers
+        with contextlib.suppress(ValueError):
+            return ipaddress.ip_address(ip).is_loopback
+        return False
+
     async def _read_uuid(self, conn: Connection) -> uuid.UUID | None:
         """The first frame must name the call; anything else closes the connection with an error frame."""
         try:
@@ -425,17 +440,24 @@ class AudioSocketServer:
         return None
 
 
+def peer_ip(conn: Connection) -> str:
+    """The address a connection comes from ("" when the socket does not say)."""
+    peer = conn.writer.get_extra_info("peername")
+    return str(peer[0]) if peer else ""
+
+
 AUDIOSOCKET = web.AppKey("audiosocket", AudioSocketServer)
 
 
 async def audiosocket_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Run the AudioSocket TCP server on 127.0.0.1 for the app's lifetime when `audiosocket_port` is set."""
+    """Run the AudioSocket TCP server on its configured address for the app's lifetime when `audiosocket_port` is
+    set."""
     serve = app[SERVE]
     if serve.audiosocket_port is None:
         yield
         return
     server = AudioSocketServer(app[ENGINES], app[BOARD], serve)
-    await server.start("127.0.0.1", serve.audiosocket_port)
+    await server.start(serve.audiosocket_host, serve.audiosocket_port)
     app[AUDIOSOCKET] = server
     yield
     await server.close()

@@ -8,11 +8,12 @@ from typing import Any
 
 from aiohttp import web
 
-from voicebot.web.auth import AuthError, Session, check_password_text, check_role
+from voicebot.web.auth import AuthError, Session, UserStore, check_password_text, check_role, check_username
 from voicebot.web.keys import AUTH, ENGINES, SESSION
 from voicebot.web.login import ApiError, render, require_csrf, require_role, run_db, signed_in
 
 ADMIN_ROLES = ("admin",)
+CHANGE_FIELDS = frozenset({"disabled", "role", "password"})
 
 
 def setup_admin(app: web.Application) -> None:
@@ -48,14 +49,47 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return body
 
 
+def _text(body: dict[str, Any], key: str) -> str:
+    """The body's string field `key`; ApiError(400) when it is missing or not a JSON string."""
+    value = body.get(key)
+    if not isinstance(value, str):
+        raise ApiError(400, f'"{key}" must be a JSON string')
+    return value
+
+
+def parse_changes(body: dict[str, Any]) -> dict[str, Any]:
+    """The changes a body asks for, each checked: `disabled` a JSON boolean, a known role, a usable password."""
+    unknown = set(body) - CHANGE_FIELDS
+    if unknown or not body:
+        raise ApiError(400, f"send one or more of {', '.join(sorted(CHANGE_FIELDS))}, and nothing else")
+    if "disabled" in body and not isinstance(body["disabled"], bool):
+        raise ApiError(400, '"disabled" must be true or false (a JSON boolean)')
+    changes = {key: _text(body, key) for key in ("role", "password") if key in body}
+    try:
+        if "role" in changes:
+            check_role(changes["role"])
+        if "password" in changes:
+            check_password_text(changes["password"])
+    except AuthError as e:
+        raise ApiError(400, str(e)) from None
+    return {**changes, **({"disabled": body["disabled"]} if "disabled" in body else {})}
+
+
+def user_name(raw: str) -> str:
+    """A user name as stored (normalised as at creation); ApiError(400) when it cannot be one."""
+    try:
+        return check_username(raw)
+    except AuthError as e:
+        raise ApiError(400, str(e)) from None
+
+
 async def add_user(request: web.Request) -> web.Response:
-    """POST /api/users {"username", "role", "password"}: create a user."""
+    """POST /api/users {"username", "role", "password"}, each a string: create a user."""
     admin = require_role(require_csrf(request), ADMIN_ROLES)
     body = await _body(request)
-    store = request.app[AUTH].store
+    username, role, password = (_text(body, key) for key in ("username", "role", "password"))
     try:
-        user = await run_db(store.add_user, str(body.get("username", "")), str(body.get("role", "")),
-                            str(body.get("password", "")))
+        user = await run_db(request.app[AUTH].store.add_user, username, role, password)
     except AuthError as e:
         raise ApiError(400, str(e)) from None
     await _audit(request, admin, {"event": "add", "username": user.username, "role": user.role})
@@ -63,35 +97,36 @@ async def add_user(request: web.Request) -> web.Response:
 
 
 async def change_user(request: web.Request) -> web.Response:
-    """POST /api/users/{name} with any of {"disabled": bool, "role": str, "password": str}."""
+    """POST /api/users/{name} with any of {"disabled": bool, "role": str, "password": str}; never one's own lock-out."""
     admin = require_role(require_csrf(request), ADMIN_ROLES)
-    body = await _body(request)
-    name, store = request.match_info["username"], request.app[AUTH].store
-    if name == admin.username and (body.get("disabled") or body.get("role", "admin") != "admin"):
-        raise ApiError(400, "you may not disable or demote your own account")
+    changes = parse_changes(await _body(request))
+    name, store = user_name(request.match_info["username"]), request.app[AUTH].store
+    if name == admin.username and (changes.get("disabled") or changes.get("role", "admin") != "admin"):
+        raise ApiError(400, "you may not disable or demote your own account; ask another admin")
     if await run_db(store.user, name) is None:
         raise ApiError(404, "no such user")
-    changes: list[dict[str, Any]] = []
     try:
-        if "role" in body:
-            check_role(str(body["role"]))
-        if "password" in body:
-            check_password_text(str(body["password"]))
-        if "disabled" in body:
-            user = await run_db(store.set_disabled, name, bool(body["disabled"]))
-            changes.append({"event": "disable" if user.disabled else "enable", "username": user.username})
-        if "role" in body:
-            user = await run_db(store.set_role, name, str(body["role"]))
-            changes.append({"event": "role", "username": user.username, "role": user.role})
-        if "password" in body:
-            await run_db(store.set_password, name, str(body["password"]))
-            changes.append({"event": "password", "username": name})
+        events = await _apply(store, name, changes)
     except AuthError as e:
         raise ApiError(400, str(e)) from None
-    for change in changes:
-        await _audit(request, admin, change)
-    user = await run_db(store.user, name)
-    return web.json_response(asdict(user))
+    for event in events:
+        await _audit(request, admin, event)
+    return web.json_response(asdict(await run_db(store.user, name)))
+
+
+async def _apply(store: UserStore, name: str, changes: dict[str, Any]) -> list[dict[str, Any]]:
+    """Make checked changes to one user; the audit events they make."""
+    events: list[dict[str, Any]] = []
+    if "disabled" in changes:
+        user = await run_db(store.set_disabled, name, changes["disabled"])
+        events.append({"event": "disable" if user.disabled else "enable", "username": user.username})
+    if "role" in changes:
+        user = await run_db(store.set_role, name, changes["role"])
+        events.append({"event": "role", "username": user.username, "role": user.role})
+    if "password" in changes:
+        await run_db(store.set_password, name, changes["password"])
+        events.append({"event": "password", "username": name})
+    return events
 
 
 async def _audit(request: web.Request, admin: Session, data: dict[str, Any]) -> None:

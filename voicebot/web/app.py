@@ -23,6 +23,7 @@ from voicebot.audit import AuditLog
 from voicebot.bot import BotSetupError, load_kit
 from voicebot.call import CallBoard, Engines
 from voicebot.config import Config, ServeConfig
+from voicebot.web.access_log import redact_access_log
 from voicebot.web.auth import AuthSettings
 from voicebot.web.console import setup_console
 from voicebot.web.keys import BOARD, CONFIG, ENGINES, SERVE
@@ -32,6 +33,7 @@ from voicebot.web.qa import setup_qa
 def create_app(config: Config, serve: ServeConfig, engines: Engines | None = None, *,
                auth: AuthSettings | None = None) -> web.Application:
     """The whole server; `engines` may be passed in (tests share one loaded model), else loaded on start-up."""
+    redact_access_log()
     app = web.Application()
     app[CONFIG] = config
     app[SERVE] = serve

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import base64
 import collections
+import contextlib
 import hashlib
 import hmac
 import re
 import secrets
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +18,7 @@ from typing import Any, Self
 
 import sqlite_utils
 
-from voicebot.store_base import LockedStore
+from voicebot.store_base import LockedStore, connect_private, keep_private
 
 
 class AuthError(ValueError):
@@ -145,11 +145,11 @@ class UserStore(LockedStore):
     @classmethod
     def open(cls, path: Path, now: Callable[[], float] = time.time) -> Self:
         """Open (creating the tables if needed) the store in the SQLite file at `path`."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+        conn = connect_private(path, timeout_s=BUSY_TIMEOUT_S)
         try:
             db = sqlite_utils.Database(conn)
             db.enable_wal()
+            keep_private(path)
             return cls(db, now)
         except BaseException:
             conn.close()
@@ -205,6 +205,11 @@ class UserStore(LockedStore):
         """Every user, by name."""
         with self._lock:
             return [_user(r) for r in self._db.query("SELECT * FROM users ORDER BY username")]
+
+    def has_users(self) -> bool:
+        """Whether any user exists (none: nobody can sign in until `voicebot users add`)."""
+        with self._lock:
+            return next(self._db.query("SELECT EXISTS (SELECT 1 FROM users) AS any_user"))["any_user"] == 1
 
     def user(self, username: str) -> User | None:
         """One user, or None."""
@@ -286,22 +291,43 @@ class AuthState:
     secure_cookies: bool
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attempt:
+    """A sign-in attempt the throttle has counted before its password is checked; `wait_s > 0`: refused, uncounted."""
+
+    username: str
+    ip: str
+    at: float
+    wait_s: float
+
+
 class LoginThrottle:
-    """Counts failed sign-ins per user and per address; too many within the window and sign-in waits."""
+    """Counts sign-in attempts per user and per address; too many failures within the window and sign-in waits.
+
+    An attempt is counted before its password is checked, so concurrent attempts cannot pass the limit together.
+    """
 
     def __init__(self, settings: AuthSettings, max_keys: int = 10_000) -> None:
         self._settings = settings
         self._max_keys = max_keys
         self._failures: dict[str, collections.deque[float]] = {}
+        self._lock = threading.Lock()
 
     def _limits(self, username: str, ip: str) -> list[tuple[str, int]]:
         s = self._settings
-        return [(f"user:{username.strip().lower()}", s.max_failures_user), (f"ip:{ip}", s.max_failures_ip)]
+        return [(_user_key(username), s.max_failures_user), (f"ip:{ip}", s.max_failures_ip)]
 
-    def retry_after_s(self, username: str, ip: str) -> float:
-        """Seconds until this user may try again from this address (0: now)."""
-        now, window = self._settings.now(), self._settings.failure_window_s
-        wait = 0.0
+    def reserve(self, username: str, ip: str) -> Attempt:
+        """Count one attempt now, as a failure until `succeeded`; or refuse it, with the seconds to wait."""
+        with self._lock:
+            now = self._settings.now()
+            wait_s = self._wait_s(username, ip, now)
+            if wait_s == 0:
+                self._count(username, ip, now)
+        return Attempt(username=username, ip=ip, at=now, wait_s=wait_s)
+
+    def _wait_s(self, username: str, ip: str, now: float) -> float:
+        window, wait = self._settings.failure_window_s, 0.0
         for key, limit in self._limits(username, ip):
             times = self._failures.get(key)
             if not times:
@@ -312,14 +338,19 @@ class LoginThrottle:
                 wait = max(wait, times[-limit] + window - now)
         return wait
 
-    def failed(self, username: str, ip: str) -> None:
-        """Count one failed sign-in."""
-        now = self._settings.now()
+    def _count(self, username: str, ip: str, now: float) -> None:
         for key, limit in self._limits(username, ip):
             if key not in self._failures and len(self._failures) >= self._max_keys:
                 self._failures.pop(next(iter(self._failures)))
             self._failures.setdefault(key, collections.deque(maxlen=limit)).append(now)
 
-    def succeeded(self, username: str) -> None:
-        """Forget a user's failures once they sign in (the address keeps its count)."""
-        self._failures.pop(f"user:{username.strip().lower()}", None)
+    def succeeded(self, attempt: Attempt) -> None:
+        """Forget the user's failures and give the address back this attempt (it keeps its other failures)."""
+        with self._lock:
+            self._failures.pop(_user_key(attempt.username), None)
+            with contextlib.suppress(KeyError, ValueError):
+                self._failures[f"ip:{attempt.ip}"].remove(attempt.at)
+
+
+def _user_key(username: str) -> str:
+    return f"user:{username.strip().lower()}"

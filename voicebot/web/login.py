@@ -45,6 +45,10 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self';
        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
 WS_CLOSE_SIGNED_OUT = 4401
 LOGIN_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+URL_CHARS = "/?#[]@!$&'()*+,;=:%-._~"
+"""What `safe_next` leaves as it is: the reserved and unreserved URL characters, and existing %-escapes."""
+FIRST_USER_HINT = "No console user exists yet: `voicebot users add NAME --role admin` creates the first account."
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -59,6 +63,8 @@ def auth_ctx(settings: AuthSettings) -> Callable[[web.Application], AsyncIterato
         if secure is None:
             secure = serve.host not in LOOPBACK_HOSTS
         app[AUTH] = AuthState(store=store, settings=settings, throttle=LoginThrottle(settings), secure_cookies=secure)
+        if not await run_db(store.has_users):
+            log.warning(FIRST_USER_HINT)
         yield
         store.close()
 
@@ -196,18 +202,32 @@ def tag(element: str, /, *content: str, **attrs: str | float | bool | None) -> H
 
 
 def safe_next(target: str | None) -> str:
-    """A same-site path to go to after sign-in; anything else becomes /."""
-    if not target or not target.startswith("/") or target.startswith(("//", "/\\")) or "\n" in target:
+    """A same-site path to go to after sign-in, percent-encoded to ASCII; anything else becomes /.
+
+    Checked as a browser reads it: control characters dropped (browsers drop tabs and newlines), backslashes as slashes.
+    """
+    path = CONTROL_CHARS.sub("", target or "").replace("\\", "/")
+    if not path.startswith("/") or path.startswith("//"):
         return "/"
-    return target
+    parts = urlsplit(path)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return quote(path, safe=URL_CHARS)
 
 
-def login_page(request: web.Request, *, status: int = 200, message: str = "", next_path: str = "/") -> web.Response:
-    """The sign-in form with a double-submit CSRF token (cookie and hidden field), kept across reloads and tabs."""
+async def login_page(request: web.Request, *, status: int = 200, message: str = "",
+                     next_path: str = "/") -> web.Response:
+    """The sign-in form with a double-submit CSRF token (cookie and hidden field), kept across reloads and tabs.
+
+    While no user exists, it says how to create the first one.
+    """
     token = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not LOGIN_TOKEN.fullmatch(token):
         token = secrets.token_urlsafe(32)
-    response = render("login.html", status, csrf=token, next=safe_next(next_path), message=message)
+    has_users = await run_db(request.app[AUTH].store.has_users)
+    first_user = Html("") if has_users else tag("p", FIRST_USER_HINT, class_="muted", id="first-user")
+    response = render("login.html", status, csrf=token, next=safe_next(next_path), message=message,
+                      first_user=first_user)
     response.set_cookie(LOGIN_CSRF_COOKIE, token, path="/login", max_age=3600, httponly=True, samesite="Strict",
                         secure=request.app[AUTH].secure_cookies)
     return response
@@ -217,32 +237,27 @@ async def get_login(request: web.Request) -> web.Response:
     """GET /login: the form, or straight to the console when already signed in."""
     if await current_session(request) is not None:
         return redirect(safe_next(request.query.get("next")))
-    return login_page(request, next_path=request.query.get("next", "/"))
+    return await login_page(request, next_path=request.query.get("next", "/"))
 
 
 async def post_login(request: web.Request) -> web.Response:
-    """POST /login: check the form's CSRF token, the throttle and the password; start a session."""
+    """POST /login: check the form's CSRF token, then count the attempt with the throttle, then the password."""
     form = await request.post()
     username, password = str(form.get("username", ""))[:64], str(form.get("password", ""))
     next_path = safe_next(str(form.get("next", "/")))
     cookie, field = request.cookies.get(LOGIN_CSRF_COOKIE, ""), str(form.get("csrf", ""))
     if not origin_ok(request) or not cookie or not hmac.compare_digest(cookie.encode(), field.encode()):
-        return login_page(request, status=403, message="The sign-in form expired; please try again.",
-                          next_path=next_path)
-    auth, ip = request.app[AUTH], request.remote or "unknown"
-    wait_s = auth.throttle.retry_after_s(username, ip)
-    if wait_s > 0:
-        await audit_login(request, "sign_in_failed", None, reason="throttled")
-        response = login_page(request, status=429, next_path=next_path,
-                              message=f"Too many failed sign-ins; try again in {int(wait_s // 60) + 1} min.")
-        response.headers["Retry-After"] = str(int(wait_s) + 1)
-        return response
+        return await login_page(request, status=403, message="The sign-in form expired; please try again.",
+                                next_path=next_path)
+    auth = request.app[AUTH]
+    attempt = auth.throttle.reserve(username, request.remote or "unknown")
+    if attempt.wait_s > 0:
+        return await throttled(request, attempt.wait_s, next_path)
     user, why = await run_db(auth.store.authenticate, username, password)
     if why != "ok":
-        auth.throttle.failed(username, ip)
         await audit_login(request, "sign_in_failed", user.username if user else None, reason=why)
-        return login_page(request, status=401, message="Wrong user name or password.", next_path=next_path)
-    auth.throttle.succeeded(username)
+        return await login_page(request, status=401, message="Wrong user name or password.", next_path=next_path)
+    auth.throttle.succeeded(attempt)
     if previous := request.cookies.get(SESSION_COOKIE):
         await run_db(auth.store.end_session, token_hash(previous))
     token, session = await run_db(auth.store.create_session, user.username, auth.settings.session_lifetime_s)
@@ -251,6 +266,15 @@ async def post_login(request: web.Request) -> web.Response:
     response.set_cookie(SESSION_COOKIE, token, path="/", httponly=True, samesite="Strict",
                         secure=auth.secure_cookies, max_age=int(auth.settings.session_lifetime_s))
     response.del_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    return response
+
+
+async def throttled(request: web.Request, wait_s: float, next_path: str) -> web.Response:
+    """The 429 sign-in page for an attempt the throttle refused, audited, with Retry-After."""
+    await audit_login(request, "sign_in_failed", None, reason="throttled")
+    response = await login_page(request, status=429, next_path=next_path,
+                                message=f"Too many failed sign-ins; try again in {int(wait_s // 60) + 1} min.")
+    response.headers["Retry-After"] = str(int(wait_s) + 1)
     return response
 
 

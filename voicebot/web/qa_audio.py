@@ -10,11 +10,14 @@ from aiohttp import web
 
 from recordings.sealed import Opened
 
-RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+RANGE = re.compile(r"bytes=(\d*)-(\d*)", re.ASCII)
+MAX_RANGE_CHARS = 200
+MAX_OFFSET_DIGITS = 15
+"""Byte offsets up to about a petabyte; a longer number is no real player's range."""
 
 
 class RangeNotSatisfiable(ValueError):
-    """A byte range that starts past the end of the body."""
+    """A byte range that starts past the end of the body, or an absurdly long Range header."""
 
 
 def wav_bytes(opened: Opened) -> bytes:
@@ -33,12 +36,16 @@ def wav_bytes(opened: Opened) -> bytes:
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     """(first, last) byte of a single `bytes=` range; None to send the whole body (no, many or malformed ranges).
 
-    RangeNotSatisfiable when the range starts at or past the end.
+    RangeNotSatisfiable when the range starts at or past the end, or the header or an offset is absurdly long.
     """
+    if header is not None and len(header) > MAX_RANGE_CHARS:
+        raise RangeNotSatisfiable(f"a Range header of {len(header)} characters")
     match = RANGE.fullmatch((header or "").strip())
     if match is None:
         return None
     first, last = match.groups()
+    if max(len(first), len(last)) > MAX_OFFSET_DIGITS:
+        raise RangeNotSatisfiable(f"a byte offset of more than {MAX_OFFSET_DIGITS} digits")
     if not first and not last:
         return None
     if not first:
