@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 import numpy as np
 import pytest
 import soundfile
@@ -276,6 +277,28 @@ async def test_audio_is_a_stereo_wav_served_whole_or_by_byte_range_and_never_cac
     assert (past.status, past.headers["Content-Range"]) == (416, f"bytes */{len(body)}")
     conditional = await client.get("/qa/recordings/rec-1/audio", headers={"Range": "bytes=0-9", "If-Range": "x"})
     assert conditional.status == 200
+
+
+async def test_a_byte_range_decrypts_only_the_chunks_it_needs(client, engines):
+    store = engines.recordings
+    record(store, "rec-long", "a-07", START + timedelta(hours=2), tones(60.0), 8000)
+    index = store.index_audio("rec-long")
+    data = bytearray(store.path("rec-long").read_bytes())
+    data[int(index.offsets[-2]) + 7] ^= 0x01  # a chunk near the end no longer opens
+    store.path("rec-long").write_bytes(bytes(data))
+    await sign_in(client, "root")
+    size = 44 + 60 * 8000 * 4
+    start = await client.get("/qa/recordings/rec-long/audio", headers={"Range": "bytes=0-143"})
+    assert (start.status, start.headers["Content-Range"]) == (206, f"bytes 0-143/{size}")
+    body = await start.read()
+    np.testing.assert_array_equal(np.frombuffer(body[44:], "<i2").reshape(-1, 2), tones(60.0)[:25])
+    middle = await client.get("/qa/recordings/rec-long/audio", headers={"Range": "bytes=960044-960047"})
+    assert np.frombuffer(await middle.read(), "<i2").tolist() == tones(60.0)[240000].tolist()
+    whole = await client.get("/qa/recordings/rec-long/audio")
+    assert whole.status == 200, "the damaged chunk lies past the first block sent"
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await whole.read()  # the stream is cut where the damage is
+    assert (await client.get("/qa/recordings/rec-long")).status == 409, "the review page checks every chunk"
 
 
 async def test_roles_csrf_and_refusals_over_http(client, engines):

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import wraps
+from functools import partial, wraps
 from typing import Any
 
 from aiohttp import web
@@ -28,12 +28,12 @@ from recordings.qa import (
     save_review,
 )
 from recordings.screening import SCORECARD, Mark, Screening, create_tables, load_screening
-from recordings.sealed import Opened, RecordingTamperedError
+from recordings.sealed import RecordingTamperedError, SealedIndex, read_frames
 from recordings.store import Recording, RecordingNotFound, RecordingStore
 from voicebot.web.auth import Session
 from voicebot.web.keys import ENGINES, SESSION
 from voicebot.web.login import ApiError, Html, render, require_csrf, run_db, signed_in, tag
-from voicebot.web.qa_audio import ranged_response, wav_bytes
+from voicebot.web.qa_audio import wav_response
 from voicebot.web.qa_charts import bar_chart, line_chart
 
 log = logging.getLogger(__name__)
@@ -170,10 +170,15 @@ def clock(seconds: float | None) -> str:
 # --- one recording: listen and review ------------------------------------------------------------------------
 
 
-def open_recording(store: RecordingStore, recording_id: str) -> tuple[Recording, Opened]:
-    """A recording's metadata and decrypted audio; PageError 404 or 409 (with what to do) when it cannot be had."""
+def open_recording(store: RecordingStore, recording_id: str, *, verify: bool) -> tuple[Recording, SealedIndex]:
+    """A recording's metadata and where its audio lies (with `verify`, every chunk's integrity checked, one at a
+    time); PageError 404 or 409 (with what to do) when it cannot be had."""
     try:
-        return store.get(recording_id), store.open_audio(recording_id)
+        recording, index = store.get(recording_id), store.index_audio(recording_id)
+        if verify:
+            for _ in read_frames(index, store.ring, 0, index.frames):
+                pass
+        return recording, index
     except RecordingNotFound:
         raise PageError(404, "No such recording", "There is no playable recording with this id.") from None
     except RecordingTamperedError:
@@ -186,10 +191,11 @@ def open_recording(store: RecordingStore, recording_id: str) -> tuple[Recording,
                         "key file (its key is missing). Report it to an admin.") from None
 
 
-def review_data(store: RecordingStore, recording_id: str) -> tuple[Recording, Opened, Screening | None,
+def review_data(store: RecordingStore, recording_id: str) -> tuple[Recording, SealedIndex, Screening | None,
                                                                        Review | None, str | None]:
-    """What the review page shows: metadata, audio, screening, latest review and sample reason."""
-    recording, opened = open_recording(store, recording_id)
+    """What the review page shows: metadata, the audio's index (checked whole), screening, latest review and sample
+    reason."""
+    recording, index = open_recording(store, recording_id, verify=True)
     try:
         screening = load_screening(store, recording_id)
         latest = (reviews(store, recording_id=recording_id) or [None])[-1]
@@ -198,7 +204,7 @@ def review_data(store: RecordingStore, recording_id: str) -> tuple[Recording, Op
                         "integrity check. Report it to an admin.") from None
     sample = latest_sample(store, recording.month)
     reason = next((i.reason for i in sample.items if i.recording_id == recording_id), None) if sample else None
-    return recording, opened, screening, latest, reason
+    return recording, index, screening, latest, reason
 
 
 @page
@@ -206,15 +212,15 @@ async def review_page(request: web.Request) -> web.Response:
     """GET /qa/recordings/{id}: the player, the transcript per leg with flags, the scorecards and the review form."""
     session = allow(request, REVIEW_ROLES, "review recordings")
     rid = request.match_info["recording_id"]
-    recording, opened, screening, latest, reason = await run_db(review_data, store_of(request), rid)
+    recording, index, screening, latest, reason = await run_db(review_data, store_of(request), rid)
     flags = screening.flags if screening else recording.flags
     saved = ("Review saved." if request.query.get("saved") == "1" and latest else "")
     return render(
         "qa_review.html", signed_in=signed_in(session), csrf=session.csrf, recording_id=rid,
         month=recording.month, agent=recording.agent_id or "—", started=f"{recording.started_at:%Y-%m-%d %H:%M} UTC",
-        duration=clock(opened.duration_s), outcome=recording.outcome or "—",
+        duration=clock(index.frames / index.header.sample_rate), outcome=recording.outcome or "—",
         sampled=f"in the sample ({reason})" if reason else "not in the sample",
-        incomplete="" if opened.complete else "The recording was cut short (the call's writer stopped early).",
+        incomplete="" if index.complete else "The recording was cut short (the call's writer stopped early).",
         transcript=transcript_html(screening), flags=flags_html(flags),
         scorecard=scorecard_html(screening, latest), verdicts=verdicts_html(latest),
         notes=latest.notes if latest else "", saved=saved, last_review=last_review_note(latest),
@@ -317,16 +323,18 @@ async def post_review(request: web.Request) -> web.Response:
 
 
 async def audio(request: web.Request) -> web.StreamResponse:
-    """GET /qa/recordings/{id}/audio: the recording decrypted now, as WAV with byte ranges; never cached."""
+    """GET /qa/recordings/{id}/audio: the recording as WAV with byte ranges, decrypting only what a range needs;
+    never cached."""
     session = request[SESSION]
     if session.role not in REVIEW_ROLES:
         return web.Response(status=403, text=f"The {session.role} role may not listen to recordings.")
     rid = request.match_info["recording_id"]
+    store = store_of(request)
     try:
-        _, opened = await run_db(open_recording, store_of(request), rid)
+        _, index = await run_db(partial(open_recording, verify=False), store, rid)
     except PageError as e:
         return web.Response(status=e.status, text=e.message)
-    return ranged_response(request, await run_db(wav_bytes, opened), "audio/wav")
+    return await wav_response(request, index, store.ring)
 
 
 # --- reports --------------------------------------------------------------------------------------------------
