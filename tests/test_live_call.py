@@ -15,6 +15,7 @@ import pytest
 
 from voicebot.adapters.replay import load_call_audio, replay_call
 from voicebot.call import CallBoard, CallInfo
+from voicebot.stages.audit import opened_words
 
 pytestmark = pytest.mark.model
 
@@ -42,6 +43,9 @@ async def test_threat_hangs_up_the_replayed_call(engines, threat_call: Path) -> 
     assert records[0].kind == "call_start" and records[-1].kind == "call_end"
     assert {r.call_id for r in records} == {call.call_id}
     flag_seq = next(r.seq for r in records if r.kind == "flag" and r.data["category"] == "gang")
+    matched = next(r.data["matched"] for r in records if r.seq == flag_seq)
+    assert gang["matched"] and gang["matched"] not in matched, "the audit log keeps the words sealed"
+    assert opened_words(engines.recordings, call.call_id, matched) == gang["matched"]
     action = next(r for r in records if r.kind == "action" and r.data["action"] == "hangup")
     assert action.seq > flag_seq and action.actor == "engine"
     assert engines.audit.verify().ok

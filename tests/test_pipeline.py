@@ -117,7 +117,7 @@ async def test_audit_writes_before_enforce_acts(engines) -> None:
             seen_on_disk.append(len(list(engines.audit.records())))
             await self.push(frame)
 
-    stages = [Audit(engines.audit, "c1", engines.disk, mode="in-path"), Probe(), Enforce(control)]
+    stages = [Audit(engines.audit, "c1", engines.disk, mode="in-path", seal=str), Probe(), Enforce(control)]
     pipeline = Pipeline([*stages, Collect()], name="t")
     await pipeline.process(ActionFrame(action="hangup", leg="agent", actor="alice", reason="supervisor"))
     await pipeline.process(ActionFrame(action="mute", leg="agent", actor="engine", reason="obscene"))
@@ -158,7 +158,7 @@ async def test_system_frames_jump_queued_audio_and_errors_do_not_stop_the_leg() 
 
 @pytest.mark.parametrize("mode", ["in-path", "tap"])
 async def test_audit_entry_names_who_acts(engines, mode: str) -> None:
-    await run_stage(Audit(engines.audit, "c2", engines.disk, mode=mode),
+    await run_stage(Audit(engines.audit, "c2", engines.disk, mode=mode, seal=str),
                     [ActionFrame(action="hangup", leg=None, actor="engine", reason="threat")])
     (record,) = engines.audit.records()
     assert record.data["by"] == ("adapter" if mode == "in-path" else "pbx")

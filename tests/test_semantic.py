@@ -120,7 +120,7 @@ async def test_check_meaning_reads_finals_and_stable_partials_off_the_loop(cn) -
     violations = [f for f in out if isinstance(f, ViolationFrame)]
     assert [v.flag.category for v in violations] == ["threat"] and not violations[0].final
     assert [f.action for f in out if isinstance(f, ActionFrame)] in (["hangup"], ["alert"])
-    kind, data, _ = audit_entry(violations[0], "in-path")
+    kind, data, _ = audit_entry(violations[0], "in-path", str)
     assert (kind, data["source"], data["model"]) == ("flag", "model", bundled_model().version)
 
 

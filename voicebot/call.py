@@ -28,7 +28,7 @@ from voicebot.admission import MAX_AHEAD_S, Admission
 from voicebot.audit import AuditLog
 from voicebot.frames import LEGS, Action, ActionFrame, DtmfFrame, EndFrame, InputAudioFrame, Leg, ViolationFrame
 from voicebot.pipeline import Pipeline, Processor
-from voicebot.stages.audit import Audit
+from voicebot.stages.audit import Audit, sealer
 from voicebot.stages.check_meaning import CheckMeaning
 from voicebot.stages.check_rules import CheckRules
 from voicebot.stages.decode import Decode
@@ -350,7 +350,7 @@ def supervise(call: Call, control: CallControl, threads: Executor) -> list[Proce
         CheckRules(call.monitor, threads),
         CheckMeaning(call.monitor, threads),
         FailSafe(),
-        Audit(e.audit, call.call_id, e.disk, mode=call.info.mode),
+        Audit(e.audit, call.call_id, e.disk, mode=call.info.mode, seal=sealer(e.recordings, call.call_id)),
         Enforce(control),
         Publish(call.emit, call.audio_wall_s),
     ]

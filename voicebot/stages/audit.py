@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+from collections.abc import Callable
 from concurrent.futures import Executor
 
+from recordings.store import RecordingStore
 from voicebot.audit import AuditLog
 from voicebot.frames import ActionFrame, ErrorFrame, Frame, ViolationFrame
 from voicebot.pipeline import Processor
+
+Seal = Callable[[str], str]
+"""Turns an utterance's words into what the audit log may keep of them."""
+MATCHED = "audit_matched"
+"""The purpose a flag's matched words are sealed under."""
 
 
 class Audit(Processor):
@@ -17,17 +25,18 @@ class Audit(Processor):
     the frame still goes on (a hang-up is still carried out, a flag still shown), then, once, a fatal ErrorFrame, an
     alert and a hang-up go straight to enforcement, unaudited. Later frames of the leg are not tried again."""
 
-    def __init__(self, log: AuditLog, call_id: str, executor: Executor, *, mode: str) -> None:
+    def __init__(self, log: AuditLog, call_id: str, executor: Executor, *, mode: str, seal: Seal) -> None:
         super().__init__()
         self.log = log
         self.call_id = call_id
         self.executor = executor
         self.mode = mode
+        self.seal = seal
         self.failed = False
 
     async def process(self, frame: Frame) -> None:
         """Append the record, wait until it is on disk, then push the frame; fail safe if it cannot be written."""
-        record = audit_entry(frame, self.mode)
+        record = audit_entry(frame, self.mode, self.seal)
         if record is not None and not self.failed:
             kind, data, actor = record
             append = lambda: self.log.append(kind, data, call_id=self.call_id, actor=actor)  # noqa: E731
@@ -47,11 +56,23 @@ class Audit(Processor):
                                         reason=f"supervision failed in audit ({reason})"))
 
 
-def audit_entry(frame: Frame, mode: str) -> tuple[str, dict, str] | None:
-    """The (kind, data, actor) the audit log keeps for a frame, if it keeps one."""
+def sealer(store: RecordingStore, call_id: str) -> Seal:
+    """How a call's audit records seal the words a flag matched: with the recordings' key, bound to the call, as
+    base64 (read back with `opened_words`)."""
+    return lambda text: base64.b64encode(store.seal_text(MATCHED, call_id, text)).decode() if text else ""
+
+
+def opened_words(store: RecordingStore, call_id: str, sealed: str) -> str:
+    """The words a flag's audit record sealed; RecordingTamperedError if they were altered or moved."""
+    return store.open_text(MATCHED, call_id, base64.b64decode(sealed)) if sealed else ""
+
+
+def audit_entry(frame: Frame, mode: str, seal: Seal) -> tuple[str, dict, str] | None:
+    """The (kind, data, actor) the audit log keeps for a frame, if it keeps one; a flag's matched words sealed."""
     if isinstance(frame, ViolationFrame):
         f = frame.flag
-        data = {"rule": f.rule, "category": f.category, "severity": f.severity, "leg": f.leg, "matched": f.matched,
+        data = {"rule": f.rule, "category": f.category, "severity": f.severity, "leg": f.leg,
+                "matched": seal(f.matched),
                 "start_s": f.start_s, "end_s": f.end_s, "final": frame.final, "sets": f.sets, "source": f.source}
         if f.source == "model":
             data.update(score=f.score, model=f.model)
