@@ -4,8 +4,10 @@ self-demotion, tokens in the access log, database file modes and the first-user 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
+import re
 import stat
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,14 +16,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient
-from test_web_auth import PASSWORD, USERS, FakeClock, console_csrf, login_form, sign_in
+from test_web_auth import PASSWORD, USERS, FakeClock, console_csrf, login_form, login_records, sign_in
 
 from voicebot.audit import AuditLog
-from voicebot.config import ServeConfig
+from voicebot.config import ConfigError, ServeConfig
 from voicebot.web.app import create_app
 from voicebot.web.auth import AuthSettings, UserStore
 from voicebot.web.keys import AUTH
 from voicebot.web.login import FIRST_USER_HINT, safe_next
+from voicebot.web.proxy import MAX_FORWARDED_CHARS, forwarded_client
 
 pytestmark = pytest.mark.model
 
@@ -29,9 +32,11 @@ MEDIA_TOKEN = "m" * 24
 
 
 async def console(aiohttp_client, engines, config, *, db: Path | None = None, users: dict[str, str] = USERS,
-                  auth: AuthSettings | None = None) -> TestClient:
+                  auth: AuthSettings | None = None, trusted_proxies: tuple[str, ...] = (),
+                  https: bool = False) -> TestClient:
     """The real app on 127.0.0.1 with `users`, its users and sessions in `db` (default: the audit log's file)."""
-    serve = ServeConfig(db=db or engines.audit.path, media_token=MEDIA_TOKEN)
+    serve = ServeConfig(db=db or engines.audit.path, media_token=MEDIA_TOKEN, trusted_proxies=trusted_proxies,
+                        https=https)
     app = create_app(config, serve, engines, auth=auth or AuthSettings(now=FakeClock()))
     client = await aiohttp_client(app)
     for name, role in users.items():
@@ -275,3 +280,93 @@ async def test_empty_user_database_shows_how_to_add_the_first_user(aiohttp_clien
     client.app[AUTH].store.add_user("root", "admin", PASSWORD)
     assert "voicebot users add" not in await (await client.get("/login")).text()
     assert (await sign_in(client, "root")).status == 303
+
+
+# --- 9. behind a reverse proxy: the client's address for the throttle, Secure cookies and HSTS over HTTPS ----------
+
+
+async def attempt_from(client: TestClient, forwarded_for: str, username: str = "nobody",
+                       password: str = "wrong password!") -> int:
+    """One sign-in attempt carrying X-Forwarded-For; its status."""
+    csrf = await login_form(client)
+    form = {"username": username, "password": password, "csrf": csrf, "next": "/"}
+    response = await client.post("/login", data=form, headers={"X-Forwarded-For": forwarded_for},
+                                 allow_redirects=False)
+    return response.status
+
+
+async def test_untrusted_peers_forwarded_for_cannot_escape_a_lock_out(aiohttp_client, engines, config):
+    client = await console(aiohttp_client, engines, config, auth=AuthSettings(now=FakeClock(), max_failures_ip=3))
+    statuses = [await attempt_from(client, f"203.0.113.{i}", username=f"user{i}") for i in range(5)]
+    assert statuses == [401, 401, 401, 429, 429]
+    assert {r.data["ip"] for r in login_records(engines)} == {"127.0.0.1"}
+
+
+async def test_trusted_proxy_gives_each_forwarded_client_its_own_throttle(aiohttp_client, engines, config):
+    client = await console(aiohttp_client, engines, config, auth=AuthSettings(now=FakeClock(), max_failures_ip=3),
+                           trusted_proxies=("127.0.0.1",))
+    locked = [await attempt_from(client, "203.0.113.7", username=f"user{i}") for i in range(4)]
+    assert locked == [401, 401, 401, 429]
+    assert await attempt_from(client, "198.51.100.1, 203.0.113.7", username="spoofed") == 429  # left part: spoofable
+    assert await attempt_from(client, "203.0.113.7, 127.0.0.1", username="hop") == 429  # trusted hops are skipped
+    assert await attempt_from(client, "203.0.113.8", username="other") == 401
+    assert await attempt_from(client, "203.0.113.8", username="sup", password=PASSWORD) == 303
+    ips = [r.data["ip"] for r in login_records(engines)]
+    assert ips[:3] == ["203.0.113.7"] * 3 and ips[-2:] == ["203.0.113.8"] * 2
+
+
+@pytest.mark.parametrize("header", ["not-an-ip", "203.0.113.7, ", "x" * 5000, "203.0.113.7:80"])
+async def test_trusted_proxys_malformed_forwarded_for_falls_back_to_the_peer(aiohttp_client, engines, config,
+                                                                               header):
+    client = await console(aiohttp_client, engines, config, trusted_proxies=("127.0.0.1",))
+    assert await attempt_from(client, header) == 401
+    assert [r.data["ip"] for r in login_records(engines)] == ["127.0.0.1"]
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    ("203.0.113.7", "203.0.113.7"),
+    ("::ffff:203.0.113.7", "203.0.113.7"),
+    ("2001:db8::1 , 10.0.0.2", "2001:db8::1"),
+    ("10.0.0.3, 10.0.0.2", "10.0.0.3"),  # all trusted: the left-most read
+    ("1.1.1.1," * 500 + "203.0.113.7", "203.0.113.7"),  # only the tail is read
+    ("203.0.113.7, bogus, 10.0.0.2", None),
+    ("", None),
+])
+def test_forwarded_client_is_the_right_most_untrusted_address(header, expected):
+    networks = (ipaddress.ip_network("10.0.0.0/8"),)
+    found = forwarded_client(header, networks)
+    assert (str(found) if found else None) == expected
+    assert len(header[-MAX_FORWARDED_CHARS:]) <= MAX_FORWARDED_CHARS
+
+
+def test_serve_config_refuses_a_malformed_trusted_proxy():
+    with pytest.raises(ConfigError, match="not an IP address"):
+        ServeConfig(db=Path("x.db"), media_token=MEDIA_TOKEN, trusted_proxies=("proxy.local",))
+
+
+@pytest.mark.parametrize(("trusted", "https", "proto", "secure"), [
+    ((), False, None, False),
+    ((), False, "https", False),  # an untrusted peer's header is ignored
+    ((), True, None, True),
+    (("127.0.0.1",), False, "https", True),
+    (("127.0.0.0/8",), False, "http", False),
+    (("127.0.0.1",), False, None, False),
+    (("10.0.0.1",), False, "https", False),
+])
+async def test_secure_cookies_and_hsts_only_over_https(aiohttp_client, engines, config, trusted, https, proto,
+                                                       secure):
+    client = await console(aiohttp_client, engines, config, trusted_proxies=trusted, https=https)
+    headers = {"X-Forwarded-Proto": proto} if proto else {}
+    page = await client.get("/login", headers=headers)
+    assert ("Strict-Transport-Security" in page.headers) == secure
+    if secure:
+        assert page.headers["Strict-Transport-Security"] == "max-age=31536000"
+    login_cookie = next(c for c in page.headers.getall("Set-Cookie") if c.startswith("vb_login_csrf="))
+    assert ("Secure" in login_cookie) == secure
+    csrf = re.search(r'name="csrf" value="([^"]+)"', await page.text()).group(1)
+    response = await client.post("/login", data={"username": "sup", "password": PASSWORD, "csrf": csrf},
+                                 headers={**headers, "Cookie": f"vb_login_csrf={csrf}"}, allow_redirects=False)
+    assert response.status == 303
+    session_cookie = next(c for c in response.headers.getall("Set-Cookie") if c.startswith("vb_session="))
+    assert ("Secure" in session_cookie) == secure
+    assert ("Strict-Transport-Security" in response.headers) == secure

@@ -910,20 +910,27 @@ def campaign_report_cmd(config: Config, name: str | None, accounts: bool, as_jso
               help="Calls at once, every adapter together; more are refused at once (0: as measured per core).")
 @click.option("--idle-timeout", "idle_timeout_s", type=click.FloatRange(1, 3600), default=30.0, show_default=True,
               help="End a call whose legs bring no media for this many seconds.")
+@click.option("--trusted-proxy", "trusted_proxies", multiple=True, metavar="IP",
+              help="A reverse proxy (address or network) whose X-Forwarded-For/-Proto headers are believed "
+                   "(repeat for several); none: such headers are ignored.")
+@click.option("--https", is_flag=True, help="The console is reached over HTTPS (e.g. TLS ends at a proxy that "
+                                           "sends no X-Forwarded-Proto): Secure cookies and HSTS.")
 @db_option
 @click.pass_obj
 @cli_errors
 def serve(config: Config, host: str, port: int, pack_name: str, mode: str, audiosocket_port: int | None,
           audiosocket_host: str, audiosocket_peers: tuple[str, ...], sip_listen: str | None,
           sip_forward: str | None, zones: tuple[str, ...], pbx_webhook: str | None,
-          rules_only: bool, max_calls: int, idle_timeout_s: float, db_path: Path | None) -> None:
+          rules_only: bool, max_calls: int, idle_timeout_s: float, trusted_proxies: tuple[str, ...], https: bool,
+          db_path: Path | None) -> None:
     """Run the supervisor console, the media endpoints and the telephony adapters."""
     load_pack(pack_name)
     settings = ServeConfig(db=db_path or config.data_dir / "voicebot.db", media_token=media_token(config.data_dir),
                            host=host, port=port, pack=pack_name, mode=mode, audiosocket_port=audiosocket_port,
                            audiosocket_host=audiosocket_host, audiosocket_peers=audiosocket_peers,
                            sip_listen=sip_listen, sip_forward=sip_forward, zones=zones, pbx_webhook=pbx_webhook,
-                           semantic_model=not rules_only, max_calls=max_calls, idle_timeout_s=idle_timeout_s)
+                           semantic_model=not rules_only, max_calls=max_calls, idle_timeout_s=idle_timeout_s,
+                           trusted_proxies=trusted_proxies, https=https)
     try:
         web.run_app(create_app(config, settings), host=host, port=port, print=lambda line: click.echo(line, err=True))
     except TtsEngineMissingError as e:  # an OSError too, but no port is at fault

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import tomllib
@@ -112,6 +113,10 @@ class ServeConfig:
     """Calls supervised at once, every adapter together; more are refused at once. 0: as measured per core."""
     idle_timeout_s: float = 30.0
     """A call whose legs bring no media for this long is ended, recorded and audited."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Reverse proxies (addresses or networks) whose X-Forwarded-For and X-Forwarded-Proto are believed."""
+    https: bool = False
+    """The console is reached over HTTPS even when no proxy says so: Secure cookies and HSTS on every response."""
 
     def __post_init__(self) -> None:
         if self.mode not in ("in-path", "tap"):
@@ -120,6 +125,12 @@ class ServeConfig:
             raise ConfigError("max calls must be 0 (as measured) or more, and the idle timeout 1 to 3600 s")
         if len(self.media_token) < 16:
             raise ConfigError("media token must be at least 16 characters; leave it unset to generate one")
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy.strip(), strict=False)
+            except ValueError:
+                raise ConfigError(f"trusted proxy {proxy!r} is not an IP address or network, e.g. 10.0.0.5 "
+                                  "or 10.0.0.0/24") from None
 
 
 def media_token(data_dir: Path, env: Mapping[str, str] | None = None) -> str:

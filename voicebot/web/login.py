@@ -19,6 +19,7 @@ from aiohttp import web
 
 from voicebot.web.auth import AuthSettings, AuthState, LoginThrottle, Session, UserStore, token_hash
 from voicebot.web.keys import AUTH, ENGINES, SERVE, SESSION, SOCKETS
+from voicebot.web.proxy import client_ip, is_https
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,14 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
     h["Referrer-Policy"] = "same-origin"
     h["Cross-Origin-Opener-Policy"] = "same-origin"
     h["Cache-Control"] = "no-cache" if request.path.startswith("/static/") else "no-store"
-    if AUTH in request.app and request.app[AUTH].secure_cookies:
+    if secure_request(request):
         h["Strict-Transport-Security"] = "max-age=31536000"
+
+
+def secure_request(request: web.Request) -> bool:
+    """Whether cookies get `Secure` and responses HSTS: always when so configured, else when reached over HTTPS."""
+    auth = request.app.get(AUTH)
+    return (auth is not None and auth.secure_cookies) or is_https(request)
 
 
 def api_error(status: int, message: str) -> web.Response:
@@ -229,7 +236,7 @@ async def login_page(request: web.Request, *, status: int = 200, message: str = 
     response = render("login.html", status, csrf=token, next=safe_next(next_path), message=message,
                       first_user=first_user)
     response.set_cookie(LOGIN_CSRF_COOKIE, token, path="/login", max_age=3600, httponly=True, samesite="Strict",
-                        secure=request.app[AUTH].secure_cookies)
+                        secure=secure_request(request))
     return response
 
 
@@ -250,7 +257,7 @@ async def post_login(request: web.Request) -> web.Response:
         return await login_page(request, status=403, message="The sign-in form expired; please try again.",
                                 next_path=next_path)
     auth = request.app[AUTH]
-    attempt = auth.throttle.reserve(username, request.remote or "unknown")
+    attempt = auth.throttle.reserve(username, client_ip(request))
     if attempt.wait_s > 0:
         return await throttled(request, attempt.wait_s, next_path)
     user, why = await run_db(auth.store.authenticate, username, password)
@@ -264,7 +271,7 @@ async def post_login(request: web.Request) -> web.Response:
     await audit_login(request, "sign_in", session.username, role=session.role)
     response = redirect(next_path)
     response.set_cookie(SESSION_COOKIE, token, path="/", httponly=True, samesite="Strict",
-                        secure=auth.secure_cookies, max_age=int(auth.settings.session_lifetime_s))
+                        secure=secure_request(request), max_age=int(auth.settings.session_lifetime_s))
     response.del_cookie(LOGIN_CSRF_COOKIE, path="/login")
     return response
 
@@ -304,7 +311,7 @@ async def close_sockets(app: web.Application, token_hash: str | None, code: int,
 
 async def audit_login(request: web.Request, event: str, actor: str | None, **data: str) -> None:
     """Write a sign-in, sign-out or failed sign-in to the audit log (never the password or an unknown name)."""
-    record = {"event": event, "ip": request.remote or "unknown", **data}
+    record = {"event": event, "ip": client_ip(request), **data}
     engines = request.app[ENGINES]
     append = lambda: engines.audit.append("login", record, actor=actor)  # noqa: E731
     await asyncio.get_running_loop().run_in_executor(engines.disk, append)
