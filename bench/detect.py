@@ -26,7 +26,7 @@ from compliance_rules.engine import CallMonitor, CallState, RuleEngine
 from compliance_rules.replies import bundled_replies
 from compliance_rules.semantic import SemanticModel
 from compliance_rules.training import TRAIN_DIR, Example, language, read_examples
-from voicebot.cli import CALIBRATION_SETS
+from voicebot.cli.rules import CALIBRATION_SETS
 from voicebot.config import load_config
 
 BLIND = Path(__file__).resolve().parent / "data" / "blind"

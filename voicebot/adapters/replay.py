@@ -7,8 +7,9 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -153,3 +154,23 @@ async def simulate_bot_call(config: Config, engines: Engines, board: CallBoard, 
         feeding.cancel()
     await bot.end(f"hangup: {debtor.hangup_reason}")
     return bot
+
+
+async def follow_replay(audio: Audio, engines: Engines, info: CallInfo, show: Callable[[dict[str, Any]], None]
+                        ) -> None:
+    """Replay a call and show each of its events as it happens."""
+    board = CallBoard()
+    events = board.listen(maxsize=0)
+    await follow_events(events, asyncio.create_task(replay_call(audio, engines, board, info)), show)
+
+
+CALL_TASK_DONE: dict[str, Any] = {"type": "call_task_done"}
+
+
+async def follow_events(events: asyncio.Queue[dict[str, Any]], task: asyncio.Task[Any],
+                        show: Callable[[dict[str, Any]], None]) -> None:
+    """Show a board's events until the task running the call is done, then raise its error if it failed."""
+    task.add_done_callback(lambda _: events.put_nowait(CALL_TASK_DONE))
+    while (event := await events.get()) is not CALL_TASK_DONE:
+        show(event)
+    await task

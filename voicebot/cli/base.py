@@ -1,0 +1,138 @@
+"""What every `voicebot` command shares: the command group, expected errors as one line, the database option,
+loading the live engines and following a call's events."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import click
+
+from asr.codecs import AudioFormatError
+from asr.vosk_engine import LIVE_DECODING, ModelMissingError, VoskEngine
+from compliance_rules.detector import SemanticDetector
+from compliance_rules.engine import RuleEngine
+from compliance_rules.pack import RulePackError
+from compliance_rules.semantic import SemanticModelError
+from compliance_rules.training import LabelledDataError as ExamplesError
+from recordings.keys import RecordingKeyError
+from recordings.qa import QaError
+from recordings.sealed import RecordingTamperedError
+from recordings.store import RecordingNotFound, RecordingStore
+from voicebot.adapters.sip import SipCallError, SipConfigError
+from voicebot.audit import AuditKeyError, AuditLog
+from voicebot.bot import BotSetupError
+from voicebot.call import Engines
+from voicebot.campaigns import (
+    CampaignError,
+    CampaignFileError,
+    DialPlanError,
+    PiiKeyError,
+)
+from voicebot.config import Config, ConfigError, load_config
+from voicebot.models import ModelFetchError
+from voicebot.nlu.classify import IntentModelMissingError
+from voicebot.nlu.data import LabelledDataError
+from voicebot.nlu.train import TokenizerMissingError
+from voicebot.tts import SynthesisError, TtsEngineMissingError
+from voicebot.web.auth import AuthError
+
+EXPECTED_ERRORS = (AudioFormatError, ModelMissingError, ModelFetchError, ConfigError, RulePackError, AuditKeyError,
+                   AuthError, SipCallError, SipConfigError, CampaignFileError, CampaignError, PiiKeyError,
+                   DialPlanError, IntentModelMissingError, LabelledDataError, TokenizerMissingError, QaError,
+                   RecordingKeyError, RecordingTamperedError, RecordingNotFound, SemanticModelError,
+                   ExamplesError, BotSetupError, TtsEngineMissingError, SynthesisError)
+
+
+def cli_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the project's expected errors into a message and exit status 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except EXPECTED_ERRORS as e:
+            raise click.ClickException(str(e)) from e
+
+    return wrapper
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log progress to stderr.")
+@click.pass_context
+@cli_errors
+def main(ctx: click.Context, verbose: bool) -> None:
+    """Offline voice-bot and call-compliance monitor for debt-collection calls."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = load_config()
+
+
+def db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The `--db PATH` option every state-writing command takes (default: the data folder's voicebot.db)."""
+    return click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
+                        help="SQLite database (default: <data folder>/voicebot.db).")(fn)
+
+
+def open_audit(config: Config, db_path: Path | None) -> AuditLog:
+    """The audit log in `db_path`, or in the data folder's voicebot.db."""
+    return AuditLog.open(db_path or config.data_dir / "voicebot.db")
+
+
+
+def print_event(event: dict[str, Any]) -> None:
+    """Print an event as one JSON line."""
+    click.echo(json.dumps(event, ensure_ascii=False))
+
+
+def parse_start(text: str | None, zones: tuple[str, ...]) -> datetime:
+    """The call's start: ISO-8601, read in the debtor's first zone when it has no offset; default now."""
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError as e:
+        raise click.BadParameter(f"{text!r} is not an ISO-8601 time", param_hint="--start") from e
+    if at.tzinfo is None:
+        if not zones:
+            raise click.BadParameter(f"{text!r} has no UTC offset; add one or give --tz", param_hint="--start")
+        at = at.replace(tzinfo=zone_info(zones[0]))
+    return at
+
+
+def zone_info(name: str) -> ZoneInfo:
+    """An IANA zone, or a usage error naming it."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise click.BadParameter(f"unknown time zone {name!r}; use an IANA name such as Asia/Shanghai",
+                                 param_hint="--tz") from e
+
+
+def load_engines(config: Config, pack_name: str, db_path: Path | None, model: Path | None = None) -> Engines:
+    """Load what live calls share: the recognizer, the rule pack, the audit log."""
+    rules = RuleEngine.from_pack(pack_name)
+    asr = VoskEngine.load(model or config.vosk_model, LIVE_DECODING)
+    audit = open_audit(config, db_path)
+    recordings = RecordingStore.open(audit.path)
+    return Engines(asr=asr, rules=rules, audit=audit, recordings=recordings,
+                   meaning=SemanticDetector.for_pack(rules.pack))
+
+
+def open_recordings(config: Config, db_path: Path | None) -> tuple[AuditLog, RecordingStore]:
+    """The audit log and the recording store of one database."""
+    audit = open_audit(config, db_path)
+    try:
+        return audit, RecordingStore.open(audit.path)
+    except BaseException:
+        audit.close()
+        raise
+
+

@@ -1,0 +1,143 @@
+"""Campaign commands: import accounts, run the dialer, report."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+
+from voicebot.adapters.sip import SipSettings
+from voicebot.campaigns import (
+    CampaignStore,
+    DialPlan,
+    RetryPolicy,
+    campaign_report,
+    format_report,
+    read_campaign_file,
+    run_sip_campaign,
+)
+from voicebot.cli.base import (
+    cli_errors,
+    db_option,
+    load_engines,
+    main,
+    open_audit,
+)
+from voicebot.config import Config
+
+
+@main.group()
+def campaign() -> None:
+    """Outbound reminder campaigns: import accounts, dial them within the rules, report outcomes."""
+
+
+@campaign.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", help="Campaign name (default: the file's name without .csv).")
+@db_option
+@click.pass_obj
+@cli_errors
+def campaign_import(config: Config, file: Path, name: str | None, db_path: Path | None) -> None:
+    """Import accounts from CSV; bad rows are reported by line and left out (exit 3), good ones imported."""
+    if _import_campaign(config, file, name, db_path)[1]:
+        sys.exit(3)
+
+
+def _import_campaign(config: Config, file: Path, name: str | None, db_path: Path | None) -> tuple[str, int]:
+    """Import a campaign file, report its rejected rows and warnings; returns the name and the rows rejected."""
+    parsed = read_campaign_file(file)
+    name = name or file.stem
+    if parsed.rows_read and not parsed.rows:
+        for problem in parsed.problems:
+            click.echo(f"rejected: {problem}", err=True)
+        raise click.ClickException(f"no valid row in {file}; nothing imported")
+    with open_audit(config, db_path) as log, CampaignStore.open(log.path) as store:
+        done = store.import_rows(name, parsed.rows, source=file.name, now=datetime.now(UTC))
+        problems = sorted(parsed.problems + done.problems, key=lambda p: p.line)
+        rejected = len({p.line for p in problems})
+        log.append("campaign_import", {"campaign": name, "source": file.name, "added": done.added,
+                                       "updated": done.updated, "rejected": rejected}, actor="cli")
+    for problem in parsed.warnings:
+        click.echo(f"warning: {problem}", err=True)
+    for problem in problems:
+        click.echo(f"rejected: {problem}", err=True)
+    click.echo(f"campaign {name}: {done.added} added, {done.updated} updated, {rejected} of {parsed.rows_read} "
+               "row(s) rejected")
+    return name, rejected
+
+
+@campaign.command("run")
+@click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", help="Campaign name (default: FILE's name without .csv; needed without FILE).")
+@click.option("--pack", "pack_name", default="cn-collection", show_default=True, help="Bundled pack or YAML file.")
+@click.option("--sip-proxy", "proxies", multiple=True, required=True, metavar="URI",
+              help="Where calls go: sip:{phone}@pbx:5060 or HOST:PORT; repeat as +PREFIX=URI to route by prefix.")
+@click.option("--sip-listen", default="127.0.0.1:5090", show_default=True, metavar="HOST:PORT",
+              help="Address of our SIP user agent (UDP/TCP, and TCP on the next port).")
+@click.option("--max-attempts", type=click.IntRange(1, 20), default=3, show_default=True,
+              help="Dials per account until one is answered.")
+@click.option("--retry-after-min", type=click.IntRange(1, 43200), default=60, show_default=True,
+              help="Minutes before an unanswered, busy or failed dial is retried (never outside the hours).")
+@click.option("--dial-timeout-s", type=click.FloatRange(5, 120), default=30.0, show_default=True,
+              help="Ringing time before a dial counts as no answer.")
+@click.option("--concurrency", type=click.IntRange(1, 32), default=1, show_default=True, help="Calls at once.")
+@click.option("--once", is_flag=True, help="One pass over the accounts due now, then exit.")
+@click.option("--bot/--no-bot", default=True, show_default=True,
+              help="The reminder bot talks on answered calls (--no-bot: hold a few seconds, then hang up).")
+@click.option("--model", type=click.Path(file_okay=False, path_type=Path), help="Vosk model folder.")
+@db_option
+@click.pass_obj
+@cli_errors
+def campaign_run(config: Config, file: Path | None, name: str | None, pack_name: str, proxies: tuple[str, ...],
+                 sip_listen: str, max_attempts: int, retry_after_min: int, dial_timeout_s: float, concurrency: int,
+                 once: bool, bot: bool, model: Path | None, db_path: Path | None) -> None:
+    """Dial a campaign within the rules: one JSON line per account turn; without --once, until none is left."""
+    plan = DialPlan.parse(proxies)
+    policy = RetryPolicy(max_attempts=max_attempts, retry_after=timedelta(minutes=retry_after_min))
+    if file is not None:
+        name = _import_campaign(config, file, name, db_path)[0]
+    elif not name:
+        raise click.UsageError("give a campaign FILE or --name")
+    engines = load_engines(config, pack_name, db_path, model)
+    try:
+        with CampaignStore.open(engines.audit.path) as store:
+            store.require(name)
+            reports = asyncio.run(run_sip_campaign(
+                engines, store, engines.rules.pack, plan, listen=sip_listen, campaign=name, policy=policy,
+                once=once, concurrency=concurrency, settings=SipSettings(dial_timeout_s=dial_timeout_s),
+                bot=config if bot else None,
+                on_attempt=lambda r: click.echo(json.dumps(r.as_dict(), ensure_ascii=False))))
+    finally:
+        engines.shutdown()
+        engines.recordings.close()
+        engines.audit.close()
+    dialled = sum(r.status != "refused" for r in reports)
+    click.echo(f"campaign {name}: {dialled} dialled, {len(reports) - dialled} refused by the gate", err=True)
+
+
+@campaign.command("report")
+@click.option("--campaign", "name", help="One campaign (default: all).")
+@click.option("--accounts", is_flag=True, help="Also a line per account (ids only, no personal data).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per campaign.")
+@db_option
+@click.pass_obj
+@cli_errors
+def campaign_report_cmd(config: Config, name: str | None, accounts: bool, as_json: bool,
+                        db_path: Path | None) -> None:
+    """Accounts by stage and state, dials by result, refusals, outcomes and promised amounts; no personal data."""
+    path = db_path or config.data_dir / "voicebot.db"
+    if not path.is_file():
+        raise click.ClickException(f"no database at {path}; import a campaign first")
+    with CampaignStore.open(path, pii=False) as store:
+        names = [store.require(name)] if name else store.campaigns()
+        if not names:
+            raise click.ClickException(f"no campaigns in {path}; import one with `voicebot campaign import`")
+        for n in names:
+            report = campaign_report(store, n, accounts=accounts)
+            click.echo(json.dumps(report, ensure_ascii=False) if as_json else format_report(report))
+
+
