@@ -195,10 +195,14 @@ class CallMonitor:
             self._last_final[leg] = text
         return new
 
+    def may_overrule(self, flags: Sequence[Flag]) -> bool:
+        """Whether the model could overrule any of these rule flags (there is a model, and a flag not a signal)."""
+        return self.model is not None and any(f.category != "signal" for f in flags)
+
     def confirm(self, leg: str, text: str, flags: Sequence[Flag]) -> list[Flag]:
         """The rule flags from `check` that stand once the model has read `text` (all of them without a model); a
         category whose flags the model overruled may still be flagged by `check_meaning`."""
-        if self.model is None or not any(f.category != "signal" for f in flags):
+        if self.model is None or not self.may_overrule(flags):
             return list(flags)
         standing = self.model.confirm(leg, text, self.state, flags)
         self._categories.setdefault(leg, set()).difference_update(

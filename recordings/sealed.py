@@ -206,7 +206,7 @@ def index_sealed(path: Path) -> SealedIndex:
     offsets, lengths, flags = [], [], []
     with open(path, "rb") as f:
         header = read_header(f, path.name)
-        frame_bytes = 2 * len(header.legs)
+        frame_bytes, size = 2 * len(header.legs), os.fstat(f.fileno()).st_size
         while len(head := f.read(5)) == 5:
             length, flag = struct.unpack(">IB", head)
             if flags and flags[-1] == LAST:
@@ -214,7 +214,7 @@ def index_sealed(path: Path) -> SealedIndex:
             if length > MAX_CHUNK or flag not in (0, LAST) or length < TAG or (length - TAG) % frame_bytes:
                 raise RecordingTamperedError(f"{path.name}: chunk {len(flags)} has an impossible header; the file "
                                              "is corrupt")
-            if f.seek(length, os.SEEK_CUR) > os.fstat(f.fileno()).st_size:
+            if f.seek(length, os.SEEK_CUR) > size:
                 break  # torn by a crash mid-write: the recording ends with the chunk before
             offsets.append(f.tell() - length)
             lengths.append(length)

@@ -11,6 +11,7 @@ from recordings.store import RecordingStore
 from voicebot.audit import AuditLog
 from voicebot.frames import ActionFrame, ErrorFrame, Frame, ViolationFrame
 from voicebot.pipeline import Processor
+from voicebot.stages.fail_safe import fail_safe_actions
 
 Seal = Callable[[str], str]
 """Turns an utterance's words into what the audit log may keep of them."""
@@ -50,10 +51,9 @@ class Audit(Processor):
         await self.push(frame)
 
     async def _fail_safe(self, reason: str) -> None:
-        await self.push(ErrorFrame(stage="audit", error=reason, fatal=True))
-        for action in ("alert", "hangup"):
-            await self.push(ActionFrame(action=action, leg=None, actor="fail-safe",
-                                        reason=f"supervision failed in audit ({reason})"))
+        error = ErrorFrame(stage="audit", error=reason, fatal=True)
+        for frame in (error, *fail_safe_actions(error)):
+            await self.push(frame)
 
 
 def sealer(store: RecordingStore, call_id: str) -> Seal:

@@ -32,7 +32,7 @@ class CheckRules(Processor):
         if not isinstance(frame, TranscriptFrame):
             return
         flags = self.monitor.check(frame.leg, frame.text, final=frame.final, words=frame.words)
-        if self.monitor.model is not None and any(f.category != "signal" for f in flags):
+        if self.monitor.may_overrule(flags):
             flags = await asyncio.get_running_loop().run_in_executor(
                 self.executor, self.monitor.confirm, frame.leg, frame.text, flags)
         for flag in flags:

@@ -13,6 +13,11 @@ class FailSafe(Processor):
         """Pass the frame on; after a fatal error, push the fail-safe actions."""
         await self.push(frame)
         if isinstance(frame, ErrorFrame) and frame.fatal:
-            reason = f"supervision failed in {frame.stage} ({frame.error})"
-            await self.push(ActionFrame(action="alert", leg=None, actor="fail-safe", reason=reason))
-            await self.push(ActionFrame(action="hangup", leg=None, actor="fail-safe", reason=reason))
+            for action in fail_safe_actions(frame):
+                await self.push(action)
+
+
+def fail_safe_actions(error: ErrorFrame) -> list[ActionFrame]:
+    """What a fatal error calls for: alert the supervisor, then hang up."""
+    reason = f"supervision failed in {error.stage} ({error.error})"
+    return [ActionFrame(action=action, leg=None, actor="fail-safe", reason=reason) for action in ("alert", "hangup")]
