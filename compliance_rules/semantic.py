@@ -138,8 +138,8 @@ class Linear:
 
 
 class Ngrams:
-    """Character 1–3-grams (TF-IDF) of the cleaned text behind a context tag: what the encoder blurs, such as
-    a listed swear word or a homophone the recognizer wrote."""
+    """Character 1–3-grams and word 1–2-grams (TF-IDF) of the cleaned text behind a context tag: what the encoder
+    blurs, such as a listed swear word, a homophone the recognizer wrote or a negation ("won't", "not")."""
 
     def __init__(self, vocabulary: Sequence[str], idf: np.ndarray) -> None:
         from sklearn.feature_extraction.text import TfidfVectorizer
@@ -158,12 +158,33 @@ class Ngrams:
         return self.vectorizer.transform(self.documents(texts, contexts))
 
 
-NGRAM_OPTIONS: dict[str, Any] = {"analyzer": "char_wb", "ngram_range": (1, 3), "sublinear_tf": True}
+WORD_TAG = "word:"
+"""Prefix of a word n-gram, longer than any character n-gram so the two never collide."""
+
+
+def grams(document: str) -> list[str]:
+    """A document's character 1–3-grams and its word 1–2-grams (lowercased; words tagged with WORD_TAG)."""
+    chars, words = analyzers()
+    return [*chars(document), *(WORD_TAG + w for w in words(document))]
+
+
+@cache
+def analyzers() -> tuple[Any, Any]:
+    """scikit-learn's character 1–3-gram (within words) and word 1–2-gram analyzers (Latin words only: Chinese has
+    no spaces, and its clauses as "words" only memorise their writers)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    words = TfidfVectorizer(analyzer="word", ngram_range=(1, 2), token_pattern=r"(?u)\b[a-z][a-z']*\b")
+    return TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3)).build_analyzer(), words.build_analyzer()
+
+
+NGRAM_OPTIONS: dict[str, Any] = {"analyzer": grams, "sublinear_tf": True}
 
 
 @dataclass(frozen=True, slots=True)
 class Head:
-    """The trained heads (one on encoder vectors, one on character n-grams, averaged) and how they were made."""
+    """The trained heads (one on encoder vectors, one on character and word n-grams, averaged) and how they were
+    made."""
 
     version: str
     classes: tuple[str, ...]

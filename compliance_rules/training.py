@@ -55,7 +55,7 @@ VETO_MARGIN = 0.05
 """How far above the surest `ok` score of a rule-flagged violation in the calibration data the veto sits."""
 MIN_CALIBRATION_FLAGS = 20
 """A category with fewer calibration flags than this takes the threshold calibrated over all categories."""
-RECIPE = ("e5 + char n-gram heads averaged; C 64/64; context copies; alert and act floor 0.5; "
+RECIPE = ("e5 + char 1-3 and word 1-2 n-gram heads averaged; C 64/64; context copies; alert and act floor 0.5; "
           "thresholds per language, own at 20 flags; rule veto floor 0.8 margin 0.05")
 """What the version hashes besides the data: change it when the way of training changes."""
 C = 64.0
