@@ -51,12 +51,12 @@ SWAPPED = {"unverified": "third_party", "third_party": "unverified"}
 """Lawful lines in one of these contexts are lawful in the other too."""
 VETO_FLOOR = 0.8
 """The model overrules a rule only when it reads the line as lawful at least this surely."""
-VETO_MARGIN = 0.05
-"""How far above the surest `ok` score of a rule-flagged violation in the calibration data the veto sits."""
+VETO_PRECISION = 0.85
+"""Of the calibration lines whose rule flags the veto overrules, at least this share must be lawful."""
 MIN_CALIBRATION_FLAGS = 20
 """A category with fewer calibration flags than this takes the threshold calibrated over all categories."""
 RECIPE = ("e5 + char 1-3 and word 1-2 n-gram heads averaged; C 64/64; context copies; alert and act floor 0.5; "
-          "thresholds per language, own at 20 flags; rule veto floor 0.8 margin 0.05")
+          "thresholds per language, own at 20 flags; rule veto floor 0.8, vetoed lines lawful >= 0.85")
 """What the version hashes besides the data: change it when the way of training changes."""
 C = 64.0
 """Inverse regularisation strength of the head on encoder vectors (4-fold leave-writers-out CV on the training
@@ -202,12 +202,12 @@ def calibrate(scores: Sequence[dict[str, float]], examples: Sequence[Example], c
 
 
 def veto(scores: Sequence[dict[str, float]], examples: Sequence[Example], rules: RuleEngine) -> float:
-    """The `ok` score at or above which the model overrules a rule flag: VETO_MARGIN above the surest `ok` score of
-    a calibration violation the rules flag (it would have overruled none of them), and at least VETO_FLOOR."""
-    kept = [s["ok"] for s, e in zip(scores, examples, strict=True)
-            if e.category != "ok" and any(f.category != "signal"
-                                          for f in rules.check("agent", e.text, CallState.of(e.context)))]
-    return round(max(VETO_FLOOR, max(kept, default=0.0) + VETO_MARGIN), 4)
+    """The `ok` score at or above which the model overrules a rule flag: the lowest at which the calibration lines
+    it would overrule are lawful at least VETO_PRECISION of the time, and at least VETO_FLOOR. (One violation the
+    model reads as surely lawful no longer switches the veto off for all the lawful lines above it.)"""
+    flagged = [(s["ok"], e.category == "ok") for s, e in zip(scores, examples, strict=True)
+               if any(f.category != "signal" for f in rules.check("agent", e.text, CallState.of(e.context)))]
+    return round(max(VETO_FLOOR, lowest_threshold(flagged, VETO_PRECISION)), 4)
 
 
 def lowest_threshold(flags: Sequence[tuple[float, bool]], precision: float) -> float:

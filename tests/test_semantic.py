@@ -26,6 +26,7 @@ from compliance_rules.training import (
     calibrate,
     lowest_threshold,
     read_examples,
+    veto,
     with_contexts,
 )
 from voicebot.frames import ActionFrame, TranscriptFrame, ViolationFrame
@@ -145,6 +146,20 @@ def test_model_overrules_a_rule_flag_on_a_line_it_reads_as_lawful(cn) -> None:
     assert flags(0.5, NEGATION) == []
     assert flags(2.0, NEGATION) == ["cn.legal.false_threat"], "a veto no score reaches overrules nothing"
     assert len(flags(0.5, "你等着，我明天就带几个兄弟去你家门口坐坐")) >= 2, "nor one the model reads as a violation"
+
+
+def test_the_veto_is_calibrated_on_what_it_would_overrule(cn) -> None:
+    threat = "你等着，我明天就带几个兄弟去你家门口坐坐"
+    lawful = [({"ok": 0.96 - i / 100}, Example(NEGATION, "ok")) for i in range(7)]
+    missed = ({"ok": 0.99}, Example(threat, "threat"))
+    unflagged = ({"ok": 0.999}, Example("您好，请问是王先生吗？", "ok"))
+
+    def calibrated(rows: list) -> float:
+        return veto([s for s, _ in rows], [e for _, e in rows], RuleEngine(cn.pack))
+
+    assert calibrated([missed, *lawful, unflagged]) == 0.9, "7 of 8 overruled lines lawful: the lowest such score"
+    assert calibrated([missed, unflagged]) == 1.0, "overruling only a violation: no score reaches the veto"
+    assert calibrated([({"ok": 0.5}, Example(NEGATION, "ok"))]) == VETO_FLOOR, "never below the floor"
 
 
 async def test_check_rules_acts_only_on_flags_the_model_does_not_overrule(cn) -> None:

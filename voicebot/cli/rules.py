@@ -31,7 +31,8 @@ LEG_PREFIX = re.compile(r"^(agent|customer)\s*[:：]\s*")
 MAX_UTTERANCE_CHARS = 2000
 BLIND_DIR = Path(__file__).resolve().parents[2] / "bench" / "data" / "blind"
 CALIBRATION_SETS = (*(BLIND_DIR / f"blind{n}_{lang}.tsv" for n in (4, 5, 7) for lang in ("zh", "en")),
-                    BLIND_DIR / "blind8_zh.tsv", BLIND_DIR / "blind10_en.tsv")
+                    *(BLIND_DIR / name for name in ("blind8_zh.tsv", "blind10_en.tsv", "blind11_en.tsv",
+                                                    "blind12_zh.tsv")))
 MODEL_PACKS = ("cn-collection", "us-fdcpa-regf")
 """The packs whose rules the model's veto is calibrated against, one per language."""
 
