@@ -30,9 +30,8 @@ CONTEXTS = ("verified", "unverified", "disputed", "third_party")
 LEG_PREFIX = re.compile(r"^(agent|customer)\s*[:：]\s*")
 MAX_UTTERANCE_CHARS = 2000
 BLIND_DIR = Path(__file__).resolve().parents[2] / "bench" / "data" / "blind"
-CALIBRATION_SETS = (*(BLIND_DIR / f"blind{n}_{lang}.tsv" for n in (4, 5, 7) for lang in ("zh", "en")),
-                    *(BLIND_DIR / name for name in ("blind8_zh.tsv", "blind10_en.tsv", "blind11_en.tsv",
-                                                    "blind12_zh.tsv")))
+CALIBRATION_SETS = tuple(BLIND_DIR / f"blind{name}.tsv" for name in (
+    "4_zh", "4_en", "5_zh", "5_en", "7_zh", "7_en", "8_zh", "10_en", "11_en", "12_zh"))
 MODEL_PACKS = ("cn-collection", "us-fdcpa-regf")
 """The packs whose rules the model's veto is calibrated against, one per language."""
 
