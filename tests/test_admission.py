@@ -25,11 +25,11 @@ from live_peers import (
 )
 from live_peers import ULAW_SILENCE as SILENCE
 
-from voicebot.adapters.audiosocket import AUDIOSOCKET, Kind
+from voicebot.adapters.audiosocket import Kind
 from voicebot.admission import MAX_AHEAD_S, Admission, CallRefused
 from voicebot.config import ServeConfig
 from voicebot.web.app import create_app
-from voicebot.web.keys import BOARD, ENGINES
+from voicebot.web.keys import AUDIOSOCKET, BOARD, ENGINES
 
 TOKEN = "x" * 32
 URL = f"/media/twilio?token={TOKEN}"

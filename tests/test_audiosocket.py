@@ -18,7 +18,6 @@ from live_peers import AsteriskChannel, call_records, next_event, open_call, sli
 
 from asr.codecs import read_audio_file
 from voicebot.adapters.audiosocket import (
-    AUDIOSOCKET,
     MAX_PAYLOAD_BYTES,
     AudioSocketFrame,
     Kind,
@@ -28,7 +27,7 @@ from voicebot.adapters.audiosocket import (
 )
 from voicebot.config import ServeConfig
 from voicebot.web.app import create_app
-from voicebot.web.keys import BOARD
+from voicebot.web.keys import AUDIOSOCKET, BOARD
 
 # --- framing ---------------------------------------------------------------------------------------
 

@@ -11,9 +11,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from voicebot.adapters.pbx import SIGNATURE_HEADER, PbxControl, PbxWebhook, sign
+from voicebot.adapters.pbx import SIGNATURE_HEADER, PbxWebhook, sign
 from voicebot.adapters.replay import load_call_audio, replay_call
 from voicebot.call import CallBoard, CallInfo, Engines
+from voicebot.tap import PbxControl
 
 SECRET = "s" * 32
 

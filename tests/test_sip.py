@@ -23,8 +23,6 @@ from hypothesis import strategies as st
 from live_peers import SIP_DIR, Peers, assert_threat_hung_up, fill, finished, free_port, listening, sip_port
 
 from voicebot.adapters.sip import (
-    SIP_ADAPTER,
-    SIP_SETTINGS,
     ProtocolError,
     SipConfigError,
     SipSettings,
@@ -36,7 +34,7 @@ from voicebot.adapters.sip import (
 from voicebot.adapters.sip_session import end_reason, silence_due
 from voicebot.config import Config, ServeConfig
 from voicebot.web.app import create_app
-from voicebot.web.keys import BOARD, ENGINES
+from voicebot.web.keys import BOARD, ENGINES, SIP_ADAPTER, SIP_SETTINGS
 
 NOON = datetime(2026, 11, 23, 12, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 SHANGHAI = "X-Debtor-TZ: Asia/Shanghai"

@@ -12,7 +12,6 @@ from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
-from aiohttp import web
 
 from scripts_library import Script, ScriptError, select_script
 from voicebot.call import Call, CallBoard, CallInfo, Engines, supervise
@@ -31,7 +30,6 @@ from voicebot.stages.speak import Speak
 from voicebot.stages.understand import Understand
 from voicebot.stages.vad_gate import VadGate
 from voicebot.tts import PromptCache, build_prompts
-from voicebot.web.keys import BOARD, CONFIG, ENGINES
 
 DEFAULT_COMPANY = {"zh": "贷后服务中心", "en": "the collections service center"}
 SILENCE_S = 6.0
@@ -196,11 +194,6 @@ def account_from(params: Mapping[str, str], zones: tuple[str, ...]) -> Account:
         return Account(zones=zones, **values)
     except (ValueError, ArithmeticError, AccountError) as e:
         raise BotSetupError(f"bot stream has an unusable account parameter ({type(e).__name__})") from None
-
-
-async def bot_for_stream(app: web.Application, info: CallInfo, params: Mapping[str, str], outlet: Outlet) -> BotCall:
-    """A bot call for a media stream whose parameters name the debt (`bot`, `name`, `id_last4`, `amount`, ...)."""
-    return await start_bot_call(app[CONFIG], app[ENGINES], app[BOARD], info, params, outlet)
 
 
 async def start_bot_call(config: Config, engines: Engines, board: CallBoard, info: CallInfo,

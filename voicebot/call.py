@@ -23,7 +23,6 @@ from compliance_rules.detector import SemanticDetector
 from compliance_rules.engine import CallMonitor, Flag, RuleEngine
 from compliance_rules.timing import CallClock
 from recordings.store import RecordingError, RecordingStore
-from voicebot.adapters.pbx import PbxControl, PbxWebhook
 from voicebot.admission import MAX_AHEAD_S, Admission
 from voicebot.audit import AuditLog
 from voicebot.frames import LEGS, Action, ActionFrame, DtmfFrame, EndFrame, InputAudioFrame, Leg, ViolationFrame
@@ -38,6 +37,7 @@ from voicebot.stages.publish import Event, Publish
 from voicebot.stages.recognize import Recognize
 from voicebot.stages.record import Record
 from voicebot.stages.vad_gate import VadGate
+from voicebot.tap import Pbx, PbxControl
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class Engines:
     come late) while the agent's leg, whose words are enforced, keeps real time."""
     disk: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(DISK_THREADS))
     """Audit appends and the recording store: their fsyncs never wait behind recognition, nor it behind them."""
-    pbx: PbxWebhook | None = None
+    pbx: Pbx | None = None
     """Where tapped calls' actions are sent; None: tapped calls are only alerted on."""
     meaning: SemanticDetector | None = None
     """The semantic model under the rules' pack; None: the rules alone."""

@@ -11,19 +11,16 @@ import logging
 import struct
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
-from aiohttp import web
 
 from asr.codecs import resample
 from voicebot.admission import CallRefused
 from voicebot.call import Call, CallBoard, CallInfo, Engines
 from voicebot.config import ServeConfig
 from voicebot.frames import Leg
-from voicebot.web.keys import BOARD, ENGINES, SERVE
 
 
 class ProtocolError(ValueError):
@@ -444,20 +441,3 @@ def peer_ip(conn: Connection) -> str:
     """The address a connection comes from ("" when the socket does not say)."""
     peer = conn.writer.get_extra_info("peername")
     return str(peer[0]) if peer else ""
-
-
-AUDIOSOCKET = web.AppKey("audiosocket", AudioSocketServer)
-
-
-async def audiosocket_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Run the AudioSocket TCP server on its configured address for the app's lifetime when `audiosocket_port` is
-    set."""
-    serve = app[SERVE]
-    if serve.audiosocket_port is None:
-        yield
-        return
-    server = AudioSocketServer(app[ENGINES], app[BOARD], serve)
-    await server.start(serve.audiosocket_host, serve.audiosocket_port)
-    app[AUDIOSOCKET] = server
-    yield
-    await server.close()

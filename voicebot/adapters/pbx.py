@@ -1,4 +1,4 @@
-"""Tap mode: we hear a forked copy of the call, so actions become signed requests to the PBX's webhook."""
+"""Tap mode's link to the PBX: actions become signed requests to its webhook (voicebot.tap decides when)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 import aiohttp
 
@@ -45,32 +43,3 @@ class PbxWebhook:
         except (aiohttp.ClientError, TimeoutError) as e:
             log.warning("pbx webhook unreachable for call %s (%s)", call_id, type(e).__name__)
             return None
-
-
-class PbxControl:
-    """A tapped call's control: every action is a request to the PBX; without a webhook, only the alert stands."""
-
-    def __init__(self, webhook: PbxWebhook | None, call_id: str, emit: Callable[[dict[str, Any]], None]) -> None:
-        self.webhook = webhook
-        self.call_id = call_id
-        self.emit = emit
-
-    async def hangup(self, reason: str) -> None:
-        """Ask the PBX to end the call."""
-        await self._ask("hangup", None, reason)
-
-    async def mute(self, leg: Leg, muted: bool) -> None:
-        """Ask the PBX to mute (or unmute) a leg."""
-        await self._ask("mute" if muted else "unmute", leg, "")
-
-    async def warn(self, leg: Leg | None) -> None:
-        """Ask the PBX to play its warning to a leg."""
-        await self._ask("warn", leg, "")
-
-    async def _ask(self, action: str, leg: Leg | None, reason: str) -> None:
-        if self.webhook is None:
-            return
-        status = await self.webhook.ask(self.call_id, action, leg, reason)
-        if status is None or not 200 <= status < 300:
-            self.emit({"type": "error", "stage": "pbx", "error": f"PBX did not accept {action} ({status})",
-                       "fatal": False})

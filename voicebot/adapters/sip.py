@@ -12,12 +12,11 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import baresip
-from aiohttp import web
 from baresip import Account, BaresipError, CallFailed, Config, UserAgent
 
 from voicebot.adapters.sip_session import SipSession, bye, other_leg
@@ -26,7 +25,6 @@ from voicebot.bot import BotCall, start_bot_call
 from voicebot.call import Call, CallBoard, CallInfo, Engines
 from voicebot.config import Config as VoicebotConfig
 from voicebot.frames import LEGS, Leg
-from voicebot.web.keys import BOARD, ENGINES, SERVE
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +118,7 @@ def fill_forward_uri(template: str, to_header: str | None) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SipSettings:
-    """Stack settings beyond ServeConfig; tests put their own in app[SIP_SETTINGS]."""
+    """Stack settings beyond ServeConfig (tests give their own, e.g. to pin the clock)."""
 
     rtp_timeout_s: int = 10
     """A call whose RTP stops this long (a peer that vanished without BYE) is closed."""
@@ -336,24 +334,3 @@ class SipAdapter:
         self.draining = True
         for session in list(self._runs):
             session.stop("sip stack died")
-
-
-SIP_SETTINGS = web.AppKey("sip_settings", SipSettings)
-SIP_ADAPTER = web.AppKey("sip_adapter", SipAdapter)
-"""The app's running SIP adapter, when `sip_listen` is set (campaigns dial through it)."""
-
-
-async def sip_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Run the SIP user agent for the app's lifetime when `sip_listen` is set."""
-    serve = app[SERVE]
-    if not serve.sip_listen:
-        yield
-        return
-    adapter = SipAdapter(app[ENGINES], app[BOARD], listen=serve.sip_listen, forward=serve.sip_forward,
-                         mode=serve.mode, zones=serve.zones, settings=app.get(SIP_SETTINGS))
-    await adapter.start()
-    app[SIP_ADAPTER] = adapter
-    try:
-        yield
-    finally:
-        await adapter.close()

@@ -12,7 +12,7 @@ import json
 import logging
 import re
 import weakref
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -22,10 +22,10 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from asr.codecs import encode
 from voicebot.admission import CallRefused
-from voicebot.bot import BotCall, BotSetupError, bot_for_stream
-from voicebot.call import Call, CallInfo, detach
+from voicebot.bot import BotCall, BotSetupError, start_bot_call
+from voicebot.call import Call, CallBoard, CallInfo, Engines, detach
+from voicebot.config import Config, ServeConfig
 from voicebot.frames import Leg
-from voicebot.web.keys import BOARD, ENGINES, SERVE
 
 
 class ProtocolError(ValueError):
@@ -274,17 +274,45 @@ def warning_tone() -> tuple[bytes, ...]:
 
 # --- the endpoint ---------------------------------------------------------------------------------
 
-STREAMS = web.AppKey("twilio_streams", weakref.WeakSet)
-"""The live Media Streams of the app, closed on shutdown."""
 SHUTDOWN_WAIT_S = 30.0
 
 
-def setup(app: web.Application) -> None:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaEndpoint:
+    """/media/twilio: what its calls need, as the serving process gave it, and the live streams to close on shutdown."""
+
+    serve: ServeConfig
+    config: Config
+    board: CallBoard
+    engines: Callable[[], Engines]
+    """The process's engines, which exist only once the app has started."""
+    streams: weakref.WeakSet[TwilioStream] = field(default_factory=weakref.WeakSet)
+
+    async def media_stream(self, request: web.Request) -> web.StreamResponse:
+        """The Media Streams WebSocket: one stream is one call."""
+        check_token(request, self.serve.media_token)
+        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES)
+        await ws.prepare(request)
+        stream = TwilioStream(ws, self)
+        self.streams.add(stream)
+        try:
+            await stream.run()
+        finally:
+            self.streams.discard(stream)
+        return ws
+
+    async def close_streams(self, app: web.Application) -> None:
+        """On shutdown, end every live stream; each handler then ends its call."""
+        await asyncio.gather(*(s.shutdown() for s in list(self.streams)), return_exceptions=True)
+
+
+def setup(app: web.Application, *, serve: ServeConfig, config: Config, board: CallBoard,
+          engines: Callable[[], Engines]) -> None:
     """Serve Media Streams at /media/twilio (token in the query, a bearer header, or the last path segment)."""
-    app[STREAMS] = weakref.WeakSet()
-    app.router.add_get("/media/twilio", media_stream)
-    app.router.add_get("/media/twilio/{token}", media_stream)
-    app.on_shutdown.append(close_streams)
+    endpoint = MediaEndpoint(serve=serve, config=config, board=board, engines=engines)
+    app.router.add_get("/media/twilio", endpoint.media_stream)
+    app.router.add_get("/media/twilio/{token}", endpoint.media_stream)
+    app.on_shutdown.append(endpoint.close_streams)
 
 
 def check_token(request: web.Request, expected: str) -> None:
@@ -299,31 +327,12 @@ def check_token(request: web.Request, expected: str) -> None:
                                    content_type="application/json", headers={"WWW-Authenticate": "Bearer"})
 
 
-async def media_stream(request: web.Request) -> web.StreamResponse:
-    """The Media Streams WebSocket: one stream is one call."""
-    check_token(request, request.app[SERVE].media_token)
-    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES)
-    await ws.prepare(request)
-    stream = TwilioStream(ws, request.app)
-    request.app[STREAMS].add(stream)
-    try:
-        await stream.run()
-    finally:
-        request.app[STREAMS].discard(stream)
-    return ws
-
-
-async def close_streams(app: web.Application) -> None:
-    """On shutdown, end every live stream; each handler then ends its call."""
-    await asyncio.gather(*(s.shutdown() for s in list(app[STREAMS])), return_exceptions=True)
-
-
 class TwilioStream:
     """One Media Streams WebSocket and its call; in-path it relays the agent track and carries out actions."""
 
-    def __init__(self, ws: web.WebSocketResponse, app: web.Application) -> None:
+    def __init__(self, ws: web.WebSocketResponse, endpoint: MediaEndpoint) -> None:
         self.ws = ws
-        self.app = app
+        self.endpoint = endpoint
         self.call: Call | None = None
         self.bot: BotCall | None = None
         self.stream_sid = ""
@@ -389,7 +398,7 @@ class TwilioStream:
         if self.call is not None:
             self._count_bad(ProtocolError("second `start` on one stream"))
             return
-        serve = self.app[SERVE]
+        serve, board, engines = self.endpoint.serve, self.endpoint.board, self.endpoint.engines()
         try:
             info = call_info(start, mode=serve.mode, zones=serve.zones)
         except ProtocolError as e:
@@ -397,13 +406,14 @@ class TwilioStream:
             return
         self.stream_sid = start.stream_sid
         try:
-            self.app[ENGINES].admission.check("twilio")  # before a bot loads its kit; Call.start takes the slot
+            engines.admission.check("twilio")  # before a bot loads its kit; Call.start takes the slot
             if start.custom_parameters.get("bot"):
-                self.bot = await bot_for_stream(self.app, info, start.custom_parameters, self)
+                self.bot = await start_bot_call(self.endpoint.config, engines, board, info, start.custom_parameters,
+                                                self)
                 self.call = self.bot.call  # set first: a start that fails midway is still ended by _finish
                 await self.bot.start()
             else:
-                self.call = Call(info, self.app[ENGINES], self, self.app[BOARD])
+                self.call = Call(info, engines, self, board)
                 await self.call.start()
         except BotSetupError as e:
             log.warning("twilio: refused a bot stream (%s)", e)

@@ -14,9 +14,9 @@ from asr.vosk_engine import LIVE_DECODING, VoskEngine
 from compliance_rules.detector import SemanticDetector
 from compliance_rules.engine import RuleEngine
 from recordings.store import RecordingStore
-from voicebot.adapters.audiosocket import audiosocket_ctx
+from voicebot.adapters.audiosocket import AudioSocketServer
 from voicebot.adapters.pbx import PbxWebhook
-from voicebot.adapters.sip import sip_ctx
+from voicebot.adapters.sip import SipAdapter
 from voicebot.adapters.twilio import setup as setup_twilio
 from voicebot.admission import Admission
 from voicebot.audit import AuditLog
@@ -26,7 +26,7 @@ from voicebot.config import Config, ServeConfig
 from voicebot.web.access_log import redact_access_log
 from voicebot.web.auth import AuthSettings
 from voicebot.web.console import setup_console
-from voicebot.web.keys import BOARD, CONFIG, ENGINES, SERVE
+from voicebot.web.keys import AUDIOSOCKET, BOARD, CONFIG, ENGINES, SERVE, SIP_ADAPTER, SIP_SETTINGS
 from voicebot.web.qa import setup_qa
 
 
@@ -37,12 +37,12 @@ def create_app(config: Config, serve: ServeConfig, engines: Engines | None = Non
     app = web.Application()
     app[CONFIG] = config
     app[SERVE] = serve
-    app[BOARD] = CallBoard()
-    app.cleanup_ctx.extend([_engines_ctx(engines), audiosocket_ctx, sip_ctx])
+    board = app[BOARD] = CallBoard()
+    app.cleanup_ctx.extend([_engines_ctx(engines), _audiosocket_ctx, _sip_ctx])
     app.router.add_get("/healthz", healthz)
     setup_console(app, auth or AuthSettings())
     setup_qa(app)
-    setup_twilio(app)
+    setup_twilio(app, serve=serve, config=config, board=board, engines=lambda: app[ENGINES])
     return app
 
 
@@ -79,6 +79,36 @@ def _engines_ctx(given: Engines | None):
         audit.close()
 
     return ctx
+
+
+async def _audiosocket_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Run the AudioSocket TCP server on its configured address for the app's lifetime when `audiosocket_port` is
+    set."""
+    serve = app[SERVE]
+    if serve.audiosocket_port is None:
+        yield
+        return
+    server = AudioSocketServer(app[ENGINES], app[BOARD], serve)
+    await server.start(serve.audiosocket_host, serve.audiosocket_port)
+    app[AUDIOSOCKET] = server
+    yield
+    await server.close()
+
+
+async def _sip_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Run the SIP user agent for the app's lifetime when `sip_listen` is set."""
+    serve = app[SERVE]
+    if not serve.sip_listen:
+        yield
+        return
+    adapter = SipAdapter(app[ENGINES], app[BOARD], listen=serve.sip_listen, forward=serve.sip_forward,
+                         mode=serve.mode, zones=serve.zones, settings=app.get(SIP_SETTINGS))
+    await adapter.start()
+    app[SIP_ADAPTER] = adapter
+    try:
+        yield
+    finally:
+        await adapter.close()
 
 
 async def healthz(request: web.Request) -> web.Response:

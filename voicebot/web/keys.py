@@ -1,4 +1,4 @@
-"""The application's state keys, shared by the console and the adapters that live in the web app."""
+"""The serving process's state keys: what create_app holds and wires into the console, calls and adapters."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import weakref
 
 from aiohttp import web
 
+from voicebot.adapters.audiosocket import AudioSocketServer
+from voicebot.adapters.sip import SipAdapter, SipSettings
 from voicebot.call import CallBoard, Engines
 from voicebot.config import Config, ServeConfig
 from voicebot.web.auth import AuthState, Session
@@ -19,3 +21,9 @@ SOCKETS = web.AppKey("sockets", weakref.WeakKeyDictionary)
 """The console's open event streams, each mapped to the hash of its session token."""
 SESSION = web.RequestKey("session", Session)
 """The signed-in session of a request that passed the session gate."""
+AUDIOSOCKET = web.AppKey("audiosocket", AudioSocketServer)
+"""The app's running AudioSocket server, when `audiosocket_port` is set."""
+SIP_SETTINGS = web.AppKey("sip_settings", SipSettings)
+"""Stack settings for the SIP adapter, when a test sets its own before the app starts."""
+SIP_ADAPTER = web.AppKey("sip_adapter", SipAdapter)
+"""The app's running SIP adapter, when `sip_listen` is set (campaigns dial through it)."""
