@@ -129,12 +129,20 @@ class Linear:
     coef: np.ndarray
     intercept: np.ndarray
 
+    def logits(self, x: Any) -> np.ndarray:
+        """x·coefᵀ + intercept, one row per input row."""
+        return np.asarray(x @ self.coef.T) + self.intercept
+
     def probabilities(self, x: Any) -> np.ndarray:
-        """Softmax of x·coefᵀ + intercept, one row per input row."""
-        logits = np.asarray(x @ self.coef.T) + self.intercept
-        logits -= logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        return p / p.sum(axis=1, keepdims=True)
+        """Softmax of the logits, one row per input row."""
+        return softmax(self.logits(x))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax."""
+    logits = logits - logits.max(axis=1, keepdims=True)
+    p = np.exp(logits)
+    return p / p.sum(axis=1, keepdims=True)
 
 
 class Ngrams:
@@ -181,10 +189,17 @@ def analyzers() -> tuple[Any, Any]:
 NGRAM_OPTIONS: dict[str, Any] = {"analyzer": grams, "sublinear_tf": True}
 
 
+VECTOR_WEIGHT = 0.3
+"""The encoder head's share when the two heads' logits are pooled (the n-grams take the rest). Cross-validation
+leaving whole training files out put the encoder head alone at 16% false alarms at 0.5 (it is sure of itself on
+lawful look-alikes), and chose log-linear pooling at 0.3 over the plain average of probabilities: recall at 2% false
+alarms 0.83 vs 0.78 (English) and 0.93 vs 0.89 (Chinese); 0.2 to 0.35 were within 0.01."""
+
+
 @dataclass(frozen=True, slots=True)
 class Head:
-    """The trained heads (one on encoder vectors, one on character and word n-grams, averaged) and how they were
-    made."""
+    """The trained heads (one on encoder vectors, one on character and word n-grams, their logits pooled) and how
+    they were made."""
 
     version: str
     classes: tuple[str, ...]
@@ -200,8 +215,8 @@ class Head:
 
     def probabilities(self, vectors: np.ndarray, texts: Sequence[str], contexts: Sequence[str]) -> np.ndarray:
         """Class probabilities (n × classes); a state-only class outside its state gives its mass to `ok`."""
-        p = (self.vectors.probabilities(features(vectors, contexts))
-             + self.ngram_classes.probabilities(self.ngrams.transform(texts, contexts))) / 2
+        p = softmax(VECTOR_WEIGHT * self.vectors.logits(features(vectors, contexts))
+                    + (1 - VECTOR_WEIGHT) * self.ngram_classes.logits(self.ngrams.transform(texts, contexts)))
         ok = self.classes.index("ok")
         for category, context in STATE_CATEGORIES.items():
             if category in self.classes:
