@@ -30,8 +30,8 @@ from live_peers import (
 )
 from live_peers import ULAW_SILENCE as SILENCE
 
-from voicebot.adapters.twilio import (
-    MAX_BAD_MESSAGES,
+from voicebot.adapters.twilio import MAX_BAD_MESSAGES
+from voicebot.adapters.twilio_messages import (
     ProtocolError,
     TwilioDtmf,
     TwilioMark,
