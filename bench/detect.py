@@ -126,7 +126,9 @@ def bench_calls(rules: dict[str, RuleEngine], model: dict[str, SemanticDetector]
         for line in frozen(path).read_text(encoding="utf-8").splitlines():
             call = json.loads(line)
             lang = call["language"]
-            monitor = CallMonitor(rules[lang], model=model[lang])
+            first = next(t for t in call["lines"] if t["leg"] == "agent")["state"]
+            # a call that reaches the server verified (a callback, a transfer) says so: `verified` / X-Identity-Verified
+            monitor = CallMonitor(rules[lang], CallState(verified=first == "verified"), model=model[lang])
             for turn in call["lines"]:
                 flags = monitor.check_all(turn["leg"], turn["text"])
                 if turn["leg"] != "agent":

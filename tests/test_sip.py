@@ -53,7 +53,16 @@ def test_call_headers_name_the_leg_group_zones_and_agent() -> None:
         parse_call_headers({"X-Voicebot-Leg": "boss"})
 
 
-@given(st.dictionaries(st.sampled_from(["X-Voicebot-Leg", "X-Voicebot-Call", "X-Debtor-TZ", "X-Agent-Id", "To"]),
+def test_identity_verified_header_is_yes_or_no() -> None:
+    assert parse_call_headers({"x-identity-verified": "Yes"}).verified is True
+    assert parse_call_headers({"X-Identity-Verified": "no"}).verified is False
+    assert parse_call_headers({}).verified is False
+    with pytest.raises(ProtocolError):
+        parse_call_headers({"X-Identity-Verified": "1"})
+
+
+@given(st.dictionaries(st.sampled_from(["X-Voicebot-Leg", "X-Voicebot-Call", "X-Debtor-TZ", "X-Agent-Id",
+                                        "X-Identity-Verified", "To"]),
                        st.text(max_size=80)))
 def test_header_parser_raises_only_protocol_error(headers: dict[str, str]) -> None:
     with contextlib.suppress(ProtocolError):

@@ -302,6 +302,27 @@ async def test_tap_mode_only_audits_actions_emulated_twilio_peer(client, engines
     assert (action.data["action"], action.data["mode"], action.data["by"]) == ("hangup", "tap", "pbx")
 
 
+async def test_a_call_verified_before_it_arrived_starts_verified_emulated_twilio_peer(client, engines) -> None:
+    events = client.server.app[BOARD].listen()
+    ws = await client.ws_connect(f"/media/twilio?token={TOKEN}")
+    await ws.send_json(start_message(["inbound", "outbound"], verified="true"))
+    start = await next_event(events, "call_start")
+    call = client.server.app[BOARD].calls[start["call_id"]]
+
+    assert start["verified"] is True and call.monitor.state.verified
+    await ws.send_json(STOP)
+    end = await next_event(events, "call_end")
+    record = next(r for r in call_records(engines, end["call_id"]) if r.kind == "call_start")
+    assert record.data["verified"] is True, "the audit keeps who vouched for the identity: the PBX, not the agent"
+
+
+async def test_verified_parameter_must_be_true_or_false_emulated_twilio_peer(client) -> None:
+    ws = await client.ws_connect(f"/media/twilio?token={TOKEN}")
+    await ws.send_json(start_message(["inbound", "outbound"], verified="yes please"))
+    await collect(ws)
+    assert ws.close_code == 1008
+
+
 @pytest.mark.model
 async def test_server_shutdown_ends_live_streams_emulated_twilio_peer(client, engines) -> None:
     events = client.server.app[BOARD].listen()

@@ -20,7 +20,7 @@ from typing import Literal
 from asr.codecs import Encoding
 from asr.vosk_engine import VoskEngine
 from compliance_rules.detector import SemanticDetector
-from compliance_rules.engine import CallMonitor, Flag, RuleEngine
+from compliance_rules.engine import CallMonitor, CallState, Flag, RuleEngine
 from compliance_rules.timing import CallClock
 from recordings.store import RecordingError, RecordingStore
 from voicebot.admission import MAX_AHEAD_S, Admission
@@ -94,6 +94,9 @@ class CallInfo:
     """The debtor's time zones; empty means every zone of the pack (the strictest reading)."""
     agent_id: str | None = None
     account_id: str | None = None
+    verified: bool = False
+    """The debtor's identity was confirmed before the call reached this server (an IVR check, a verified callback,
+    a transfer after the bot verified), as the PBX or dialer says: the monitor starts in the verified state."""
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     speed: float = 1.0
     """How fast audio arrives relative to real time (file replay can run faster)."""
@@ -137,7 +140,7 @@ class Call:
         self.info = info
         self.engines = engines
         self.board = board
-        self.monitor = CallMonitor(engines.rules, model=engines.meaning)
+        self.monitor = CallMonitor(engines.rules, CallState(verified=info.verified), model=engines.meaning)
         self.recording = engines.recordings.writer(info.call_id, info.started_at)
         self.outcome: str | None = None
         self.agent_lines: list[dict] | None = None
@@ -176,7 +179,8 @@ class Call:
         self.engines.admission.take(self.info.adapter)
         self._admitted = True
         data = {"adapter": self.info.adapter, "mode": self.info.mode, "zones": list(self.info.zones),
-                "pack": self.engines.rules.pack.name, "started_at": self.info.started_at.isoformat()}
+                "pack": self.engines.rules.pack.name, "started_at": self.info.started_at.isoformat(),
+                "verified": self.info.verified}
         register = partial(self.engines.recordings.register, self.call_id, started_at=self.info.started_at,
                            adapter=self.info.adapter, agent_id=self.info.agent_id, account_id=self.info.account_id)
         await asyncio.get_running_loop().run_in_executor(self.engines.disk, register)

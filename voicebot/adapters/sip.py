@@ -42,7 +42,8 @@ class SipCallError(RuntimeError):
 
 
 HEADER_LEG, HEADER_CALL, HEADER_TZ, HEADER_AGENT = "X-Voicebot-Leg", "X-Voicebot-Call", "X-Debtor-TZ", "X-Agent-Id"
-EXPOSED_HEADERS = (HEADER_LEG, HEADER_CALL, HEADER_TZ, HEADER_AGENT, "To")
+HEADER_VERIFIED = "X-Identity-Verified"
+EXPOSED_HEADERS = (HEADER_LEG, HEADER_CALL, HEADER_TZ, HEADER_AGENT, HEADER_VERIFIED, "To")
 _TOKEN = re.compile(r"[A-Za-z0-9._:@+/-]{1,128}")
 _ZONE = re.compile(r"[A-Za-z0-9_+/-]{1,64}")
 _MAX_ZONES = 4
@@ -63,10 +64,12 @@ class CallHeaders:
     agent_id: str | None = None
     account_id: str | None = None
     """Set by the campaign dialer for the calls it places (kept with the recording)."""
+    verified: bool = False
+    """X-Identity-Verified: yes: the PBX confirmed the debtor's identity before the call reached us."""
 
 
 def parse_call_headers(headers: Mapping[str, str]) -> CallHeaders:
-    """Read X-Voicebot-Leg, X-Voicebot-Call, X-Debtor-TZ (comma-separated) and X-Agent-Id."""
+    """Read X-Voicebot-Leg, X-Voicebot-Call, X-Debtor-TZ (comma-separated), X-Agent-Id and X-Identity-Verified."""
     h = {k.lower(): v.strip() for k, v in headers.items()}
     leg = h.get(HEADER_LEG.lower(), "").lower() or "agent"
     if leg not in LEGS:
@@ -80,7 +83,10 @@ def parse_call_headers(headers: Mapping[str, str]) -> CallHeaders:
     agent = h.get(HEADER_AGENT.lower()) or None
     if agent is not None and not _TOKEN.fullmatch(agent):
         raise ProtocolError(f"{HEADER_AGENT} must be 1-128 characters of A-Z a-z 0-9 . _ : @ + / -")
-    return CallHeaders(leg=leg, group=group, zones=zones, agent_id=agent)
+    verified = h.get(HEADER_VERIFIED.lower(), "no").lower()
+    if verified not in ("yes", "no"):
+        raise ProtocolError(f"{HEADER_VERIFIED} must be yes or no")
+    return CallHeaders(leg=leg, group=group, zones=zones, agent_id=agent, verified=verified == "yes")
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -313,7 +319,8 @@ class SipAdapter:
         clock = self.settings.clock
         mode = mode or ("tap" if headers.group else self.mode)
         info = CallInfo(adapter="sip", mode=mode, zones=headers.zones or self.zones, agent_id=headers.agent_id,
-                        account_id=headers.account_id, **({"started_at": clock()} if clock else {}))
+                        account_id=headers.account_id, verified=headers.verified,
+                        **({"started_at": clock()} if clock else {}))
         return SipSession(info, self.engines, self.board, bridged=bridged, grouped=headers.group is not None,
                           clock=clock)
 

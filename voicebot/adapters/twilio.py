@@ -51,14 +51,18 @@ WARN_TONE_MS = 300
 
 
 def call_info(start: TwilioStart, *, mode: str, zones: tuple[str, ...]) -> CallInfo:
-    """The call a stream carries; `customParameters` may set mode, agent_id, account_id, debtor_tz (comma-separated)."""
+    """The call a stream carries; `customParameters` may set mode, agent_id, account_id, debtor_tz (comma-separated)
+    and verified (true when the debtor's identity was confirmed before the stream started)."""
     params = start.custom_parameters
     mode = params.get("mode", mode)
     if mode not in MODES:
         raise ProtocolError("custom parameter `mode` must be in-path or tap")
+    verified = params.get("verified", "false").lower()
+    if verified not in ("true", "false"):
+        raise ProtocolError("custom parameter `verified` must be true or false")
     tz = tuple(z.strip() for z in params.get("debtor_tz", "").split(",") if z.strip())
     return CallInfo(adapter="twilio", mode=mode, zones=tz or zones, agent_id=params.get("agent_id") or None,
-                    account_id=params.get("account_id") or None)
+                    account_id=params.get("account_id") or None, verified=verified == "true")
 
 
 @cache
