@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from compliance_rules.held_out import held_out_texts, read_calls, retire
-from compliance_rules.replies import Reply, read_replies
 from compliance_rules.semantic import clean
 from compliance_rules.training import Example, LabelledDataError, read_examples
 
@@ -20,21 +19,17 @@ CALL = {"id": "zh-01", "language": "zh", "lines": [
 ]}
 
 
-def test_a_call_set_gives_agent_examples_and_replies_labelled_by_the_state_that_follows(tmp_path: Path) -> None:
+def test_a_call_set_gives_its_agent_lines_as_examples_and_retires_them(tmp_path: Path) -> None:
     path = tmp_path / "calls9.jsonl"
     path.write_text(json.dumps(CALL, ensure_ascii=False) + "\n", encoding="utf-8")
-    examples, replies = read_calls(path)
+    examples = read_calls(path)
     assert examples == [Example("您好，请问是王强先生吗？", "ok", "unverified"),
                         Example("他欠了八千，让他还。", "third_party_disclosure", "third_party")]
-    assert replies == [Reply("您好，请问是王强先生吗？", "我是他老婆，他上班去了。", "third_party"),
-                       Reply("他欠了八千，让他还。", "行，我跟他说。", "other")]
     assert held_out_texts([path]) == {clean(e.text) for e in examples}, "agent lines are held out, not replies"
 
-    data, reply_dir = tmp_path / "data", tmp_path / "replies"
-    data.mkdir(), reply_dir.mkdir()
-    written = retire(path, data, reply_dir)
-    assert [p.name for p in written] == ["retired_calls9.tsv"] * 2
-    assert read_examples(written[0]) == examples and read_replies(written[1]) == replies
+    written = retire(path, tmp_path)
+    assert written.name == "retired_calls9.tsv" and read_examples(written) == examples
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["calls9.jsonl", "retired_calls9.tsv"], "no reply file"
 
 
 def test_a_malformed_call_set_is_a_clear_error(tmp_path: Path) -> None:

@@ -104,11 +104,10 @@ def rules_train_model(config: Config, calibration: tuple[Path, ...]) -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @cli_errors
 def rules_retire(paths: tuple[Path, ...]) -> None:
-    """Copy studied blind sets (TSV, or whole-call JSONL) into the training data as retired_<name>.tsv; remove
-    their frozen copies from bench/data/blind yourself, then retrain."""
+    """Copy studied blind sets (TSV, or a whole-call JSONL's agent lines) into the training data as
+    retired_<name>.tsv; remove their frozen copies from bench/data/blind yourself, then retrain."""
     for path in paths:
-        for written in retire(path):
-            click.echo(f"wrote {written}")
+        click.echo(f"wrote {retire(path)}")
 
 
 def blind_sets() -> list[Path]:
