@@ -186,9 +186,8 @@ def bench_asr(rules: RuleEngine, model: SemanticDetector, shared: Path) -> None:
         finals.append(text)
         if role == "customer":
             continue
-        state = CallState()
-        flags = [f for f in model.confirm("agent", text, state, rules.check("agent", text, state))
-                 + model.check("agent", text, state) if f.category != "signal"]  # as the live stage reads it
+        flags = [f for f in CallMonitor(rules, CallState(), model=model).check_all("agent", text)
+                 if f.category != "signal"]  # as the live stages read it: rules, the model's veto, the model
         if label == "violation":
             violations += 1
             caught += bool(flags)
