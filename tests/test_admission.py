@@ -25,7 +25,7 @@ from live_peers import (
 )
 from live_peers import ULAW_SILENCE as SILENCE
 
-from voicebot.adapters.audiosocket import Kind
+from voicebot.adapters.audiosocket import Kind, parse_frames, serialize_frame
 from voicebot.admission import MAX_AHEAD_S, Admission, CallRefused
 from voicebot.config import ServeConfig
 from voicebot.web.app import create_app
@@ -97,6 +97,23 @@ async def test_audiosocket_past_capacity_gets_a_hangup_frame_emulated_asterisk_p
 
     assert refused.heard and refused.heard[-1].kind is Kind.HANGUP
     assert end["call_id"] == call_id and app[ENGINES].admission.refused == 1
+
+
+@pytest.mark.model
+async def test_audiosocket_refusal_reaches_a_channel_that_keeps_streaming_emulated_asterisk_peer(one_slot) -> None:
+    app = one_slot.server.app
+    (agent,), _ = await open_call(app, app[BOARD].listen(maxsize=0), legs=1)
+    reader, writer = await asyncio.open_connection("127.0.0.1", app[AUDIOSOCKET].port)
+    writer.write(serialize_frame(Kind.UUID, uuid.uuid4().bytes) + serialize_frame(Kind.AUDIO, bytes(320)) * 50)
+    await asyncio.sleep(0.5)  # refused by now, with this channel's audio unread: closing on it would reset
+    for _ in range(10):  # a write into a reset connection would fail, and the hang-up frame read so far with it
+        writer.write(serialize_frame(Kind.AUDIO, bytes(320)))
+        await asyncio.sleep(0.02)
+    heard = parse_frames(bytearray(await asyncio.wait_for(reader.read(), 10)))
+    writer.close()
+    await agent.hang_up()
+
+    assert [f.kind for f in heard] == [Kind.HANGUP], "the hang-up frame, then the end of the stream"
 
 
 async def open_refused(app) -> tuple:

@@ -69,6 +69,10 @@ PACKET_S = 0.02
 PLAYOUT_MAX_S = 1.0
 """Audio queued for a connection beyond this is dropped, oldest first: the bridge stays near real time."""
 READ_BYTES = 65536
+LINGER_S = 2.0
+"""Once we have hung up, how long the peer's last frames are read and dropped while it closes: a socket closed with
+its audio unread is reset, and the reset can discard the hang-up frame still on its way (Asterisk then takes an
+error, not a hang-up, and its dialplan goes on)."""
 OTHER_LEG: dict[Leg, Leg] = {"agent": "customer", "customer": "agent"}
 
 
@@ -165,6 +169,8 @@ class Connection:
         self.rate: int | None = None
         self.bad_frames = 0
         self.leg: Leg | None = None
+        self.ended = False
+        """We have sent our last frame: what the peer still sends is dropped."""
         self._pending: collections.deque[AudioSocketFrame] = collections.deque()
         self._playout: collections.deque[tuple[bytes, int]] = collections.deque()
         self._queued = asyncio.Event()
@@ -197,8 +203,8 @@ class Connection:
             raise error
 
     def send(self, kind: Kind, payload: bytes = b"") -> None:
-        """Write one frame now (hang-up, error)."""
-        if not self.writer.is_closing():
+        """Write one frame now (hang-up, error); nothing once the connection has ended."""
+        if not self.ended and not self.writer.is_closing():
             self.writer.write(serialize_frame(kind, payload))
 
     def play(self, pcm: bytes, rate: int) -> None:
@@ -215,6 +221,10 @@ class Connection:
         """Drop queued audio."""
         self._playout.clear()
 
+    async def _drop_rest(self) -> None:
+        while await self.reader.read(READ_BYTES):
+            pass
+
     async def _play(self) -> None:
         due = time.monotonic()
         while not self.writer.is_closing():
@@ -229,8 +239,28 @@ class Connection:
                 self.send(ACCEPTED_RATES[rate], packet)
                 due += len(packet) / 2 / rate
 
+    def hang_up(self) -> None:
+        """Drop queued audio, send the hang-up frame and end the connection."""
+        self.clear()
+        self.send(Kind.HANGUP)
+        self.end()
+
+    def end(self) -> None:
+        """Send nothing more: end our side of the stream after what was written (FIN, not a reset) and close the
+        socket once the peer has closed its side, or after LINGER_S."""
+        if self.ended:
+            return
+        self.ended = True
+        if not self.writer.is_closing() and self.writer.can_write_eof():
+            self.writer.write_eof()
+        asyncio.get_running_loop().call_later(LINGER_S, self.writer.close)
+
     async def close(self) -> None:
-        """Flush what was written, then close."""
+        """End the connection, read and drop what the peer still sends until it closes (LINGER_S at most), then
+        close."""
+        self.end()
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            await asyncio.wait_for(self._drop_rest(), LINGER_S)
         self._player.cancel()
         self.writer.close()
         with contextlib.suppress(ConnectionError, asyncio.CancelledError):
@@ -259,12 +289,14 @@ class AudioSocketCall:
         reason = f"{leg} leg hung up"
         try:
             while (frame := await conn.next_frame()) is not None and frame.kind is not Kind.HANGUP:
+                if conn.ended:
+                    continue  # we hung up: the peer's last frames are read and dropped until it closes
                 self._on_frame(conn, leg, frame)
                 await self.call.pace(leg)
         except ProtocolError:
             reason = f"protocol error on the {leg} leg"
             conn.send(Kind.ERROR, ERROR_CODE_PROTOCOL)
-        conn.writer.close()
+        conn.end()
         self.end_reason = self.end_reason or reason
         self.hang_up_all()
         await self.call.end(self.end_reason)
@@ -298,9 +330,7 @@ class AudioSocketCall:
     def hang_up_all(self) -> None:
         """Send the hang-up frame on every open connection of the call and close it."""
         for conn in self.conns.values():
-            conn.clear()
-            conn.send(Kind.HANGUP)
-            conn.writer.close()
+            conn.hang_up()
 
     async def hangup(self, reason: str) -> None:
         """Send the hang-up frame on every connection and close them; each connection's task ends the call."""
@@ -358,7 +388,7 @@ class AudioSocketServer:
             call.end_reason = call.end_reason or "server shutdown"
             call.hang_up_all()
         for conn in list(self._conns):
-            conn.writer.close()
+            conn.end()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
@@ -403,10 +433,10 @@ class AudioSocketServer:
                 await bridge.call.start()
             except CallRefused:  # Call.start logged why; Asterisk's AudioSocket() fails and the dialplan goes on
                 bridge.end_reason = "refused: at capacity"
-                conn.send(Kind.HANGUP)
+                conn.hang_up()
                 return
             except Exception:  # e.g. the disk refused the recording: end what started (its slot comes back)
-                conn.send(Kind.HANGUP)
+                conn.hang_up()
                 with contextlib.suppress(Exception):
                     await bridge.call.end("call start failed")
                 raise
