@@ -21,7 +21,7 @@ from aiohttp import WSMsgType, web
 from playwright.async_api import Browser, Page, expect
 
 from asr.codecs import encode, read_audio_file, resample
-from voicebot.adapters.audiosocket import AudioSocketFrame, Kind, parse_frames, serialize_frame
+from voicebot.adapters.audiosocket_frames import AudioSocketFrame, Kind, parse_frames, serialize_frame
 from voicebot.web.keys import AUDIOSOCKET
 
 SIP_DIR = Path(__file__).parent / "sip"

@@ -25,7 +25,7 @@ from live_peers import (
 )
 from live_peers import ULAW_SILENCE as SILENCE
 
-from voicebot.adapters.audiosocket import Kind, parse_frames, serialize_frame
+from voicebot.adapters.audiosocket_frames import Kind, parse_frames, serialize_frame
 from voicebot.admission import MAX_AHEAD_S, Admission, CallRefused
 from voicebot.config import ServeConfig
 from voicebot.web.app import create_app

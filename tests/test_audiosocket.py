@@ -17,7 +17,7 @@ from live_peers import SLIN_SILENCE as SILENCE
 from live_peers import AsteriskChannel, call_records, next_event, open_call, slin_packets
 
 from asr.codecs import read_audio_file
-from voicebot.adapters.audiosocket import (
+from voicebot.adapters.audiosocket_frames import (
     MAX_PAYLOAD_BYTES,
     AudioSocketFrame,
     Kind,

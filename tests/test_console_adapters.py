@@ -40,7 +40,7 @@ from live_peers import (
 )
 from playwright.async_api import Browser, Page, expect
 
-from voicebot.adapters.audiosocket import AudioSocketFrame, Kind
+from voicebot.adapters.audiosocket_frames import AudioSocketFrame, Kind
 from voicebot.config import ServeConfig
 from voicebot.web.app import create_app
 from voicebot.web.keys import AUTH, BOARD
