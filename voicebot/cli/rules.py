@@ -32,7 +32,7 @@ MAX_UTTERANCE_CHARS = 2000
 BLIND_DIR = Path(__file__).resolve().parents[2] / "bench" / "data" / "blind"
 CALIBRATION_SETS = tuple(BLIND_DIR / f"blind{name}.tsv" for name in (
     "4_zh", "4_en", "5_zh", "5_en", "7_zh", "7_en", "8_zh", "10_en", "11_en", "12_zh", "13_en", "14_zh",
-    "15_en", "16_zh", "17_en", "18_zh", "19_en", "20_zh", "21_en", "22_zh", "25_en", "26_zh"))
+    "15_en", "16_zh", "17_en", "18_zh", "19_en", "20_zh", "21_en", "22_zh", "25_en", "26_zh", "27_en"))
 MODEL_PACKS = ("cn-collection", "us-fdcpa-regf")
 """The packs whose rules the model's veto is calibrated against, one per language."""
 
