@@ -13,7 +13,8 @@ from asr.codecs import Audio, read_audio_file
 from asr.diarize import Diarizer, agent_speaker, split_by_speaker
 from asr.transcribe import leg_events
 from asr.vosk_engine import VoskEngine, join_words
-from recordings.store import CHUNK_S, LEGS, RecordingStore, new_recording_id
+from recordings.call_recording import CHUNK_S, LEGS
+from recordings.store import RecordingStore, new_recording_id
 
 SplitMono = Callable[[np.ndarray, int], np.ndarray]
 """Mono audio → (n, 2) int16, agent then customer: speaker diarization."""

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from recordings.call_recording import RecordingError
 from recordings.keys import KeyRing, RecordingKeyError
 from recordings.sealed import RecordingTamperedError, open_sealed, read_frames
-from recordings.store import RETENTION_DAYS, RecordingError, RecordingStore
+from recordings.store import RETENTION_DAYS, RecordingStore
 from voicebot.audit import AuditLog
 
 RATE = 8000

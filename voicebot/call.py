@@ -22,7 +22,8 @@ from asr.vosk_engine import VoskEngine
 from compliance_rules.detector import SemanticDetector
 from compliance_rules.engine import CallMonitor, CallState, Flag, RuleEngine
 from compliance_rules.timing import CallClock
-from recordings.store import RecordingError, RecordingStore
+from recordings.call_recording import RecordingError
+from recordings.store import RecordingStore
 from voicebot.admission import MAX_AHEAD_S, Admission
 from voicebot.audit import AuditLog
 from voicebot.frames import LEGS, Action, ActionFrame, DtmfFrame, EndFrame, InputAudioFrame, Leg, ViolationFrame

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from recordings.store import CallRecording, RecordingError
+from recordings.call_recording import CallRecording, RecordingError
 from voicebot.frames import AudioFrame, ErrorFrame, Frame
 from voicebot.pipeline import Processor
 
