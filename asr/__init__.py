@@ -2,7 +2,7 @@
 
 from asr.codecs import Audio, AudioFormatError, decode, encode, read_audio_file, read_raw_file, resample
 from asr.transcribe import LegTranscript, leg_events, transcribe_audio
-from asr.vad import SpeechChunk, SpeechEnd, VoiceGate
+from asr.vad import SpeechChunk, SpeechEnd, SpeechPause, VoiceGate
 from asr.vosk_engine import AsrEvent, AsrStream, ModelMissingError, VoskEngine, Word
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "ModelMissingError",
     "SpeechChunk",
     "SpeechEnd",
+    "SpeechPause",
     "VoiceGate",
     "VoskEngine",
     "Word",

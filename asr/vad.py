@@ -28,11 +28,19 @@ class SpeechEnd:
     end_s: float
 
 
-GateEvent = SpeechChunk | SpeechEnd
+@dataclass(frozen=True, slots=True)
+class SpeechPause:
+    """The talker has been silent a short while at `end_s`: the utterance may be over, or may go on."""
+
+    end_s: float
+
+
+GateEvent = SpeechChunk | SpeechPause | SpeechEnd
 
 
 class VoiceGate:
-    """Gates one leg's audio: speech (plus pre-roll and hangover) passes, silence is dropped."""
+    """Gates one leg's audio: speech (plus pre-roll and hangover) passes, silence is dropped; with `pause_ms`, a
+    shorter silence inside an utterance is announced too (a turn may end there if what was said is complete)."""
 
     def __init__(
         self,
@@ -42,6 +50,7 @@ class VoiceGate:
         preroll_ms: int = 300,
         hangover_ms: int = 600,
         onset_frames: int = 3,
+        pause_ms: int | None = None,
     ) -> None:
         if not 0 <= aggressiveness <= 3:
             raise ValueError(f"VAD aggressiveness must be 0–3, not {aggressiveness}")
@@ -51,6 +60,7 @@ class VoiceGate:
         self._preroll: deque[np.ndarray] = deque(maxlen=max(1, preroll_ms // FRAME_MS))
         self._hangover_frames = max(1, hangover_ms // FRAME_MS)
         self._onset_frames = onset_frames
+        self._pause_frames = max(1, pause_ms // FRAME_MS) if pause_ms else None
         self._pending = np.zeros(0, dtype=np.int16)
         self._frames_seen = 0
         self._voiced_run = 0
@@ -99,6 +109,8 @@ class VoiceGate:
             return [chunk]
         self._silent_run = 0 if voiced else self._silent_run + 1
         events: list[GateEvent] = [SpeechChunk(pcm=frame, start_s=self._time_s(index))]
+        if self._silent_run == self._pause_frames and self._silent_run < self._hangover_frames:
+            events.append(SpeechPause(end_s=self._time_s(index + 1)))
         if self._silent_run >= self._hangover_frames:
             self.in_speech, self._voiced_run = False, 0
             events.append(SpeechEnd(end_s=self._time_s(index + 1)))

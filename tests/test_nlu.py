@@ -1,15 +1,19 @@
 """The intent classifier: labelled data, training both kinds, the installed model, and `voicebot nlu`."""
 
+import asyncio
 import json
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_pipeline import Collect
 
 from voicebot.cli import main
 from voicebot.config import Config
-from voicebot.nlu import INTENTS
+from voicebot.frames import IntentFrame, SpeechEndFrame, SpeechPauseFrame, TranscriptFrame
+from voicebot.nlu import INTENTS, Slots, Understanding
 from voicebot.nlu.classify import IntentClassifier, IntentModelMissingError, understanding_json
 from voicebot.nlu.data import (
     THANO_TO_INTENT,
@@ -27,6 +31,7 @@ from voicebot.nlu.train import (
     model_is_current,
     train_intent_model,
 )
+from voicebot.stages.understand import Understand, complete_reply
 
 TODAY = date(2025, 3, 12)
 CLEAR = {
@@ -173,3 +178,49 @@ def test_cli_train_if_missing_skips_a_current_model(ngram_models: Path) -> None:
     result = CliRunner().invoke(main, ["nlu", "train", "--if-missing"], env={"VOICEBOT_MODELS_DIR": str(ngram_models)})
     assert result.exit_code == 0, result.output
     assert "current" in result.output
+
+
+async def heard_turns(classifier: IntentClassifier, frames: list) -> list[tuple[int, str, str]]:
+    """Run frames through the Understand stage: (frames seen so far, intent, text) for each IntentFrame."""
+    stage, out = Understand(classifier.classify, lambda: TODAY, None), Collect()
+    stage.link(out)
+    for frame in frames:
+        await stage.process(frame)
+    return [(out.frames.index(f), f.understanding.intent, f.understanding.text)
+            for f in out.frames if isinstance(f, IntentFrame)]
+
+
+def said(text: str) -> TranscriptFrame:
+    return TranscriptFrame(leg="customer", text=text, final=True, start_s=0.0, end_s=1.0)
+
+
+def test_a_complete_reply_is_answered_at_a_short_pause(ngram_models: Path) -> None:
+    classifier = IntentClassifier.load(ngram_models)
+    turns = asyncio.run(heard_turns(classifier, [said("对我就是"), SpeechPauseFrame(leg="customer"),
+                                                 SpeechEndFrame(leg="customer")]))
+    assert turns == [(2, "identity_confirmed", "对我就是")]
+
+
+def test_a_promise_without_its_amount_waits_for_the_end_of_the_turn(ngram_models: Path) -> None:
+    classifier = IntentClassifier.load(ngram_models)
+    frames = [said("我下周五"), SpeechPauseFrame(leg="customer"), said("还两千"), SpeechPauseFrame(leg="customer"),
+              SpeechEndFrame(leg="customer")]
+    turns = asyncio.run(heard_turns(classifier, frames))
+    assert turns == [(4, "promise_to_pay", "我下周五还两千")]
+
+
+def test_an_unclear_reply_is_answered_only_when_the_customer_stops(ngram_models: Path) -> None:
+    classifier = IntentClassifier.load(ngram_models)
+    frames = [said("喂喂听得见吗"), SpeechPauseFrame(leg="customer"), SpeechEndFrame(leg="customer")]
+    assert asyncio.run(heard_turns(classifier, frames)) == [(3, "other", "喂喂听得见吗")]
+
+
+def test_a_complete_reply_needs_a_confident_intent_and_what_it_names() -> None:
+    sure, unsure = 0.95, 0.5
+    assert complete_reply(Understanding("对", "identity_confirmed", sure))
+    assert not complete_reply(Understanding("对", "identity_confirmed", unsure))
+    assert not complete_reply(Understanding("嗯", "other", sure))
+    assert not complete_reply(Understanding("下周五还", "promise_to_pay", sure, Slots(date=date(2025, 3, 21))))
+    assert complete_reply(Understanding("下周五还两千", "promise_to_pay", sure,
+                                        Slots(date=date(2025, 3, 21), amount=Decimal(2000))))
+    assert not complete_reply(Understanding("晚点打", "callback", sure))

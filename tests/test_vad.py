@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from asr.codecs import AudioFormatError, read_audio_file
-from asr.vad import SpeechChunk, SpeechEnd, VoiceGate
+from asr.vad import SpeechChunk, SpeechEnd, SpeechPause, VoiceGate
 
 
 def utterance_with_silence(shared: Path, lead_s: float = 2.0, tail_s: float = 2.0) -> tuple[np.ndarray, int]:
@@ -80,3 +80,14 @@ def test_wrong_rate_is_refused():
 def test_aggressiveness_out_of_range_is_refused():
     with pytest.raises(ValueError, match="0–3"):
         VoiceGate(8000, aggressiveness=5)
+
+
+def test_a_short_pause_is_announced_before_the_utterance_ends(shared: Path):
+    pcm, rate = utterance_with_silence(shared)
+    gate = VoiceGate(rate, hangover_ms=600, pause_ms=240)
+    events = gate.accept(pcm) + gate.finish()
+    pauses = [e for e in events if isinstance(e, SpeechPause)]
+    end = next(e for e in events if isinstance(e, SpeechEnd))
+    assert pauses and pauses[-1].end_s == pytest.approx(end.end_s - 0.36, abs=1e-6)
+    assert events.index(pauses[-1]) < events.index(end)
+    assert not any(isinstance(e, SpeechPause) for e in VoiceGate(rate).accept(pcm))

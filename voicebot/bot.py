@@ -35,6 +35,9 @@ DEFAULT_COMPANY = {"zh": "贷后服务中心", "en": "the collections service ce
 SILENCE_S = 6.0
 """Seconds of quiet after the bot's last word before the dialog hears silence."""
 TICK_S = 0.25
+TURN_PAUSE_MS = 250
+"""A pause this long ends the customer's turn when what they said is already complete (stages/understand.py);
+otherwise the VAD's full hangover does."""
 
 
 class BotSetupError(ValueError):
@@ -96,7 +99,7 @@ class BotCall:
         return Pipeline([
             Decode(),
             Record(call.recording),
-            VadGate(leg, bot_speaking=lambda: self.playout.speaking),
+            VadGate(leg, bot_speaking=lambda: self.playout.speaking, pause_ms=TURN_PAUSE_MS),
             Recognize(leg, e.asr, e.executor),
             Understand(self.kit.classify, today, e.executor),
             self.converse,

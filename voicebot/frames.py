@@ -107,6 +107,13 @@ class SpeechEndFrame(Frame):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SpeechPauseFrame(Frame):
+    """The leg's speaker paused briefly: the recognizer settles what was said; the turn may or may not be over."""
+
+    leg: Leg
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TranscriptFrame(Frame):
     """A partial or final recognition result of one leg, in call time."""
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from asr.vosk_engine import AsrEvent, AsrStream, VoskEngine
 from compliance_rules.engine import TimedWord
-from voicebot.frames import EndFrame, Frame, Leg, SpeechEndFrame, SpeechFrame, TranscriptFrame
+from voicebot.frames import EndFrame, Frame, Leg, SpeechEndFrame, SpeechFrame, SpeechPauseFrame, TranscriptFrame
 from voicebot.pipeline import Processor
 
 BATCH_MS = 100
@@ -19,7 +19,7 @@ BATCH_MS = 100
 
 
 class Recognize(Processor):
-    """SpeechFrame → partial TranscriptFrames; SpeechEndFrame or EndFrame → the final one, then the frame itself."""
+    """SpeechFrame → partial TranscriptFrames; a pause, SpeechEndFrame or EndFrame → the final one, then the frame."""
 
     def __init__(self, leg: Leg, engine: VoskEngine, executor: Executor) -> None:
         super().__init__()
@@ -36,7 +36,7 @@ class Recognize(Processor):
             if sum(len(f.pcm) for f in self._pending) * 1000 >= BATCH_MS * frame.sample_rate:
                 await self._accept()
             return
-        if isinstance(frame, SpeechEndFrame | EndFrame):
+        if isinstance(frame, SpeechPauseFrame | SpeechEndFrame | EndFrame):
             await self._accept()
             if self._stream is not None:
                 await self._emit(await self._run(self._stream.finish))

@@ -1,4 +1,4 @@
-"""Understand: the NLU reads each final customer transcript of a bot call."""
+"""Understand: the NLU reads each customer turn of a bot call, ending it early when what was said is complete."""
 
 from __future__ import annotations
 
@@ -7,13 +7,30 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from datetime import date
 
-from voicebot.frames import Frame, IntentFrame, SpeechEndFrame, TranscriptFrame
+from asr.vosk_engine import join_words
+from voicebot.frames import Frame, IntentFrame, SpeechEndFrame, SpeechPauseFrame, TranscriptFrame
 from voicebot.nlu import Understanding
 from voicebot.pipeline import Processor
 
+COMPLETE_CONFIDENCE = 0.8
+"""At a short pause the turn ends only if the NLU is at least this sure of a reply other than `other`."""
+
+
+def complete_reply(heard: Understanding) -> bool:
+    """Whether a reply heard so far can be answered at a short pause: a confident intent with what it needs
+    (a promise its date and amount, a callback its time); otherwise the bot waits for the full pause."""
+    if heard.intent == "other" or heard.confidence < COMPLETE_CONFIDENCE:
+        return False
+    if heard.intent == "promise_to_pay":
+        return heard.slots.date is not None and heard.slots.amount is not None
+    if heard.intent == "callback":
+        return heard.slots.date is not None
+    return True
+
 
 class Understand(Processor):
-    """The customer's finals of one turn (until they pause) → one IntentFrame for the whole turn."""
+    """The customer's finals of one turn → one IntentFrame for the whole turn, at a short pause if the turn is
+    complete, else when the customer stops (the VAD's full hangover)."""
 
     def __init__(self, classify: Callable[[str, date], Understanding], today: Callable[[], date],
                  executor: Executor) -> None:
@@ -28,8 +45,9 @@ class Understand(Processor):
         await self.push(frame)
         if isinstance(frame, TranscriptFrame) and frame.final and frame.leg == "customer":
             self._turn.append(frame.text)
-        elif isinstance(frame, SpeechEndFrame) and frame.leg == "customer" and self._turn:
-            text, self._turn = "".join(self._turn), []
+        elif isinstance(frame, SpeechPauseFrame | SpeechEndFrame) and frame.leg == "customer" and self._turn:
             loop = asyncio.get_running_loop()
-            understanding = await loop.run_in_executor(self.executor, self.classify, text, self.today())
-            await self.push(IntentFrame(leg=frame.leg, understanding=understanding))
+            heard = await loop.run_in_executor(self.executor, self.classify, join_words(self._turn), self.today())
+            if isinstance(frame, SpeechEndFrame) or complete_reply(heard):
+                self._turn = []
+                await self.push(IntentFrame(leg=frame.leg, understanding=heard))
