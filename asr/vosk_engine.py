@@ -1,4 +1,4 @@
-"""Streaming speech recognition with Vosk: one shared model per process, one recognizer per leg."""
+"""Streaming speech recognition with Vosk: one shared model (and decoding graph) per process, one recognizer per leg."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import numpy as np
 import vosk
 
 from asr.codecs import check_stream_rate
+from asr.static_graph import static_graph
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,8 @@ LIVE_DECODING = {**DECODING, "determinize-max-delay": 10, "determinize-min-chunk
 partial results trail the audio by ~0.6 s instead of ~1.2 s and rules act mid-phrase; about a fifth more CPU,
 which offline transcription and screening do not pay."""
 POOL_SIZE = 4
-"""Idle recognizers kept per sample rate for the next calls: one that has decoded a call keeps its expanded decoding
-graph (about a third less CPU on the next call) but also its memory (about 70 MB), so only a few are kept."""
+"""Idle recognizers kept per sample rate for the next calls. On the shared static graph one holds only its decoder's
+state (a few MiB); on the lookahead pair it keeps its expanded graph (about 70 MB, a third less CPU next call)."""
 
 
 class ModelMissingError(FileNotFoundError):
@@ -95,40 +96,60 @@ def check_model_dir(model_dir: Path) -> Path:
     return model_dir
 
 
-def with_decoding(model_dir: Path, folder: Path, decoding: Mapping[str, float]) -> Path:
-    """A view of `model_dir` in `folder` (links to its files) whose conf/model.conf sets `decoding` instead."""
+def model_view(model_dir: Path, folder: Path, decoding: Mapping[str, float] | None, static: Path | None) -> Path:
+    """A view of `model_dir` in `folder` (links to its files) whose conf/model.conf sets `decoding` instead, and
+    whose graph is the static one in `static` (HCLG.fst, words.txt) instead of the lookahead pair."""
+    replaced = {"conf", "graph"} if static else {"conf"}
     for item in model_dir.iterdir():
-        if item.name != "conf":
+        if item.name not in replaced:
             (folder / item.name).symlink_to(item.resolve())
-    (folder / "conf").mkdir()
-    for item in (model_dir / "conf").iterdir():
-        if item.name != "model.conf":
-            (folder / "conf" / item.name).symlink_to(item.resolve())
+    _link_folder(model_dir / "conf", folder / "conf", skip={"model.conf"})
     options = [line for line in (model_dir / "conf" / "model.conf").read_text().splitlines()
-               if line.split("=", 1)[0].lstrip("-") not in decoding]
-    options += [f"--{name}={value}" for name, value in decoding.items()]
+               if line.split("=", 1)[0].lstrip("-") not in (decoding or {})]
+    options += [f"--{name}={value}" for name, value in (decoding or {}).items()]
     (folder / "conf" / "model.conf").write_text("\n".join(options) + "\n")
+    if static:
+        _link_folder(model_dir / "graph", folder / "graph", skip={"HCLr.fst", "Gr.fst"})
+        _link_folder(static, folder / "graph", skip=set())
     return folder
+
+
+def _link_folder(source: Path, target: Path, skip: set[str]) -> None:
+    target.mkdir(exist_ok=True)
+    for item in source.iterdir():
+        if item.name not in skip:
+            (target / item.name).symlink_to(item.resolve())
 
 
 class VoskEngine:
     """A loaded Vosk model, shared by every leg's stream in the process; idle recognizers are kept for reuse."""
 
-    def __init__(self, model: vosk.Model, model_dir: Path) -> None:
+    def __init__(self, model: vosk.Model, model_dir: Path, *, static: bool = False) -> None:
         self.model = model
         self.model_dir = model_dir
+        self.static = static
+        """Decoding on the shared static graph: phrase hints (runtime grammars) are not available."""
         self._idle: dict[int, list[tuple[vosk.KaldiRecognizer, int]]] = {}
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, model_dir: str | Path, decoding: Mapping[str, float] | None = DECODING) -> VoskEngine:
-        """Load the model (blocking, seconds) with `decoding`'s search limits (None: the model's own); once."""
+    def load(cls, model_dir: str | Path, decoding: Mapping[str, float] | None = DECODING, *,
+             shared_graph: bool = True) -> VoskEngine:
+        """Load the model (blocking, seconds) with `decoding`'s search limits (None: the model's own); once.
+        `shared_graph`: decode every stream on the model's static graph (`voicebot models fetch` builds it);
+        without it each recognizer expands its own from the lookahead pair (more CPU and memory), as phrase hints
+        need."""
         model_dir = check_model_dir(Path(model_dir))
         vosk.SetLogLevel(-2)
-        if not decoding:
+        static = static_graph(model_dir) if shared_graph else None
+        if shared_graph and static is None:
+            log.warning("no static decoding graph in %s: each call expands its own (more CPU and memory); "
+                        "run `voicebot models fetch` to build it", model_dir)
+        if not decoding and not static:
             return cls(vosk.Model(str(model_dir)), model_dir)
         with tempfile.TemporaryDirectory() as tmp:  # Vosk reads every file while loading
-            return cls(vosk.Model(str(with_decoding(model_dir, Path(tmp), decoding))), model_dir)
+            view = model_view(model_dir, Path(tmp), decoding, static)
+            return cls(vosk.Model(str(view)), model_dir, static=static is not None)
 
     def knows(self, word: str) -> bool:
         """Whether the model's vocabulary holds `word`."""
@@ -154,6 +175,8 @@ class VoskEngine:
         """A recognizer for one leg at 8 or 16 kHz, optionally restricted to phrase hints; `partials=False` gives
         only finals (offline work skips the partial results' cost)."""
         check_stream_rate(sample_rate)
+        if phrases and self.static:
+            raise ValueError("phrase hints need the model's lookahead graph: load the engine without shared_graph")
         if phrases:
             grammar = [" ".join(self.split_phrase(p)) for p in phrases]
             grammar = [g for g in grammar if g] + [UNKNOWN_WORD]

@@ -99,3 +99,4 @@ def test_models_fetch_reports_the_installed_model():
     result = voicebot("models", "fetch")
     assert result.returncode == 0, result.stderr
     assert "Vosk model ready" in result.stdout
+    assert "Static decoding graph ready" in result.stdout

