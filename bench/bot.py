@@ -56,12 +56,12 @@ def trailing_silence_s(packets: list[bytes]) -> float:
 
 async def response_delays(session: aiohttp.ClientSession, url: str, speech: dict[str, list[bytes]]) -> list[float]:
     """One promise-to-pay call: seconds from the end of each spoken reply's voice to the bot's next audio."""
-    debtor, delays, turn = await open_call(session, url), [], 0
+    debtor, delays, answered = await open_call(session, url), [], 0
     for turn in range(6):
-        await debtor.bot_quiet(gap_s=1.2)
+        await debtor.bot_quiet(since=answered, gap_s=1.2)  # the bot's answer to the last reply, then its silence
         if debtor.closed:
             break
-        heard_before = len(debtor.heard)
+        heard_before = answered = len(debtor.heard)
         if turn == 1:
             await debtor.press("1234")
             continue

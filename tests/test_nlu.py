@@ -215,10 +215,13 @@ def test_an_unclear_reply_is_answered_only_when_the_customer_stops(ngram_models:
     assert asyncio.run(heard_turns(classifier, frames)) == [(3, "other", "喂喂听得见吗")]
 
 
-def test_a_complete_reply_needs_a_confident_intent_and_what_it_names() -> None:
+def test_a_complete_reply_needs_a_confident_intent_three_words_and_what_it_names() -> None:
     sure, unsure = 0.95, 0.5
-    assert complete_reply(Understanding("对", "identity_confirmed", sure))
-    assert not complete_reply(Understanding("对", "identity_confirmed", unsure))
+    assert complete_reply(Understanding("对是我", "identity_confirmed", sure))
+    assert complete_reply(Understanding("yes it's me", "identity_confirmed", sure))
+    assert not complete_reply(Understanding("对是我", "identity_confirmed", unsure))
+    assert not complete_reply(Understanding("对", "identity_confirmed", sure))
+    assert not complete_reply(Understanding("i can't", "hardship", sure))
     assert not complete_reply(Understanding("嗯", "other", sure))
     assert not complete_reply(Understanding("下周五还", "promise_to_pay", sure, Slots(date=date(2025, 3, 21))))
     assert complete_reply(Understanding("下周五还两千", "promise_to_pay", sure,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from concurrent.futures import Executor
 from datetime import date
@@ -14,12 +15,18 @@ from voicebot.pipeline import Processor
 
 COMPLETE_CONFIDENCE = 0.8
 """At a short pause the turn ends only if the NLU is at least this sure of a reply other than `other`."""
+COMPLETE_MIN_WORDS = 3
+"""...and only if the reply has this many Chinese characters or other words: "对", "是", "yes", "I can't" are as
+often the start of more (blind set turns30: every harmful early end was one or two words)."""
+WORD = re.compile(r"[\u4e00-\u9fff]|[a-zA-Z0-9]+(?:'[a-zA-Z]+)?")
 
 
 def complete_reply(heard: Understanding) -> bool:
     """Whether a reply heard so far can be answered at a short pause: a confident intent with what it needs
     (a promise its date and amount, a callback its time); otherwise the bot waits for the full pause."""
     if heard.intent == "other" or heard.confidence < COMPLETE_CONFIDENCE:
+        return False
+    if len(WORD.findall(heard.text)) < COMPLETE_MIN_WORDS:
         return False
     if heard.intent == "promise_to_pay":
         return heard.slots.date is not None and heard.slots.amount is not None
