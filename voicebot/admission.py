@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
-CALLS_PER_CORE = 4
-"""Two-leg calls one core keeps in real time (every threat hung up, p95 within 1 s), as bench/live.py measured on
-this project's 2-core machine: 8 calls were real time in every run, 10 in half the runs (warm recognizers)."""
+CALLS_PER_CORE = 10
+"""Two-leg calls one core keeps in real time (every threat hung up, p95 within 1 s), with a margin: bench/live.py on
+this project's 2-core machine, recognizers on the shared static graph, was real time at 24 calls, not at 28."""
 IDLE_TIMEOUT_S = 30.0
 MAX_AHEAD_S = 2.0
 """How far a leg's audio may run ahead of the wall clock before its stream is read no faster than real time."""
