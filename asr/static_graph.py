@@ -3,7 +3,7 @@
 A lookahead model ships HCLr.fst and Gr.fst, and each recognizer composes them on the fly into its own cache: its
 first call costs several times the CPU of later ones and each holds tens of MiB. Composed once here with OpenFst's
 own tools (Debian's libfst-tools and its lookahead and n-gram plugins), the graph is read once per process and every
-recognizer decodes on it. Vosk uses `graph/HCLG.fst` when a model has one; `graph_view` gives it one.
+recognizer decodes on it. Vosk uses `graph/HCLG.fst` when a model has one; vosk_engine.model_view gives it one.
 """
 
 from __future__ import annotations
@@ -66,8 +66,8 @@ def build_static_graph(model_dir: Path) -> Path:
 
 
 def split_symbols(fst_path: Path, out_path: Path) -> list[tuple[str, int]]:
-    """Copy a binary FST without its symbol tables (Debian's OpenFst cannot re-read this model's); return its
-    input symbols (the words)."""
+    """Copy a binary FST without its symbol tables (Debian's OpenFst cannot re-read this model's); return the
+    first table's symbols and keys (the words, for Vosk's words.txt)."""
     data = fst_path.read_bytes()
     reader = _Reader(data)
     if reader.int32() != FST_MAGIC:

@@ -108,7 +108,8 @@ def test_failed_install_says_so_in_one_line(tmp_path: Path) -> None:
     fake_program(tmp_path / "bin", "apt-get", 'echo "E: Unable to locate package espeak-ng" >&2; exit 100')
     done = setup_system("demo", env)
     assert done.returncode == 1
-    assert done.stderr.splitlines()[-1] == "setup-system: apt-get could not install espeak-ng; see its message above"
+    assert done.stderr.splitlines()[-1] == ("setup-system: apt-get could not install espeak-ng libfst-tools "
+                                            "libfst22-plugins-base; see its message above")
 
 
 def hidden_espeak_env(tmp_path: Path) -> dict[str, str]:
