@@ -5,13 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import signal
 import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
+import aiohttp
 import pytest
 from aiohttp import web
+from live_peers import CONNECTED, free_port, send_media, start_message, ulaw_packets
 from test_live_call import SHANGHAI_NOON
 
 from recordings.store import RecordingStore
@@ -86,5 +94,71 @@ async def test_a_disk_filling_up_mid_call_makes_the_call_fail_safe(engine, cn_ru
     assert recordings.open_audio(call.call_id).duration_s > 1.0
     assert audit.verify().ok and next(audit.records()).kind == "call_start"
     engines.shutdown()
+    recordings.close()
+    audit.close()
+
+
+def health(port: int) -> tuple[int, dict]:
+    """`/healthz` of a server on this machine: status and body."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def start_serve(port: int, data: Path, log: Path) -> subprocess.Popen[bytes]:
+    """`voicebot serve` with its database and recordings in `data`; returns once /healthz answers."""
+    env = {**os.environ, "VOICEBOT_MEDIA_TOKEN": "m" * 32, "VOICEBOT_DATA_DIR": str(data)}
+    voicebot = str(Path(sys.executable).parent / "voicebot")
+    with log.open("wb") as out:
+        proc = subprocess.Popen([voicebot, "serve", "--port", str(port), "--db", str(data / "v.db"), "--rules-only"],
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
+    for _ in range(300):
+        with contextlib.suppress(OSError, ValueError):
+            health(port)
+            return proc
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError(f"voicebot serve did not start: {log.read_text()[-500:]}")
+
+
+async def stream_until_hung_up(ws: aiohttp.ClientWebSocketResponse, packets: list[bytes]) -> None:
+    """Both tracks in real time until the server closes the stream."""
+    with contextlib.suppress(ConnectionResetError):
+        await send_media(ws, {"inbound": packets, "outbound": packets}, packet_s=0.02)
+
+
+async def test_sigterm_while_the_disk_is_full_stops_serve_and_keeps_what_was_accepted(
+        threat_call: Path, small_disk: Path, tmp_path: Path, midday_zone: str) -> None:
+    port = free_port()
+    proc = start_serve(port, small_disk, tmp_path / "serve.log")
+    try:
+        call = ulaw_packets(threat_call)
+        async with aiohttp.ClientSession() as session:
+            ws = await session.ws_connect(f"http://127.0.0.1:{port}/media/twilio/{'m' * 32}")
+            for msg in (CONNECTED, start_message(["inbound", "outbound"], debtor_tz=midday_zone)):
+                await ws.send_json(msg)
+            streaming = asyncio.create_task(stream_until_hung_up(ws, call))
+            await asyncio.sleep(3)
+            assert health(port)[1]["calls"], "the call is live"
+            filler = await asyncio.to_thread(fill, small_disk)
+            await asyncio.wait([streaming], timeout=20)
+            deadline = time.monotonic() + 10
+            while health(port)[1]["calls"] and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            status, body = health(port)
+            assert streaming.done() and status == 503 and not body["calls"], "hung up, the fault shows, no live call"
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(proc.wait, 30) is not None, "serve stopped on SIGTERM"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    filler.unlink()
+    audit = AuditLog.open(small_disk / "v.db")
+    assert audit.verify().ok and "call_start" in {r.kind for r in audit.records()}
+    recordings = RecordingStore.open(audit.path, small_disk / "recordings")
+    recordings.recover()
+    assert [r.status for r in recordings.recordings()] == ["incomplete"]
     recordings.close()
     audit.close()
