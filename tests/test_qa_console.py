@@ -24,9 +24,9 @@ from voicebot.config import ServeConfig
 from voicebot.web.app import create_app
 from voicebot.web.keys import AUTH
 from voicebot.web.login import tag
-from voicebot.web.qa import csv_cell, months_back, report_csv
 from voicebot.web.qa_audio import RangeNotSatisfiable, byte_range
 from voicebot.web.qa_charts import bar_chart, line_chart
+from voicebot.web.qa_reports import csv_cell, months_back, report_csv
 
 pytestmark = pytest.mark.model
 
