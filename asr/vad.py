@@ -66,6 +66,8 @@ class VoiceGate:
         self._voiced_run = 0
         self._silent_run = 0
         self.in_speech = False
+        self.paused = False
+        """In speech, but silent since a SpeechPause; the next voiced frame resumes the utterance."""
 
     def accept(self, pcm: np.ndarray) -> list[GateEvent]:
         """Feed int16 samples (any length); returns the speech to recognise and utterance ends."""
@@ -108,11 +110,13 @@ class VoiceGate:
             self._preroll.clear()
             return [chunk]
         self._silent_run = 0 if voiced else self._silent_run + 1
+        self.paused = self.paused and not voiced
         events: list[GateEvent] = [SpeechChunk(pcm=frame, start_s=self._time_s(index))]
         if self._silent_run == self._pause_frames and self._silent_run < self._hangover_frames:
+            self.paused = True
             events.append(SpeechPause(end_s=self._time_s(index + 1)))
         if self._silent_run >= self._hangover_frames:
-            self.in_speech, self._voiced_run = False, 0
+            self.in_speech, self.paused, self._voiced_run = False, False, 0
             events.append(SpeechEnd(end_s=self._time_s(index + 1)))
         return events
 

@@ -7,15 +7,17 @@ import asyncio
 import numpy as np
 import pytest
 
-from asr.codecs import encode
+from asr.codecs import encode, read_audio_file, resample
 from compliance_rules.engine import CallMonitor, Flag, TimedWord
 from voicebot.frames import (
     ActionFrame,
     AudioFrame,
+    BargeInFrame,
     EndFrame,
     ErrorFrame,
     Frame,
     InputAudioFrame,
+    SpeechPauseFrame,
     TranscriptFrame,
     ViolationFrame,
 )
@@ -26,6 +28,7 @@ from voicebot.stages.decode import Decode
 from voicebot.stages.enforce import Enforce
 from voicebot.stages.fail_safe import FailSafe
 from voicebot.stages.publish import Publish
+from voicebot.stages.vad_gate import VadGate
 
 
 class Collect(Processor):
@@ -162,3 +165,21 @@ async def test_audit_entry_names_who_acts(engines, mode: str) -> None:
                     [ActionFrame(action="hangup", leg=None, actor="engine", reason="threat")])
     (record,) = engines.audit.records()
     assert record.data["by"] == ("adapter" if mode == "in-path" else "pbx")
+
+
+async def test_speech_resuming_after_a_pause_the_bot_answered_is_a_barge_in(shared) -> None:
+    audio = read_audio_file(shared / "audio" / "tts-cmn" / "c04.wav")
+    speech = resample(audio.channels[0], audio.sample_rate, 8000)
+    loud = np.flatnonzero(np.abs(speech) > 1000)
+    speech = speech[loud[0] : loud[-1]]  # without the file's own lead and tail silence
+    pcm = np.concatenate([speech, np.zeros(3200, np.int16), speech, np.zeros(8000, np.int16)])  # a 0.4 s pause
+    answering = []
+    gate, out = VadGate("customer", bot_speaking=lambda: bool(answering), pause_ms=240), Collect()
+    gate.link(out)
+    for i in range(0, len(pcm) - 159, 160):
+        await gate.process(AudioFrame(leg="customer", pcm=pcm[i : i + 160], sample_rate=8000, start_s=i / 8000))
+        if not answering and any(isinstance(f, SpeechPauseFrame) for f in out.frames):
+            answering.append(True)  # the bot answers at the first pause
+    kinds = [type(f) for f in out.frames]
+    assert SpeechPauseFrame in kinds and BargeInFrame in kinds
+    assert kinds.index(BargeInFrame) > kinds.index(SpeechPauseFrame)

@@ -23,7 +23,8 @@ class VadGate(Processor):
     """AudioFrame → SpeechFrame while someone speaks, SpeechEndFrame when they pause.
 
     On a bot call, speech that starts while the bot is speaking is announced first with a BargeInFrame, and a
-    short pause (`pause_ms`) with a SpeechPauseFrame, so a complete reply can be answered before the full hangover.
+    short pause (`pause_ms`) with a SpeechPauseFrame, so a complete reply can be answered before the full hangover;
+    speech that resumes after such a pause while the bot answers is a barge-in too.
     """
 
     def __init__(self, leg: Leg, bot_speaking: Callable[[], bool] | None = None, pause_ms: int | None = None) -> None:
@@ -38,9 +39,10 @@ class VadGate(Processor):
         if isinstance(frame, AudioFrame):
             if self._gate is None:
                 self._gate = VoiceGate(frame.sample_rate, pause_ms=self.pause_ms)
-            was_speaking = self._gate.in_speech
+            was_speaking = self._gate.in_speech and not self._gate.paused
             events = self._gate.accept(frame.pcm)
-            if not was_speaking and self._gate.in_speech and self.bot_speaking is not None and self.bot_speaking():
+            speaking = self._gate.in_speech and not self._gate.paused
+            if not was_speaking and speaking and self.bot_speaking is not None and self.bot_speaking():
                 await self.push(BargeInFrame(leg=self.leg, detected_wall_s=time.monotonic()))
             await self._emit(events)
             return
