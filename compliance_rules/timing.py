@@ -139,8 +139,8 @@ class CallClock:
         self.zones = resolve_zones(zones, pack.window)
         self.window = pack.window
         self.agreement = agreement
-        inside = in_window(pack.window, started, self.zones)
-        self.closes = window_end(pack.window, started, self.zones) if inside else started
+        self.started_inside = in_window(pack.window, started, self.zones)
+        self.closes = window_end(pack.window, started, self.zones) if self.started_inside else started
         if agreement and agreement.start <= started <= agreement.end:
             self.closes = max(self.closes, agreement.end)
         self.warn_at = self.closes - timedelta(minutes=pack.window.warn_before_end_min)
@@ -150,8 +150,19 @@ class CallClock:
         """Events due at `now`, each once."""
         due = []
         if now >= self.warn_at and "warn" not in self._sent:
-            due.append(ClockEvent("warn", now, f"permitted calling hours end at {self.closes:%H:%M %Z}"))
+            due.append(ClockEvent("warn", now, self._closing_words()))
         if now >= self.closes and "end_call" not in self._sent:
-            due.append(ClockEvent("end_call", now, "permitted calling hours ended"))
+            due.append(ClockEvent("end_call", now, "permitted calling hours ended" if self.started_inside else
+                                  f"outside the permitted hours, {self._hours()}"))
         self._sent.update(e.action for e in due)
         return due
+
+    def _closing_words(self) -> str:
+        """When the permitted hours end, in the debtor's zone(s) (or that the call began outside them)."""
+        if not self.started_inside:
+            return f"the call began outside the permitted hours, {self._hours()}"
+        local = ", ".join(f"{self.closes.astimezone(zoneinfo.ZoneInfo(z)):%H:%M} {z}" for z in self.zones)
+        return f"permitted calling hours end at {local}"
+
+    def _hours(self) -> str:
+        return f"{self.window.start:%H:%M}–{self.window.end:%H:%M} local time in {', '.join(self.zones)}"

@@ -131,11 +131,19 @@ def test_live_call_is_warned_then_ended_at_nine():
     clock = CallClock(CN, local(SH, 2026, 11, 23, 20, 40), ["Asia/Shanghai"])
     assert clock.tick(local(SH, 2026, 11, 23, 20, 50)) == []
     [warn] = clock.tick(local(SH, 2026, 11, 23, 20, 55))
-    assert warn.action == "warn"
+    assert warn.action == "warn" and warn.reason == "permitted calling hours end at 21:00 Asia/Shanghai"
     assert clock.tick(local(SH, 2026, 11, 23, 20, 58)) == []
     [end] = clock.tick(local(SH, 2026, 11, 23, 21, 0))
     assert end.action == "end_call"
     assert clock.tick(local(SH, 2026, 11, 23, 21, 5)) == []
+
+
+def test_a_call_that_began_out_of_hours_says_the_hours_in_the_debtors_zone():
+    clock = CallClock(CN, local(SH, 2026, 11, 23, 22, 48), ["Asia/Shanghai"])
+    warn, end = clock.tick(local(SH, 2026, 11, 23, 22, 48))
+    assert warn.reason == "the call began outside the permitted hours, 08:00–21:00 local time in Asia/Shanghai"
+    hours = "08:00–21:00 local time in Asia/Shanghai"
+    assert (end.action, end.reason) == ("end_call", f"outside the permitted hours, {hours}")
 
 
 def test_live_call_under_an_agreement_runs_to_its_end():
