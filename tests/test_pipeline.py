@@ -9,6 +9,7 @@ import pytest
 
 from asr.codecs import encode, read_audio_file, resample
 from compliance_rules.engine import CallMonitor, Flag, TimedWord
+from voicebot.call import CallHistory
 from voicebot.frames import (
     ActionFrame,
     AudioFrame,
@@ -183,3 +184,20 @@ async def test_speech_resuming_after_a_pause_the_bot_answered_is_a_barge_in(shar
     kinds = [type(f) for f in out.frames]
     assert SpeechPauseFrame in kinds and BargeInFrame in kinds
     assert kinds.index(BargeInFrame) > kinds.index(SpeechPauseFrame)
+
+
+def test_a_long_calls_history_keeps_every_final_flag_and_action_and_each_legs_latest_partial() -> None:
+    history = CallHistory()
+    for i in range(3000):
+        for leg in ("agent", "customer"):
+            history.append({"type": "partial", "leg": leg, "text": f"{leg} {i} partial"})
+            if i % 3 == 2:
+                history.append({"type": "final", "leg": leg, "text": f"{leg} {i}"})
+        if i % 100 == 0:
+            history.append({"type": "flag", "leg": "agent", "rule": f"r{i}"})
+    events = list(history)
+    assert sum(e["type"] == "final" for e in events) == 2000 and sum(e["type"] == "flag" for e in events) == 30
+    partials = [e for e in events if e["type"] == "partial"]
+    assert partials == [], "each leg's last partial was settled by its final"
+    history.append({"type": "partial", "leg": "agent", "text": "still talking"})
+    assert list(history)[-1]["text"] == "still talking" and len(list(history)) == len(events) + 1

@@ -10,7 +10,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -47,7 +47,9 @@ LegBuilder = Callable[["Call", Leg, CallControl], Pipeline]
 CLOCK_TICK_S = 0.5
 RETRY_WRITE_S = 5.0
 """How often a call's end that the disk refused is written again."""
-EVENTS_KEPT = 400
+EVENTS_KEPT = 20_000
+"""Events a call keeps for the console beyond each leg's latest partial: a two-hour call's finals, flags and actions
+fit many times over."""
 WINDOW_RULE = "window.outside_hours"
 DISK_THREADS = 4
 BACKGROUND_NICE = 10
@@ -106,6 +108,28 @@ class CallInfo:
     call took to set up (a bot's first call loads its model meanwhile)."""
 
 
+class CallHistory:
+    """A call's events for the console and its end: every event but partial transcripts, of which each leg keeps
+    only its latest (the next partial or its final supersedes it), so a long call's history is whole and bounded."""
+
+    def __init__(self) -> None:
+        self._events: collections.deque[Event] = collections.deque(maxlen=EVENTS_KEPT)
+        self._partials: dict[str, Event] = {}
+
+    def append(self, event: Event) -> None:
+        """Keep an event; a partial replaces its leg's previous one, a final drops it."""
+        if event["type"] in ("partial", "final"):
+            self._partials.pop(event["leg"], None)
+        if event["type"] == "partial":
+            self._partials[event["leg"]] = event
+        else:
+            self._events.append(event)
+
+    def __iter__(self) -> Iterator[Event]:
+        yield from self._events
+        yield from self._partials.values()
+
+
 class CallBoard:
     """The live calls of a process and the listeners (consoles, `voicebot monitor`) that follow them."""
 
@@ -147,7 +171,7 @@ class Call:
         self.agent_lines: list[dict] | None = None
         """The bot's lines as said, on a bot call: QA screens them as they are rather than re-recognising them."""
         """What the call achieved, when a bot's dialog says (the recording's metadata keeps it)."""
-        self.events: collections.deque[Event] = collections.deque(maxlen=EVENTS_KEPT)
+        self.events = CallHistory()
         self.muted: set[Leg] = set()
         self.ended_reason: str | None = None
         self._started_mono = time.monotonic()
