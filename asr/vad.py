@@ -69,6 +69,11 @@ class VoiceGate:
         self.paused = False
         """In speech, but silent since a SpeechPause; the next voiced frame resumes the utterance."""
 
+    @property
+    def speaking(self) -> bool:
+        """In an utterance and not silent since a SpeechPause."""
+        return self.in_speech and not self.paused
+
     def accept(self, pcm: np.ndarray) -> list[GateEvent]:
         """Feed int16 samples (any length); returns the speech to recognise and utterance ends."""
         buf = np.concatenate([self._pending, np.asarray(pcm, dtype=np.int16)])

@@ -46,6 +46,7 @@ class Understand(Processor):
         self.today = today
         self.executor = executor
         self._turn: list[str] = []
+        self._heard: Understanding | None = None
 
     async def process(self, frame: Frame) -> None:
         """Collect the customer's finals; classify them when the customer pauses; pass everything on."""
@@ -53,8 +54,10 @@ class Understand(Processor):
         if isinstance(frame, TranscriptFrame) and frame.final and frame.leg == "customer":
             self._turn.append(frame.text)
         elif isinstance(frame, SpeechPauseFrame | SpeechEndFrame) and frame.leg == "customer" and self._turn:
-            loop = asyncio.get_running_loop()
-            heard = await loop.run_in_executor(self.executor, self.classify, join_words(self._turn), self.today())
-            if isinstance(frame, SpeechEndFrame) or complete_reply(heard):
-                self._turn = []
-                await self.push(IntentFrame(leg=frame.leg, understanding=heard))
+            text = join_words(self._turn)
+            if self._heard is None or self._heard.text != text:  # a pause's reading is kept if nothing followed
+                loop = asyncio.get_running_loop()
+                self._heard = await loop.run_in_executor(self.executor, self.classify, text, self.today())
+            if isinstance(frame, SpeechEndFrame) or complete_reply(self._heard):
+                await self.push(IntentFrame(leg=frame.leg, understanding=self._heard))
+                self._turn, self._heard = [], None

@@ -39,10 +39,9 @@ class VadGate(Processor):
         if isinstance(frame, AudioFrame):
             if self._gate is None:
                 self._gate = VoiceGate(frame.sample_rate, pause_ms=self.pause_ms)
-            was_speaking = self._gate.in_speech and not self._gate.paused
+            was_speaking = self._gate.speaking
             events = self._gate.accept(frame.pcm)
-            speaking = self._gate.in_speech and not self._gate.paused
-            if not was_speaking and speaking and self.bot_speaking is not None and self.bot_speaking():
+            if not was_speaking and self._gate.speaking and self.bot_speaking is not None and self.bot_speaking():
                 await self.push(BargeInFrame(leg=self.leg, detected_wall_s=time.monotonic()))
             await self._emit(events)
             return
