@@ -172,6 +172,7 @@ class CallMonitor:
     _raised: dict[tuple[str, int, str], int] = field(default_factory=dict)
     _categories: dict[str, set[str]] = field(default_factory=dict)
     _last_final: dict[str, str] = field(default_factory=dict)
+    _warned: dict[str, int] = field(default_factory=dict)
 
     def check(self, leg: str, text: str, *, final: bool, words: Sequence[TimedWord] = ()) -> list[Flag]:
         """New rule flags for a partial or final result of the leg's current utterance."""
@@ -194,6 +195,14 @@ class CallMonitor:
             self._ended.add(leg)
             self._last_final[leg] = text
         return new
+
+    def first_warning(self, leg: str) -> bool:
+        """Whether the leg's current utterance has not been warned about yet; notes that it now has."""
+        utterance = self._utterance.get(leg, 0)
+        if self._warned.get(leg) == utterance:
+            return False
+        self._warned[leg] = utterance
+        return True
 
     def may_overrule(self, flags: Sequence[Flag]) -> bool:
         """Whether the model could overrule any of these rule flags (there is a model, and a flag not a signal)."""

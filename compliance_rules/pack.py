@@ -91,6 +91,8 @@ class RulePack:
     actions: dict[str, str] = field(default_factory=dict)
     model_categories: dict[str, str] = field(default_factory=dict)
     """The semantic model's categories this pack flags, each with its severity (the pack's `model:` section)."""
+    categories: dict[str, str] = field(default_factory=dict)
+    """What each category is called where people read it (the pack's `categories:` section)."""
 
 
 class _LineStr(str):
@@ -203,7 +205,8 @@ class _Validator(FieldValidator):
 
     def pack(self, data: Any) -> RulePack:
         top = self.mapping(data, "pack", {"pack", "description", "language", "window", "cadence", "actions",
-                                          "rules", "model"}, {"pack", "language", "window", "actions", "rules"})
+                                          "rules", "model", "categories"},
+                           {"pack", "language", "window", "actions", "rules"})
         actions = self.mapping(top["actions"], "actions", set(SEVERITIES), set(SEVERITIES))
         actions = {str(k): self.choice(v, f"actions.{k}", ACTIONS) for k, v in actions.items()}
         if not isinstance(top["rules"], list) or not top["rules"]:
@@ -219,7 +222,14 @@ class _Validator(FieldValidator):
                         language=self.text(top["language"], "language"), rules=rules,
                         window=self.window(top["window"]), cadence=limits,
                         quiet_days_after_conversation=quiet_days, actions=actions,
-                        model_categories=self.model(top.get("model")))
+                        model_categories=self.model(top.get("model")),
+                        categories=self.categories(top.get("categories")))
+
+    def categories(self, raw: Any) -> dict[str, str]:
+        if raw is None:
+            return {}
+        names = self.mapping(raw, "categories", set(raw or {}), set())
+        return {self.text(c, "categories key"): self.text(d, f"categories.{c}") for c, d in names.items()}
 
     def model(self, raw: Any) -> dict[str, str]:
         if raw is None:

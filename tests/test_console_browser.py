@@ -76,11 +76,19 @@ async def test_supervisor_mutes_and_hangs_up_a_lawful_call_from_the_buttons(serv
     row = page.locator(f'tr[data-call-id="{info.call_id}"]')
     await row.click(timeout=15_000)
     await expect(page.locator("#transcript .line.leg-agent").first).to_be_visible(timeout=SLOW_S)
-    await page.click('#action-bar button[data-action="mute"]')
+    mute = page.locator('#action-bar button[data-focus-key="action-mute"]')
+    await expect(mute).to_have_attribute("aria-pressed", "false")
+    await mute.click()
     await expect(page.locator('#actions li[data-action="mute"][data-actor="sup"]')).to_be_visible(timeout=SLOW_S)
     await expect(page.locator("#detail-status")).to_contain_text("muted: agent")
-    await expect(row).to_contain_text("agent")
+    await expect(row).to_contain_text("muted")
+    await expect(mute).to_have_text("Unmute agent")
+    await expect(mute).to_have_attribute("aria-pressed", "true")
+    await page.click('#action-bar button[data-action="hangup"]')  # asks first
+    await page.click('#action-bar button[data-action="cancel-hangup"]')
     await page.click('#action-bar button[data-action="hangup"]')
+    assert call_is_live(app, info)
+    await page.click('#action-bar button[data-action="confirm-hangup"]')
     await expect(page.locator("#detail-status")).to_contain_text("Ended: hangup: supervisor", timeout=SLOW_S)
     await expect(page.locator('#action-bar button[data-action="hangup"]')).to_be_disabled()
     call = await asyncio.wait_for(replay, 60)
@@ -89,6 +97,11 @@ async def test_supervisor_mutes_and_hangs_up_a_lawful_call_from_the_buttons(serv
                for r in engines.audit.records() if r.kind == "action" and r.actor == "sup"]
     assert by_user == [("mute", "agent", "supervisor"), ("hangup", None, "supervisor")]
     assert csp_errors == []
+
+
+def call_is_live(app: web.Application, info: CallInfo) -> bool:
+    call = app[BOARD].calls.get(info.call_id)
+    return call is not None and call.ended_reason is None
 
 
 async def test_hostile_transcript_is_shown_as_text_and_qa_gets_no_buttons(server, browser):

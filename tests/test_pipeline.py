@@ -9,7 +9,7 @@ import pytest
 
 from asr.codecs import encode, read_audio_file, resample
 from compliance_rules.engine import CallMonitor, Flag, TimedWord
-from voicebot.call import CallHistory
+from voicebot.board import CallHistory
 from voicebot.frames import (
     ActionFrame,
     AudioFrame,
@@ -55,6 +55,8 @@ async def run_stage(stage: Processor, frames: list[Frame]) -> list[Frame]:
 class Recorder:
     """A CallControl that notes what it was asked to do."""
 
+    warn_heard_by = "agent"
+
     def __init__(self) -> None:
         self.done: list[tuple] = []
 
@@ -96,6 +98,17 @@ async def test_check_rules_emits_transcript_violation_and_action(cn_rules) -> No
     assert isinstance(action, ActionFrame) and action.action == "hangup" and action.actor == "engine"
     assert action.audio_end_s == violation.flag.end_s and action.audio_end_s is not None
     assert len(out) == 4, "the same hit in a repeated partial is flagged once"
+
+
+async def test_one_warning_per_sentence_however_many_hits_it_has(cn_rules) -> None:
+    partial = TranscriptFrame(leg="agent", text="你这个废物", final=False, start_s=1.0, end_s=2.0)
+    final = TranscriptFrame(leg="agent", text="你这个废物，真是个蠢货", final=True, start_s=1.0, end_s=3.0)
+    again = TranscriptFrame(leg="agent", text="你这个废物", final=True, start_s=4.0, end_s=5.0)
+    out = await run_stage(CheckRules(CallMonitor(cn_rules)), [partial, final, again])
+    flags = [f.flag.rule for f in out if isinstance(f, ViolationFrame)]
+    warnings = [f.audio_end_s for f in out if isinstance(f, ActionFrame) and f.action == "warn"]
+    assert flags == ["cn.insult.personal"] * 3, "each hit is still flagged and audited"
+    assert warnings == [2.0, 5.0], "the sentence's second hit is not warned again; the next sentence is"
 
 
 def test_action_for_follows_the_pack() -> None:

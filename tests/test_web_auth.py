@@ -409,7 +409,8 @@ async def test_only_admins_manage_users(client, engines):
                               headers={"X-CSRF-Token": csrf})
     assert added.status == 201
     assert await added.json() == {"username": "dana", "role": "qa", "disabled": False,
-                                  "created_at": client.app[AUTH].settings.now()}
+                                  "created_at": client.app[AUTH].settings.now(), "display_name": "",
+                                  "language": "", "zone": ""}
     short = await client.post("/api/users", json={"username": "eve", "role": "qa", "password": "short"},
                               headers={"X-CSRF-Token": csrf})
     assert short.status == 400
@@ -454,3 +455,64 @@ async def test_shutdown_closes_open_event_streams(aiohttp_client, engines, confi
     await asyncio.wait_for(client.server.runner.shutdown(), 10)
     msg = await ws.receive(timeout=10)
     assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING)
+
+
+async def test_alerts_are_acknowledged_once_by_supervisors_and_audited_with_their_name(client, engines):
+    await sign_in(client, "quinn")
+    qa_csrf = await console_csrf(client)
+    call = await start_silent_call(client.app)
+    client.app[BOARD].publish({"call_id": call.call_id, "type": "flag", "leg": "customer", "rule": "cn.signal.dispute",
+                               "category": "signal", "severity": "medium", "matched": "金额不对", "signal": True,
+                               "action": "alert"})
+    alerts = (await (await client.get("/api/alerts")).json())["alerts"]
+    assert [(a["kind"], a["call_id"], a["acked_by"]) for a in alerts] == [("signal", call.call_id, None)]
+    url = f"/api/alerts/{alerts[0]['id']}/ack"
+    assert (await client.post(url, headers={"X-CSRF-Token": qa_csrf})).status == 403
+    client.session.cookie_jar.clear()
+    await sign_in(client, "sup")
+    csrf = await console_csrf(client)
+    assert (await client.post(url)).status == 403  # no CSRF header
+    assert (await client.post("/api/alerts/77/ack", headers={"X-CSRF-Token": csrf})).status == 404
+    assert (await client.post("/api/alerts/x/ack", headers={"X-CSRF-Token": csrf})).status == 404
+    for _ in range(2):
+        acked = await client.post(url, headers={"X-CSRF-Token": csrf})
+        assert acked.status == 200 and (await acked.json())["acked_by"] == "sup"
+    records = [r for r in engines.audit.records() if r.kind == "alert_ack"]
+    assert [(r.actor, r.call_id, r.data["kind"], r.data["rule"]) for r in records] == [
+        ("sup", call.call_id, "signal", "cn.signal.dispute")]
+    await call.end("test over")
+
+
+async def test_an_ended_call_stays_readable_today_but_takes_no_actions(client):
+    await sign_in(client, "sup")
+    csrf = await console_csrf(client)
+    call = await start_silent_call(client.app)
+    await call.end("test over")
+    listed = (await (await client.get("/api/calls")).json())["calls"]
+    assert [(c["call_id"], c["ended"]) for c in listed] == [(call.call_id, "test over")]
+    one = await (await client.get(f"/api/calls/{call.call_id}")).json()
+    assert one["ended"] == "test over" and [e["type"] for e in one["events"]][-1] == "call_end"
+    late = await client.post(f"/api/calls/{call.call_id}/actions", json={"action": "warn"},
+                             headers={"X-CSRF-Token": csrf})
+    assert late.status == 409 and (await late.json())["error"] == "the call has already ended"
+    assert (await client.get("/api/pack")).status == 200
+
+
+@pytest.mark.parametrize(("form", "status", "where"), [
+    ({"language": "zh", "zone": "Asia/Shanghai", "next": "/qa?month=2025-03"}, 303, "/qa?month=2025-03"),
+    ({"language": "", "zone": "", "next": "//evil.example/"}, 303, "/"),
+    ({"language": "fr", "zone": "", "next": "/"}, 400, None),
+    ({"language": "en", "zone": "Mars/Olympus", "next": "/"}, 400, None),
+])
+async def test_settings_are_checked_and_go_back_only_to_same_site_pages(client, form, status, where):
+    await sign_in(client, "sup")
+    csrf = await console_csrf(client)
+    assert (await client.post("/settings", data=form, allow_redirects=False)).status == 403  # no CSRF token
+    response = await client.post("/settings", data={**form, "csrf": csrf}, allow_redirects=False)
+    assert response.status == status
+    user = client.app[AUTH].store.user("sup")
+    if where is not None:
+        assert response.headers["Location"] == where
+        assert (user.language, user.zone) == (form["language"], form["zone"])
+    else:
+        assert (user.language, user.zone) == ("", "")

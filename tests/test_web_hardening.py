@@ -190,7 +190,8 @@ async def test_admin_changes_another_user_by_normalised_name(client, engines):
                                  headers={"X-CSRF-Token": csrf})
     assert response.status == 200
     assert await response.json() == {"username": "sup", "role": "qa", "disabled": True,
-                                     "created_at": client.app[AUTH].settings.now()}
+                                     "created_at": client.app[AUTH].settings.now(), "display_name": "",
+                                     "language": "", "zone": ""}
     assert (await client.post("/api/users/bad%20name", json={"disabled": True},
                               headers={"X-CSRF-Token": csrf})).status == 400
     assert (await client.post("/api/users/nobody", json={"disabled": True},

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import ctypes
 import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,6 +25,7 @@ from recordings.call_recording import RecordingError
 from recordings.store import RecordingStore
 from voicebot.admission import MAX_AHEAD_S, Admission
 from voicebot.audit import AuditLog
+from voicebot.board import WINDOW_RULE, CallBoard, CallHistory
 from voicebot.frames import LEGS, Action, ActionFrame, DtmfFrame, EndFrame, InputAudioFrame, Leg, ViolationFrame
 from voicebot.pipeline import Pipeline, Processor
 from voicebot.stages.audit import Audit, sealer
@@ -47,10 +47,6 @@ LegBuilder = Callable[["Call", Leg, CallControl], Pipeline]
 CLOCK_TICK_S = 0.5
 RETRY_WRITE_S = 5.0
 """How often a call's end that the disk refused is written again."""
-EVENTS_KEPT = 20_000
-"""Events a call keeps for the console beyond each leg's latest partial: a two-hour call's finals, flags and actions
-fit many times over."""
-WINDOW_RULE = "window.outside_hours"
 DISK_THREADS = 4
 BACKGROUND_NICE = 10
 SAMPLE_BYTES: dict[Encoding, int] = {"pcm16": 2, "ulaw": 1, "alaw": 1}
@@ -108,55 +104,6 @@ class CallInfo:
     call took to set up (a bot's first call loads its model meanwhile)."""
 
 
-class CallHistory:
-    """A call's events for the console and its end: every event but partial transcripts, of which each leg keeps
-    only its latest (the next partial or its final supersedes it), so a long call's history is whole and bounded."""
-
-    def __init__(self) -> None:
-        self._events: collections.deque[Event] = collections.deque(maxlen=EVENTS_KEPT)
-        self._partials: dict[str, Event] = {}
-
-    def append(self, event: Event) -> None:
-        """Keep an event; a partial replaces its leg's previous one, a final drops it."""
-        if event["type"] in ("partial", "final"):
-            self._partials.pop(event["leg"], None)
-        if event["type"] == "partial":
-            self._partials[event["leg"]] = event
-        else:
-            self._events.append(event)
-
-    def __iter__(self) -> Iterator[Event]:
-        yield from self._events
-        yield from self._partials.values()
-
-
-class CallBoard:
-    """The live calls of a process and the listeners (consoles, `voicebot monitor`) that follow them."""
-
-    def __init__(self) -> None:
-        self.calls: dict[str, Call] = {}
-        self._listeners: set[asyncio.Queue[Event]] = set()
-
-    def listen(self, maxsize: int = 1000) -> asyncio.Queue[Event]:
-        """A queue that receives every event of every call from now on."""
-        q: asyncio.Queue[Event] = asyncio.Queue(maxsize)
-        self._listeners.add(q)
-        return q
-
-    def unlisten(self, q: asyncio.Queue[Event]) -> None:
-        """Stop feeding a listener."""
-        self._listeners.discard(q)
-
-    def publish(self, event: Event) -> None:
-        """Send an event to every listener; a listener that has fallen 1000 events behind is dropped."""
-        for q in list(self._listeners):
-            try:
-                q.put_nowait(event)
-            except asyncio.QueueFull:
-                log.warning("dropping a listener that fell %d events behind", q.qsize())
-                self._listeners.discard(q)
-
-
 class Call:
     """One supervised call: feed it each leg's packets; it recognises, checks, audits, records and enforces."""
 
@@ -191,6 +138,16 @@ class Call:
     def call_id(self) -> str:
         """The call's id in the audit log and the recording store."""
         return self.info.call_id
+
+    def summary(self) -> dict[str, object]:
+        """What the console's call list shows of the call."""
+        info = self.info
+        return {"call_id": self.call_id, "adapter": info.adapter, "mode": info.mode, "agent_id": info.agent_id,
+                "started_at": info.started_at.isoformat(), "zones": list(info.zones),
+                "flags": sum(1 for e in self.events if e["type"] == "flag" and not e.get("signal")),
+                "muted": sorted(self.muted), "ended": self.ended_reason,
+                "elapsed_s": round(time.monotonic() - self._started_mono, 1),
+                "warn_heard_by": getattr(self.control, "warn_heard_by", "agent")}
 
     def audio_wall_s(self, call_time_s: float) -> float:
         """The time.monotonic() at which audio of this call time reached us."""
@@ -260,6 +217,7 @@ class Call:
             await self._write_end(reason)
         finally:  # whatever failed to be written, the call leaves the board and frees its slot
             self.board.calls.pop(self.call_id, None)
+            self.board.keep_ended({**self.summary(), "events": list(self.events)})
             self.engines.admission.give_back()
             asyncio.get_running_loop().run_in_executor(self.engines.disk, trim_memory)
             self._done.set()

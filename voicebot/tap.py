@@ -18,6 +18,8 @@ class Pbx(Protocol):
 class PbxControl:
     """A tapped call's control: every action is a request to the PBX; without one, only the alert stands."""
 
+    warn_heard_by: Leg | None = "agent"
+
     def __init__(self, pbx: Pbx | None, call_id: str, emit: Callable[[dict[str, Any]], None]) -> None:
         self.pbx = pbx
         self.call_id = call_id

@@ -173,6 +173,8 @@ class Connection:
 class AudioSocketCall:
     """A call of one or two AudioSocket connections sharing a UUID: the first is the agent leg."""
 
+    warn_heard_by: Leg | None = "agent"
+
     def __init__(self, call_uuid: uuid.UUID, info: CallInfo, engines: Engines, board: CallBoard) -> None:
         self.uuid = call_uuid
         self.conns: dict[Leg, Connection] = {}

@@ -41,6 +41,8 @@ def load_call_audio(paths: list[Path]) -> Audio:
 class ReplayControl:
     """In-path control of a replayed call: hang-up stops the replay, mute is noted."""
 
+    warn_heard_by: Leg | None = None
+
     def __init__(self) -> None:
         self.call: Call | None = None
         self.hung_up = asyncio.Event()
@@ -82,6 +84,8 @@ async def replay_call(audio: Audio, engines: Engines, board: CallBoard, info: Ca
 class SimulatedDebtor:
     """The debtor's side of a bot call played from recordings: each of the bot's questions gets a scripted answer
     (speech from a file, or keyed digits) once the bot has been quiet a moment; silence otherwise."""
+
+    warn_heard_by: Leg | None = None
 
     def __init__(self, replies: dict[str, Audio | str], *, speed: float = 1.0, pause_s: float = 0.8) -> None:
         self.replies = replies

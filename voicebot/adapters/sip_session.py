@@ -85,6 +85,8 @@ class SipSession:
     until every SIP call of the group has closed; otherwise the first close ends it.
     """
 
+    warn_heard_by: Leg | None = "agent"
+
     def __init__(self, info: CallInfo, engines: Engines, board: CallBoard, *, bridged: bool = False,
                  grouped: bool = False, clock: Callable[[], datetime] | None = None) -> None:
         self.bridged, self.grouped = bridged, grouped

@@ -231,6 +231,8 @@ def find_endpoints(desk: DeskDevices) -> dict[Role, Endpoint]:
 class Softphone:
     """The desk bridge: agent mic → customer output, customer input → agent headset; the call's in-path control."""
 
+    warn_heard_by: Leg | None = "agent"
+
     def __init__(self, desk: DeskDevices) -> None:
         self.endpoints = find_endpoints(desk)
         self.call: Call | None = None

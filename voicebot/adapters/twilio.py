@@ -132,6 +132,9 @@ def check_token(request: web.Request, expected: str) -> None:
 class TwilioStream:
     """One Media Streams WebSocket and its call; in-path it relays the agent track and carries out actions."""
 
+    warn_heard_by: Leg | None = "customer"
+    """Who hears `warn`: the stream plays into the caller's side (the customer); the agent cannot be reached."""
+
     def __init__(self, ws: web.WebSocketResponse, endpoint: MediaEndpoint) -> None:
         self.ws = ws
         self.endpoint = endpoint

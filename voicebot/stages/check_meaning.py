@@ -5,13 +5,12 @@ the call state they set (the debtor confirmed, a third party, a dispute)."""
 from __future__ import annotations
 
 import asyncio
-import time
 from concurrent.futures import Executor
 
 from compliance_rules.engine import CallMonitor
-from voicebot.frames import Frame, TranscriptFrame, ViolationFrame
+from voicebot.frames import Frame, TranscriptFrame
 from voicebot.pipeline import Processor
-from voicebot.stages.check_rules import action_for
+from voicebot.stages.check_rules import push_flags
 
 MIN_PARTIAL_CHARS = 4
 """A partial shorter than this is not worth the model's time."""
@@ -44,12 +43,7 @@ class CheckMeaning(Processor):
             return
         loop = asyncio.get_running_loop()
         flags = await loop.run_in_executor(self.executor, self.monitor.check_meaning, frame.leg, text)
-        for flag in flags:
-            now = time.monotonic()
-            await self.push(ViolationFrame(flag=flag, final=frame.final, detected_wall_s=now))
-            action = action_for(flag, now, fallback_end_s=frame.end_s)
-            if action is not None:
-                await self.push(action)
+        await push_flags(self, self.monitor, flags, frame)
 
     def _unread(self, frame: TranscriptFrame) -> str:
         """What the model should read of this result: a stable new partial whole; a final whole, or only its tail

@@ -35,12 +35,18 @@ class CheckRules(Processor):
         if self.monitor.may_overrule(flags):
             flags = await asyncio.get_running_loop().run_in_executor(
                 self.executor, self.monitor.confirm, frame.leg, frame.text, flags)
-        for flag in flags:
-            now = time.monotonic()
-            await self.push(ViolationFrame(flag=flag, final=frame.final, detected_wall_s=now))
-            action = action_for(flag, now, fallback_end_s=frame.end_s)
-            if action is not None:
-                await self.push(action)
+        await push_flags(self, self.monitor, flags, frame)
+
+
+async def push_flags(stage: Processor, monitor: CallMonitor, flags: list[Flag], frame: TranscriptFrame) -> None:
+    """A ViolationFrame per flag, each followed by the action its pack calls for: one warning per utterance, however
+    many rules or model categories it breaks."""
+    for flag in flags:
+        now = time.monotonic()
+        await stage.push(ViolationFrame(flag=flag, final=frame.final, detected_wall_s=now))
+        action = action_for(flag, now, fallback_end_s=frame.end_s)
+        if action is not None and (action.action != "warn" or monitor.first_warning(flag.leg)):
+            await stage.push(action)
 
 
 def action_for(flag: Flag, detected_wall_s: float, *, fallback_end_s: float | None = None) -> ActionFrame | None:

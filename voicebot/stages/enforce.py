@@ -14,6 +14,9 @@ log = logging.getLogger(__name__)
 class CallControl(Protocol):
     """What an adapter can do to its call."""
 
+    warn_heard_by: Leg | None
+    """Who hears `warn`'s tone on this adapter (None: nobody, the console alone shows it)."""
+
     async def hangup(self, reason: str) -> None:
         """End the call on the wire (SIP BYE, AudioSocket hang-up frame, closing the stream)."""
 

@@ -41,7 +41,8 @@ def frame_event(frame: Frame) -> Event | None:
         f = frame.flag
         return {"type": "flag", "leg": f.leg, "rule": f.rule, "category": f.category, "severity": f.severity,
                 "matched": f.matched, "span": list(f.span), "start_s": f.start_s, "end_s": f.end_s,
-                "audio_s": f.end_s, "signal": f.category == "signal", "source": f.source, "score": f.score}
+                "audio_s": f.end_s, "signal": f.category == "signal", "source": f.source, "score": f.score,
+                "action": f.action}
     if isinstance(frame, ActionFrame):
         return {"type": "action", "action": frame.action, "leg": frame.leg, "actor": frame.actor,
                 "rule": frame.rule, "reason": frame.reason, "audio_s": frame.audio_end_s}

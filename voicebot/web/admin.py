@@ -8,12 +8,21 @@ from typing import Any
 
 from aiohttp import web
 
-from voicebot.web.auth import AuthError, Session, UserStore, check_password_text, check_role, check_username
+from voicebot.web.auth import (
+    AuthError,
+    Session,
+    UserStore,
+    check_password_text,
+    check_role,
+    check_setting,
+    check_username,
+)
 from voicebot.web.keys import AUTH, ENGINES, SESSION
-from voicebot.web.login import ApiError, render, require_csrf, require_role, run_db, signed_in
+from voicebot.web.login import WS_CLOSE_SIGNED_OUT, ApiError, close_sockets, render, require_csrf, require_role, run_db
+from voicebot.web.prefs import page_settings
 
 ADMIN_ROLES = ("admin",)
-CHANGE_FIELDS = frozenset({"disabled", "role", "password"})
+CHANGE_FIELDS = frozenset({"disabled", "role", "password", "display_name"})
 
 
 def setup_admin(app: web.Application) -> None:
@@ -29,7 +38,9 @@ async def users_page(request: web.Request) -> web.Response:
     session = request[SESSION]
     if session.role not in ADMIN_ROLES:
         return render("message.html", 403, title="Not allowed", message="Only an admin may manage users.")
-    return render("admin.html", signed_in=signed_in(session), username=session.username, csrf=session.csrf)
+    page = await page_settings(request)
+    return render("admin.html", header=page.header, lang=page.lang, zone=page.zone, username=session.username,
+                  csrf=session.csrf)
 
 
 async def list_users(request: web.Request) -> web.Response:
@@ -64,12 +75,14 @@ def parse_changes(body: dict[str, Any]) -> dict[str, Any]:
         raise ApiError(400, f"send one or more of {', '.join(sorted(CHANGE_FIELDS))}, and nothing else")
     if "disabled" in body and not isinstance(body["disabled"], bool):
         raise ApiError(400, '"disabled" must be true or false (a JSON boolean)')
-    changes = {key: _text(body, key) for key in ("role", "password") if key in body}
+    changes = {key: _text(body, key) for key in ("role", "password", "display_name") if key in body}
     try:
         if "role" in changes:
             check_role(changes["role"])
         if "password" in changes:
             check_password_text(changes["password"])
+        if "display_name" in changes:
+            changes["display_name"] = check_setting("display_name", changes["display_name"])
     except AuthError as e:
         raise ApiError(400, str(e)) from None
     return {**changes, **({"disabled": body["disabled"]} if "disabled" in body else {})}
@@ -84,12 +97,13 @@ def user_name(raw: str) -> str:
 
 
 async def add_user(request: web.Request) -> web.Response:
-    """POST /api/users {"username", "role", "password"}, each a string: create a user."""
+    """POST /api/users {"username", "role", "password", optional "display_name"}, each a string: create a user."""
     admin = require_role(require_csrf(request), ADMIN_ROLES)
     body = await _body(request)
     username, role, password = (_text(body, key) for key in ("username", "role", "password"))
+    display_name = _text(body, "display_name") if "display_name" in body else ""
     try:
-        user = await run_db(request.app[AUTH].store.add_user, username, role, password)
+        user = await run_db(request.app[AUTH].store.add_user, username, role, password, display_name)
     except AuthError as e:
         raise ApiError(400, str(e)) from None
     await _audit(request, admin, {"event": "add", "username": user.username, "role": user.role})
@@ -105,12 +119,15 @@ async def change_user(request: web.Request) -> web.Response:
         raise ApiError(400, "you may not disable or demote your own account; ask another admin")
     if await run_db(store.user, name) is None:
         raise ApiError(404, "no such user")
+    signed_out = await run_db(store.session_hashes, name) if changes.get("disabled") or "password" in changes else []
     try:
         events = await _apply(store, name, changes)
     except AuthError as e:
         raise ApiError(400, str(e)) from None
     for event in events:
         await _audit(request, admin, event)
+    for token_hash in signed_out:  # their open consoles stop at once, not at the next session check
+        await close_sockets(request.app, token_hash, WS_CLOSE_SIGNED_OUT, b"signed out by an admin")
     return web.json_response(asdict(await run_db(store.user, name)))
 
 
@@ -126,6 +143,9 @@ async def _apply(store: UserStore, name: str, changes: dict[str, Any]) -> list[d
     if "password" in changes:
         await run_db(store.set_password, name, changes["password"])
         events.append({"event": "password", "username": name})
+    if "display_name" in changes:
+        await run_db(lambda: store.set_settings(name, display_name=changes["display_name"]))
+        events.append({"event": "display_name", "username": name})
     return events
 
 

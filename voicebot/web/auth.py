@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
+from zoneinfo import available_timezones
 
 import sqlite_utils
 
@@ -33,9 +34,14 @@ MAX_PASSWORD_CHARS = 1024
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 SALT_BYTES, HASH_BYTES, TOKEN_BYTES = 16, 32, 32
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
+USERNAME_RULE = ("1-32 characters of a-z 0-9 . _ -, starting with a letter or digit (capitals become lower case); "
+                 "a display name may be anything, Chinese included")
 TOUCH_EVERY_S = 30.0
 """A session's last-seen time is written at most this often."""
 BUSY_TIMEOUT_S = 10.0
+USER_SETTINGS = ("display_name", "language", "zone")
+LANGUAGES = ("", "en", "zh")
+DISPLAY_NAME_CHARS = 40
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,6 +67,11 @@ class User:
     role: str
     disabled: bool
     created_at: float
+    display_name: str = ""
+    language: str = ""
+    """"en" or "zh"; "" follows the browser."""
+    zone: str = ""
+    """The IANA zone every page and CSV shows times in; "" follows the browser (CSV: UTC)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,7 +116,7 @@ def check_username(username: str) -> str:
     """The user name in canonical (lower-case) form, or AuthError naming the allowed characters."""
     name = username.strip().lower()
     if not USERNAME.match(name):
-        raise AuthError(f"user name {username!r} must be 1-32 of a-z 0-9 . _ - and start with a letter or digit")
+        raise AuthError(f"user name {username!r}: {USERNAME_RULE}")
     return name
 
 
@@ -114,6 +125,20 @@ def check_role(role: str) -> str:
     if role not in ROLES:
         raise AuthError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
     return role
+
+
+def check_setting(name: str, value: str) -> str:
+    """A user setting as stored, or AuthError saying what is allowed."""
+    value = value.strip()
+    if name == "language" and value not in LANGUAGES:
+        raise AuthError("language must be en, zh or empty (the browser's)")
+    if name == "zone" and value and value not in available_timezones():
+        raise AuthError(f"unknown time zone {value[:40]!r}; use an IANA name such as Asia/Shanghai")
+    if name == "display_name" and (len(value) > DISPLAY_NAME_CHARS or not value.isprintable()):
+        raise AuthError(f"a display name is at most {DISPLAY_NAME_CHARS} printable characters")
+    if name not in USER_SETTINGS:
+        raise AuthError(f"no user setting {name!r}")
+    return value
 
 
 def token_hash(token: str) -> str:
@@ -166,12 +191,16 @@ class UserStore(LockedStore):
                 pk="token_hash", not_null={"username", "csrf", "created_at", "expires_at", "last_seen_at"},
                 foreign_keys=[("username", "users", "username")], if_not_exists=True)
             self._db.execute("CREATE INDEX IF NOT EXISTS sessions_username ON sessions(username)")
+            users = self._db.table("users")
+            for column in USER_SETTINGS:  # added after the first release: a store made before gains them, empty
+                if column not in users.columns_dict:
+                    users.add_column(column, str, not_null_default="")
 
-    def add_user(self, username: str, role: str, password: str) -> User:
+    def add_user(self, username: str, role: str, password: str, display_name: str = "") -> User:
         """Create a user; AuthError if the name is taken or anything is malformed."""
         name, role, password_hash = check_username(username), check_role(role), hash_password(password)
         row = {"username": name, "role": role, "password_hash": password_hash, "disabled": 0,
-               "created_at": self._now()}
+               "created_at": self._now(), "display_name": check_setting("display_name", display_name)}
         with self._lock, self._db.conn:
             if self._row(name) is not None:
                 raise AuthError(f"user {name!r} already exists")
@@ -186,6 +215,11 @@ class UserStore(LockedStore):
     def set_role(self, username: str, role: str) -> User:
         """Change a user's role; it applies to their open sessions at once."""
         return self._update(username, {"role": check_role(role)}, end_sessions=False)
+
+    def set_settings(self, username: str, **values: str) -> User:
+        """Change a user's display name, language or zone (checked by `check_setting`)."""
+        checked = {name: check_setting(name, value) for name, value in values.items()}
+        return self._update(username, checked, end_sessions=False)
 
     def set_disabled(self, username: str, disabled: bool) -> User:
         """Disable (ending their sessions) or re-enable a user."""
@@ -265,6 +299,12 @@ class UserStore(LockedStore):
                 self._db.execute("UPDATE sessions SET last_seen_at = ? WHERE token_hash = ?", [now, key])
         return _session(row, row["role"])
 
+    def session_hashes(self, username: str) -> list[str]:
+        """The stored token hashes of a user's open sessions."""
+        with self._lock:
+            return [r["token_hash"] for r in self._db.query("SELECT token_hash FROM sessions WHERE username = ?",
+                                                            [username])]
+
     def end_session(self, token_hash_hex: str) -> None:
         """Sign a session out."""
         with self._lock, self._db.conn:
@@ -273,7 +313,7 @@ class UserStore(LockedStore):
 
 def _user(row: dict[str, Any]) -> User:
     return User(username=row["username"], role=row["role"], disabled=bool(row["disabled"]),
-                created_at=row["created_at"])
+                created_at=row["created_at"], **{k: row.get(k) or "" for k in USER_SETTINGS})
 
 
 def _session(row: dict[str, Any], role: str) -> Session:

@@ -8,16 +8,17 @@ import json
 import logging
 import time
 import weakref
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from aiohttp import WSCloseCode, web
 
-from voicebot.call import Call, CallBoard
+from voicebot.board import CallBoard
 from voicebot.stages.publish import Event
 from voicebot.web.admin import setup_admin
 from voicebot.web.auth import ACTION_ROLES, AuthSettings
-from voicebot.web.keys import AUTH, BOARD, SESSION, SOCKETS
+from voicebot.web.keys import AUTH, BOARD, ENGINES, SESSION, SOCKETS
 from voicebot.web.login import (
     WS_CLOSE_SIGNED_OUT,
     ApiError,
@@ -29,6 +30,7 @@ from voicebot.web.login import (
     run_db,
     setup_login,
 )
+from voicebot.web.prefs import page_settings, setup_prefs
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,7 @@ CONSOLE_ACTIONS = ("warn", "mute", "unmute", "hangup")
 LEGS = ("agent", "customer")
 WS_CLOSE_BEHIND = 4409
 WS_HEARTBEAT_S = 30.0
+TITLES = {"en": "Live calls · voicebot console", "zh": "实时通话 · 语音机器人控制台"}
 
 
 def setup_console(app: web.Application, settings: AuthSettings) -> None:
@@ -48,52 +51,83 @@ def setup_console(app: web.Application, settings: AuthSettings) -> None:
     app.router.add_get("/api/calls", list_calls)
     app.router.add_get("/api/calls/{call_id}", get_call)
     app.router.add_post("/api/calls/{call_id}/actions", post_action)
+    app.router.add_get("/api/pack", get_pack)
+    app.router.add_get("/api/alerts", list_alerts)
+    app.router.add_post("/api/alerts/{alert_id}/ack", ack_alert)
     app.router.add_get("/ws/events", events_ws)
     app.router.add_static("/static/", STATIC, follow_symlinks=False)
     setup_admin(app)
+    setup_prefs(app)
 
 
 async def _close_all_sockets(app: web.Application) -> None:
     await close_sockets(app, None, WSCloseCode.GOING_AWAY, b"server shutdown")
 
 
-def call_summary(call: Call) -> dict[str, Any]:
-    """What the call list shows of a call."""
-    info = call.info
-    return {"call_id": call.call_id, "adapter": info.adapter, "mode": info.mode,
-            "started_at": info.started_at.isoformat(), "agent_id": info.agent_id,
-            "flags": sum(1 for e in call.events if e["type"] == "flag" and not e.get("signal")),
-            "muted": sorted(call.muted), "ended": call.ended_reason is not None}
-
-
 def snapshot(board: CallBoard) -> dict[str, Any]:
-    """Every live call with its recent events: the first message of an event stream."""
-    return {"type": "snapshot", "calls": [{**call_summary(c), "events": list(c.events)} for c in board.calls.values()]}
+    """Every live call and today's ended ones with their events, and the day's alerts: an event stream's first
+    message."""
+    return {"type": "snapshot", "calls": board.summaries(), "alerts": list(board.alerts.values())}
 
 
 async def console_page(request: web.Request) -> web.Response:
-    """GET /: the console; buttons are drawn only for roles that may act."""
+    """GET /: the console in the user's language; buttons are drawn only for roles that may act."""
     session = request[SESSION]
+    page = await page_settings(request)
     return render("console.html", username=session.username, role=session.role, csrf=session.csrf,
-                  can_act="yes" if session.role in ACTION_ROLES else "no")
+                  can_act="yes" if session.role in ACTION_ROLES else "no", lang=page.lang, zone=page.zone,
+                  title=TITLES[page.lang], header=page.header)
 
 
 async def list_calls(request: web.Request) -> web.Response:
-    """GET /api/calls: the live calls."""
-    return web.json_response({"calls": [call_summary(c) for c in request.app[BOARD].calls.values()]})
-
-
-def _call(request: web.Request) -> Call:
-    call = request.app[BOARD].calls.get(request.match_info["call_id"])
-    if call is None:
-        raise ApiError(404, "no live call with this id")
-    return call
+    """GET /api/calls: the live calls and those that ended today, without their events."""
+    calls = [{k: v for k, v in c.items() if k != "events"} for c in request.app[BOARD].summaries()]
+    return web.json_response({"calls": calls})
 
 
 async def get_call(request: web.Request) -> web.Response:
-    """GET /api/calls/{id}: one live call with its recent events."""
-    call = _call(request)
-    return web.json_response({**call_summary(call), "events": list(call.events)}, dumps=_dumps)
+    """GET /api/calls/{id}: one live or ended call with its events."""
+    call = request.app[BOARD].call(request.match_info["call_id"])
+    if call is None:
+        raise ApiError(404, "no call with this id today")
+    return web.json_response(call, dumps=_dumps)
+
+
+async def get_pack(request: web.Request) -> web.Response:
+    """GET /api/pack: what the console calls the pack's rules and categories, and the zones it assumes for a call
+    whose debtor's zone is unknown."""
+    pack = request.app[ENGINES].rules.pack
+    return web.json_response({"name": pack.name, "language": pack.language, "categories": pack.categories,
+                              "rules": {r.id: r.description for r in pack.rules if r.description},
+                              "fallback_zones": list(pack.window.fallback_zones),
+                              "window": [pack.window.start.strftime("%H:%M"), pack.window.end.strftime("%H:%M")]},
+                             dumps=_dumps)
+
+
+async def list_alerts(request: web.Request) -> web.Response:
+    """GET /api/alerts: the day's alerts, newest first."""
+    return web.json_response({"alerts": list(reversed(request.app[BOARD].alerts.values()))}, dumps=_dumps)
+
+
+async def ack_alert(request: web.Request) -> web.Response:
+    """POST /api/alerts/{id}/ack: a supervisor acknowledges an alert; audited with their name before it shows."""
+    session = require_role(require_csrf(request), ACTION_ROLES)
+    board = request.app[BOARD]
+    try:
+        alert = board.alerts[int(request.match_info["alert_id"])]
+    except (KeyError, ValueError):
+        raise ApiError(404, "no alert with this id today") from None
+    if alert["acked_by"] is None:
+        data = {"alert": alert["id"], "kind": alert["kind"], "rule": alert["rule"], "severity": alert["severity"]}
+        append = partial(request.app[ENGINES].audit.append, "alert_ack", data, call_id=alert["call_id"],
+                         actor=session.username)
+        try:
+            await run_db(append)
+        except Exception as e:  # the audit log's fault is on /healthz; nothing is acknowledged unaudited
+            log.error("alert %d: acknowledgement not audited (%s)", alert["id"], type(e).__name__)
+            raise ApiError(503, "the audit log cannot be written; try again") from None
+        board.acknowledge(alert["id"], session.username)
+    return web.json_response(alert, dumps=_dumps)
 
 
 def parse_action(body: object) -> tuple[str, str | None]:
@@ -119,8 +153,11 @@ async def post_action(request: web.Request) -> web.Response:
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "the body is not JSON") from None
     action, leg = parse_action(body)
-    call = _call(request)
-    if call.ended_reason is not None:
+    board, call_id = request.app[BOARD], request.match_info["call_id"]
+    call = board.calls.get(call_id)
+    if call is None or call.ended_reason is not None:
+        if board.call(call_id) is None:
+            raise ApiError(404, "no live call with this id")
         raise ApiError(409, "the call has already ended")
     call.act(action, actor=session.username, reason="supervisor", leg=leg)  # type: ignore[arg-type]
     log.info("console action %s on call %s leg %s", action, call.call_id, leg)
