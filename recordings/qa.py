@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from statistics import mean
-from typing import Literal
+from typing import Any, Literal
 
 from recordings.screening import SCORECARD, Mark
 from recordings.screening import create_tables as create_screening_tables
@@ -29,7 +29,8 @@ TABLES: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
     "qa_sample_items": ({"sample_id": str, "recording_id": str, "agent_id": str, "reason": str},
                         ("sample_id", "recording_id")),
     "qa_reviews": ({"review_id": str, "recording_id": str, "month": str, "agent_id": str, "reviewer": str,
-                    "at": str, "marks": str, "verdict": str, "score": float, "notes": bytes}, "review_id"),
+                    "at": str, "marks": str, "verdict": str, "score": float, "notes": bytes, "item_notes": bytes},
+                   "review_id"),
 }
 
 
@@ -68,6 +69,8 @@ class Review:
     marks: dict[str, Mark]
     verdict: str
     notes: str = ""
+    item_notes: dict[str, str] = field(default_factory=dict)
+    """A note per scorecard item, where the reviewer wrote one."""
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
@@ -88,6 +91,8 @@ class AgentCoverage:
     flagged: int
     findings: dict[str, int]
     mean_score: float | None
+    verdicts: dict[str, int] = field(default_factory=dict)
+    """Reviewed recordings by the verdict of their latest review."""
 
     @property
     def sampled_rate(self) -> float:
@@ -179,7 +184,8 @@ def save_review(store: RecordingStore, audit: AuditLog, review: Review) -> None:
         "review_id": review_id, "recording_id": review.recording_id, "month": recording.month,
         "agent_id": recording.agent_id or UNASSIGNED, "reviewer": review.reviewer, "at": stamp(review.at),
         "marks": json.dumps(review.marks), "verdict": review.verdict, "score": review.score,
-        "notes": store.seal_text("qa_notes", review.recording_id, review.notes)}])
+        "notes": store.seal_text("qa_notes", review.recording_id, review.notes),
+        "item_notes": store.seal_text("qa_item_notes", review.recording_id, json.dumps(review.item_notes))}])
     audit.append("qa_review", {"review_id": review_id, "recording_id": review.recording_id,
                                "verdict": review.verdict, "score": review.score, "marks": review.marks},
                  call_id=review.recording_id, actor=review.reviewer)
@@ -195,7 +201,15 @@ def reviews(store: RecordingStore, *, month: str | None = None, recording_id: st
         sql, args = sql + " AND recording_id = ?", [*args, recording_id]
     return [Review(recording_id=r["recording_id"], reviewer=r["reviewer"], marks=json.loads(r["marks"]),
                    verdict=r["verdict"], notes=store.open_text("qa_notes", r["recording_id"], r["notes"]),
-                   at=datetime.fromisoformat(r["at"])) for r in store.query(sql + " ORDER BY at, rowid", args)]
+                   item_notes=_item_notes(store, r), at=datetime.fromisoformat(r["at"]))
+            for r in store.query(sql + " ORDER BY at, rowid", args)]
+
+
+def _item_notes(store: RecordingStore, row: dict[str, Any]) -> dict[str, str]:
+    """A review's per-item notes (none for a review saved before they existed)."""
+    if row.get("item_notes") is None:
+        return {}
+    return json.loads(store.open_text("qa_item_notes", row["recording_id"], row["item_notes"]))
 
 
 def coverage(store: RecordingStore, month: str) -> list[AgentCoverage]:
@@ -203,8 +217,10 @@ def coverage(store: RecordingStore, month: str) -> list[AgentCoverage]:
     sample = latest_sample(store, month)
     sampled = {i.recording_id for i in sample.items} if sample else set()
     reviewed: dict[str, list[float]] = {}
+    verdict: dict[str, str] = {}
     for review in reviews(store, month=month):
         reviewed.setdefault(review.recording_id, []).append(review.score)
+        verdict[review.recording_id] = review.verdict
     by_agent: dict[str, dict[str, list[dict]]] = {}
     for recording_id, (agent, flags) in month_flags(store, month).items():
         by_agent.setdefault(agent, {})[recording_id] = flags
@@ -216,7 +232,8 @@ def coverage(store: RecordingStore, month: str) -> list[AgentCoverage]:
         result.append(AgentCoverage(agent_id=agent, recordings=len(ids), sampled=len(ids & sampled),
                                     reviewed=len(ids & reviewed.keys()), flagged=sum(bool(f) for f in calls.values()),
                                     findings=dict(sorted(findings.items())),
-                                    mean_score=round(mean(scores), 1) if scores else None))
+                                    mean_score=round(mean(scores), 1) if scores else None,
+                                    verdicts=dict(Counter(verdict[r] for r in ids & verdict.keys()))))
     return result
 
 

@@ -28,6 +28,7 @@ SCORECARD = ("identity_before_disclosure", "required_disclosures", "no_prohibite
 SCREENINGS = {"recording_id": str, "status": str, "worker": str, "claimed_at": str, "finished_at": str,
               "error": str, "transcript": bytes, "flags": str, "scorecard": str, "score": float, "attempts": int}
 Mark = Literal["pass", "fail", "n/a"]
+SILENT_AGENT = "the agent said nothing (the call ended before anyone spoke)"
 DEFAULT_PACK = "cn-collection"
 OPENING_TURNS = 3
 """Required disclosures are due within the agent's first this many utterances (of the call, or after verification)."""
@@ -303,6 +304,8 @@ def _identity(found: Findings, agent: list[dict[str, Any]]) -> ScoreItem:
 
 
 def _disclosures(found: Findings, cues: Cues) -> ScoreItem:
+    if found.agent_turns == 0:
+        return ScoreItem("n/a", SILENT_AGENT)
     due = [c for c in cues.disclosures if not c.after_verification or found.verified_at is not None]
     missing = [c.what for c in due if c.key not in found.said]
     if missing:
@@ -330,6 +333,8 @@ def _politeness(found: Findings, agent: list[dict[str, Any]]) -> ScoreItem:
     insults = [f for f in agent if f["category"] == "insult"]
     if insults:
         return ScoreItem("fail", f"insulting language: {_listed(insults)}")
+    if found.agent_turns == 0:
+        return ScoreItem("n/a", SILENT_AGENT)
     if found.courteous_at is None:
         return ScoreItem("fail", "no courtesy phrase (greeting, please, thanks) from the agent")
     return ScoreItem("pass", f"courteous from {_at(found.courteous_at)}; no insults flagged")

@@ -269,9 +269,14 @@ class RecordingStore(LockedStore):
         return plain.decode()
 
     def create_table(self, name: str, columns: dict[str, type], *, pk: str | tuple[str, ...]) -> None:
-        """Create a table of this database if it does not exist yet (screening and QA keep theirs here)."""
+        """Create a table of this database if it does not exist yet (screening and QA keep theirs here); one made by
+        an earlier release gains the columns added since, empty."""
         with self._lock:
-            self._db.table(name).create(columns, pk=pk, if_not_exists=True)
+            table = self._db.table(name)
+            table.create(columns, pk=pk, if_not_exists=True)
+            for column, kind in columns.items():
+                if column not in table.columns_dict:
+                    table.add_column(column, kind)
 
     def upsert(self, table: str, row: dict[str, Any], *, pk: str | tuple[str, ...]) -> None:
         """Insert or update one row."""

@@ -304,7 +304,11 @@ async def test_a_byte_range_decrypts_only_the_chunks_it_needs(client, engines):
 async def test_roles_csrf_and_refusals_over_http(client, engines):
     assert (await client.get("/qa/recordings/rec-1/audio", allow_redirects=False)).status == 303
     sup_csrf = await sign_in(client, "sup")
-    assert (await client.get(f"/qa?month={MONTH}")).status == 403
+    listed = await client.get(f"/qa?month={MONTH}")  # a supervisor reads the month's list, without links or buttons
+    assert listed.status == 200
+    assert 'href="/qa/recordings/' not in await listed.text() and 'id="draw-sample"' not in await listed.text()
+    refused = await client.post("/qa/sample", data={"csrf": sup_csrf, "month": MONTH}, allow_redirects=False)
+    assert refused.status == 403
     assert (await client.get(f"/qa/reports?month={MONTH}")).status == 200
     assert (await client.get(f"/qa/reports.csv?month={MONTH}")).status == 200
     assert (await client.get("/qa/recordings/rec-1/audio")).status == 403
@@ -382,8 +386,8 @@ def test_report_csv_has_one_row_per_agent(engines) -> None:
     text = report_csv(coverage(store, MONTH))
     assert list(csv.reader(io.StringIO(text))) == [
         ["agent_id", "recordings", "sampled", "sampled_pct", "reviewed", "reviewed_pct", "flagged", "findings",
-         "mean_score"],
-        ["'@agent", "1", "0", "0.0", "0", "0.0", "1", "gang=1", ""]]
+         "mean_score", "verdict_pass", "verdict_coaching", "verdict_fail"],
+        ["'@agent", "1", "0", "0.0", "0", "0.0", "1", "gang=1", "", "0", "0", "0"]]
 
 
 def test_months_back_crosses_years() -> None:

@@ -276,6 +276,7 @@ async def test_supervisor_mute_and_warn_in_path_emulated_twilio_peer(client, eng
     assert len(warned) == 1 + 15 and all(m["event"] == "media" for m in warned[:-1]), \
         "the 300 ms beep in 20 ms packets, and none of the muted agent's audio"
     assert call.muted == {"agent"}
+    assert call.summary()["warn_heard_by"] == "customer", "the console names who hears the beep: the caller"
     await ws.send_json(STOP)
     end = await next_event(events, "call_end")
     actions = [r for r in call_records(engines, end["call_id"]) if r.kind == "action"]

@@ -28,7 +28,9 @@ from voicebot.web.auth import AuthSettings
 from voicebot.web.console import setup_console
 from voicebot.web.keys import AUDIOSOCKET, BOARD, CONFIG, ENGINES, SERVE, SIP_ADAPTER, SIP_SETTINGS
 from voicebot.web.qa import setup_qa
+from voicebot.web.qa_month import setup_qa_month
 from voicebot.web.qa_reports import setup_qa_reports
+from voicebot.web.qa_review import setup_qa_review
 
 
 def create_app(config: Config, serve: ServeConfig, engines: Engines | None = None, *,
@@ -43,6 +45,8 @@ def create_app(config: Config, serve: ServeConfig, engines: Engines | None = Non
     app.router.add_get("/healthz", healthz)
     setup_console(app, auth or AuthSettings())
     setup_qa(app)
+    setup_qa_month(app)
+    setup_qa_review(app)
     setup_qa_reports(app)
     setup_twilio(app, serve=serve, config=config, board=board, engines=lambda: app[ENGINES])
     return app

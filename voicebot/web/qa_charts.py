@@ -7,31 +7,30 @@ from collections.abc import Sequence
 from voicebot.web.login import Html, tag
 
 PALETTE = ("#2563eb", "#d9480f", "#059669", "#7c3aed", "#b7791f", "#db2777", "#0891b2", "#4b5563")
-BAR_W, BAR_GAP, BAR_H = 56, 16, 180
+BAR_LABEL_W, BAR_MAX_W, BAR_ROW_H = 340, 300, 26
 LINE_W, LINE_H, LINE_PAD = 560, 200, 32
 MARGIN_L, MARGIN_B, MARGIN_T = 40, 40, 16
 
 
-def bar_chart(counts: dict[str, int], *, title: str) -> Html:
-    """Bars of counts by label, largest first; a note instead when there is nothing to draw."""
+def bar_chart(counts: dict[str, int], *, title: str, labels: dict[str, str] | None = None) -> Html:
+    """Horizontal bars of counts by key, largest first, each named by `labels` (else its key) in full at its left;
+    a note instead when there is nothing to draw."""
     if not any(counts.values()):
         return tag("p", f"{title}: none.", class_="muted chart-empty")
-    items = sorted(((n, label) for label, n in counts.items() if n > 0), key=lambda x: (-x[0], x[1]))
+    items = sorted(((n, key) for key, n in counts.items() if n > 0), key=lambda x: (-x[0], x[1]))
     top = max(n for n, _ in items)
-    width = MARGIN_L + len(items) * (BAR_W + BAR_GAP)
-    height = MARGIN_T + BAR_H + MARGIN_B
-    parts: list[str] = [tag("title", title), _axis(width, MARGIN_T + BAR_H)]
-    for i, (n, label) in enumerate(items):
-        x = MARGIN_L + BAR_GAP / 2 + i * (BAR_W + BAR_GAP)
-        h = BAR_H * n / top
-        y = MARGIN_T + BAR_H - h
+    width = BAR_LABEL_W + BAR_MAX_W + 48
+    height = MARGIN_T + len(items) * BAR_ROW_H + 8
+    parts: list[str] = [tag("title", title)]
+    for i, (n, key) in enumerate(items):
+        y = MARGIN_T + i * BAR_ROW_H
+        w = max(2.0, BAR_MAX_W * n / top)
+        label = (labels or {}).get(key, key)
         parts.append(tag("g", tag("title", f"{label}: {n}"),
-                         tag("rect", x=x, y=round(y, 1), width=BAR_W, height=round(h, 1), fill=PALETTE[0]),
-                         tag("text", str(n), x=x + BAR_W / 2, y=round(y - 4, 1), text_anchor="middle",
-                             font_size=12),
-                         tag("text", label, x=x + BAR_W / 2, y=MARGIN_T + BAR_H + 16, text_anchor="middle",
-                             font_size=11),
-                         class_="bar", data_label=label, data_count=n))
+                         tag("text", label, x=BAR_LABEL_W - 8, y=y + 15, text_anchor="end", font_size=13),
+                         tag("rect", x=BAR_LABEL_W, y=y + 3, width=round(w, 1), height=BAR_ROW_H - 8, fill=PALETTE[0]),
+                         tag("text", str(n), x=round(BAR_LABEL_W + w + 6, 1), y=y + 15, font_size=13),
+                         class_="bar", data_label=key, data_count=n))
     return tag("svg", *parts, class_="chart bar-chart", role="img", aria_label=title, width=width, height=height,
                viewBox=f"0 0 {width} {height}", xmlns="http://www.w3.org/2000/svg")
 

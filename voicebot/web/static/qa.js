@@ -5,6 +5,15 @@
 (function () {
   const player = document.getElementById("player");
   if (!player) return;
+  const accept = document.getElementById("accept-auto");
+  if (accept) {
+    accept.addEventListener("click", () => {
+      for (const row of document.querySelectorAll("tr[data-item][data-auto]")) {
+        const radio = row.querySelector(`input[type=radio][value="${CSS.escape(row.dataset.auto)}"]`);
+        if (radio) radio.checked = true;
+      }
+    });
+  }
   const lines = Array.from(document.querySelectorAll("#transcript .line[data-start]"));
 
   function seek(startS) {
