@@ -20,6 +20,7 @@ from aiohttp import web
 from voicebot.web.auth import AuthSettings, AuthState, LoginThrottle, Session, UserStore, token_hash
 from voicebot.web.keys import AUTH, ENGINES, SERVE, SESSION, SOCKETS
 from voicebot.web.proxy import client_ip, is_https
+from voicebot.web.words import Words, browser_language
 
 log = logging.getLogger(__name__)
 
@@ -181,12 +182,6 @@ def render(name: str, status: int = 200, **values: str) -> web.Response:
     return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
 
 
-def signed_in(session: Session) -> Html:
-    """The page header's "signed in as" line and sign-out form, for `$signed_in` in a template."""
-    values = {"username": session.username, "role": session.role, "csrf": session.csrf}
-    return Html(_template("signed_in.html").substitute({k: html.escape(v) for k, v in values.items()}))
-
-
 VOID_ELEMENTS = frozenset({"br", "input", "meta", "link", "img", "hr"})
 
 
@@ -233,7 +228,9 @@ async def login_page(request: web.Request, *, status: int = 200, message: str = 
         token = secrets.token_urlsafe(32)
     has_users = await run_db(request.app[AUTH].store.has_users)
     first_user = Html("") if has_users else tag("p", FIRST_USER_HINT, class_="muted", id="first-user")
-    response = render("login.html", status, csrf=token, next=safe_next(next_path), message=message,
+    say = Words(browser_language(request.headers.get("Accept-Language", "")))
+    response = render("login.html", status, csrf=token, next=safe_next(next_path), message=message, lang=say.lang,
+                      **say.template("console", "sign_in_title", "user_name", "password", "sign_in"),
                       first_user=first_user)
     response.set_cookie(LOGIN_CSRF_COOKIE, token, path="/login", max_age=3600, httponly=True, samesite="Strict",
                         secure=secure_request(request))

@@ -9,6 +9,7 @@ from aiohttp import web
 from voicebot.web.auth import AuthError, User
 from voicebot.web.keys import AUTH, SESSION
 from voicebot.web.login import ApiError, Html, render, require_csrf, run_db, safe_next, tag
+from voicebot.web.words import Words, browser_language
 
 COMMON_ZONES = ("Asia/Shanghai", "Asia/Urumqi", "Asia/Hong_Kong", "America/New_York", "America/Chicago",
                 "America/Denver", "America/Los_Angeles", "America/Anchorage", "Pacific/Honolulu", "UTC")
@@ -31,22 +32,17 @@ class PageSettings:
     zone: str
     header: Html
 
-    def words(self, key: str) -> str:
-        """One of the header's words in the page's language."""
-        return WORDS[self.lang][key]
-
-
-def browser_language(request: web.Request) -> str:
-    """"zh" when the browser's first language is Chinese, else "en"."""
-    first = request.headers.get("Accept-Language", "").split(",")[0].strip().lower()
-    return "zh" if first.startswith("zh") else "en"
+    @property
+    def say(self) -> Words:
+        """The page's words in the user's language, its times in the user's zone."""
+        return Words(self.lang, self.zone)
 
 
 async def page_settings(request: web.Request) -> PageSettings:
     """The signed-in user's language (their choice, else the browser's) and zone, with the header's forms."""
     session = request[SESSION]
     user: User | None = await run_db(request.app[AUTH].store.user, session.username)
-    lang = (user.language if user else "") or browser_language(request)
+    lang = (user.language if user else "") or browser_language(request.headers.get("Accept-Language", ""))
     zone = user.zone if user else ""
     words = WORDS[lang]
     choices = [tag("option", label, value=value, selected=user is not None and user.language == value)
@@ -74,7 +70,7 @@ async def post_settings(request: web.Request) -> web.Response:
     """POST /settings (form): save the user's language and zone, then go back to the (same-site) page."""
     form = await request.post()
     session = request[SESSION]
-    title = WORDS[browser_language(request)]["refused"]
+    title = WORDS[browser_language(request.headers.get("Accept-Language", ""))]["refused"]
     try:
         require_csrf(request, str(form.get("csrf", "")))
     except ApiError as e:

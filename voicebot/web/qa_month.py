@@ -21,12 +21,27 @@ from voicebot.web.login import ApiError, Html, render, require_csrf, run_db, tag
 from voicebot.web.prefs import page_settings
 from voicebot.web.qa import REPORT_ROLES, REVIEW_ROLES, PageError, allow, month_of, page, store_of
 from voicebot.web.qa_transcript import clock
+from voicebot.web.words import Words
 
 log = logging.getLogger(__name__)
 
 SORTS = ("sample", "date", "agent", "score", "flags")
 FILTER_CHARS = 64
-SCREENING: web.AppKey[BaseProcess | None] = web.AppKey("qa_screening", BaseProcess)
+
+
+@dataclass(slots=True)
+class ScreeningRun:
+    """The screening process the QA page started, if any (one at a time per server)."""
+
+    process: BaseProcess | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether it is still screening."""
+        return self.process is not None and self.process.is_alive()
+
+
+SCREENING = web.AppKey("qa_screening", ScreeningRun)
 SCREENING_STOP_S = 10.0
 
 
@@ -107,81 +122,81 @@ async def month_page(request: web.Request) -> web.Response:
     rows, sample, screening = await run_db(month_rows, store_of(request), month)
     shown = wanted.order([r for r in rows if wanted.keeps(r)])
     settings = await page_settings(request)
-    running = request.app[SCREENING] is not None and request.app[SCREENING].is_alive()
+    say = settings.say
+    note = say("screening_note", **screening) + (say("screening_running") if request.app[SCREENING].running else "")
     return render("qa.html", header=settings.header, lang=settings.lang, month=month,
-                  actions=action_forms(month, session.csrf) if reviewer else Html(""),
-                  sample=sample_note(sample), progress=progress_note(rows, sample),
-                  screening=screening_note(screening, running), filters=filter_form(month, wanted, rows),
-                  rows=Html("".join(month_row(r, linked=reviewer) for r in shown)),
-                  empty="" if shown else "No recordings match." if rows else "No recordings this month.")
+                  actions=action_forms(month, session.csrf, say) if reviewer else Html(""),
+                  sample=sample_note(sample, say), progress=progress_note(rows, sample, say), screening=note,
+                  filters=filter_form(month, wanted, rows, say),
+                  rows=Html("".join(month_row(r, say, linked=reviewer) for r in shown)),
+                  empty="" if shown else say("no_match") if rows else say("no_recordings"),
+                  **say.template("qa_title", "live_calls", "reports", "month", "show", "col_agent", "col_duration",
+                                 "col_flags", "col_auto", "col_sample", "col_reviewed"),
+                  **say.template("recordings_of", month=month), **say.template("col_date", zone=say.zone_name))
 
 
-def action_forms(month: str, csrf: str) -> Html:
+def action_forms(month: str, csrf: str, say: Words) -> Html:
     """The buttons that draw the month's sample and start screening (for the roles that review)."""
     def form(action: str, label: str, form_id: str) -> Html:
         return tag("form", tag("input", type="hidden", name="csrf", value=csrf),
                    tag("input", type="hidden", name="month", value=month), tag("button", label, type="submit"),
                    method="post", action=action, class_="inline", id=form_id)
 
-    return tag("div", form("/qa/sample", "Draw this month's sample (15% per agent, every flagged call)", "draw-sample"),
-               form("/qa/screen", "Screen recordings not screened yet", "start-screening"), class_="qa-actions")
+    return tag("div", form("/qa/sample", say("draw_sample"), "draw-sample"),
+               form("/qa/screen", say("start_screening"), "start-screening"), class_="qa-actions")
 
 
-def month_row(r: MonthRow, *, linked: bool) -> Html:
+def month_row(r: MonthRow, say: Words, *, linked: bool) -> Html:
     """One recording's row: when (a link to its review, for reviewers), agent, length, flags, automatic score,
     sample reason, review state."""
-    reason = r.sampled and (f"{r.sampled} · flagged" if r.flags and r.sampled != "flagged" else r.sampled)
-    when = f"{r.recording.started_at:%Y-%m-%d %H:%M}"
+    reason = r.sampled and (f"{say(r.sampled)} · {say('flagged')}" if r.flags and r.sampled != "flagged"
+                            else say(r.sampled))
+    when = say.when(r.recording.started_at)
     return tag("tr", tag("td", tag("a", when, href=f"/qa/recordings/{r.recording.recording_id}") if linked else when),
                tag("td", r.recording.agent_id or "—"), tag("td", clock(r.recording.duration_s)),
                tag("td", str(len(r.flags))), tag("td", "—" if r.score is None else f"{r.score:.0f}"),
-               tag("td", reason or "—"), tag("td", "yes" if r.reviewed else "no"),
+               tag("td", reason or "—"), tag("td", say("yes") if r.reviewed else say("no")),
                class_="sampled" if r.sampled else None, data_recording_id=r.recording.recording_id)
 
 
-def filter_form(month: str, wanted: MonthFilter, rows: list[MonthRow]) -> Html:
+def filter_form(month: str, wanted: MonthFilter, rows: list[MonthRow], say: Words) -> Html:
     """The filters and the order, as a GET form that keeps the month."""
     agents = sorted({r.recording.agent_id or "" for r in rows} - {""})
     categories = sorted({str(f.get("category")) for r in rows for f in r.flags})
 
     def box(name: str, label: str, on: bool) -> Html:
-        return tag("label", tag("input", type="checkbox", name=name, value="1", checked=on), " ", label)
+        return tag("label", tag("input", type="checkbox", name=name, value="1", checked=on), " ", say(label))
 
-    def choice(name: str, label: str, values: list[str], current: str, blank: str) -> Html:
-        options = [tag("option", blank, value="")] + [tag("option", v, value=v, selected=v == current) for v in values]
-        return tag("label", label, " ", tag("select", *options, name=name, id=f"filter-{name}"))
+    def choice(name: str, values: list[str], current: str) -> Html:
+        options = [tag("option", say("all"), value="")]
+        options += [tag("option", v, value=v, selected=v == current) for v in values]
+        return tag("label", say(name), " ", tag("select", *options, name=name, id=f"filter-{name}"))
 
-    sorts = [tag("option", s, value=s, selected=s == wanted.sort) for s in SORTS]
+    sorts = [tag("option", say(f"sort_{s}"), value=s, selected=s == wanted.sort) for s in SORTS]
     return tag("form", tag("input", type="hidden", name="month", value=month),
-               box("sample", "sample only", wanted.sample_only), box("unreviewed", "not reviewed", wanted.unreviewed),
-               box("flagged", "flagged", wanted.flagged), choice("agent", "agent", agents, wanted.agent, "all"),
-               choice("category", "category", categories, wanted.category, "all"),
-               tag("label", "sort", " ", tag("select", *sorts, name="sort", id="filter-sort")),
-               tag("button", "Apply", type="submit"), method="get", action="/qa", class_="filters", id="filters")
+               box("sample", "sample_only", wanted.sample_only), box("unreviewed", "not_reviewed", wanted.unreviewed),
+               box("flagged", "flagged", wanted.flagged), choice("agent", agents, wanted.agent),
+               choice("category", categories, wanted.category),
+               tag("label", say("sort"), " ", tag("select", *sorts, name="sort", id="filter-sort")),
+               tag("button", say("apply"), type="submit"), method="get", action="/qa", class_="filters", id="filters")
 
 
-def progress_note(rows: list[MonthRow], sample: Sample | None) -> str:
+def progress_note(rows: list[MonthRow], sample: Sample | None, say: Words) -> str:
     """How far review of the sample (and of the month) has got."""
     reviewed = {r.recording.recording_id for r in rows if r.reviewed}
-    month = f"{len(reviewed)} of {len(rows)} recordings of the month reviewed."
+    month = say("progress_month", done=len(reviewed), n=len(rows))
     if sample is None:
         return month
     done = sum(i.recording_id in reviewed for i in sample.items)
-    return f"{done} of {len(sample.items)} sampled recordings reviewed; {month}"
+    return say("progress_sample", done=done, n=len(sample.items)) + month
 
 
-def sample_note(sample: Sample | None) -> str:
+def sample_note(sample: Sample | None, say: Words) -> str:
     """One line about the month's sample."""
     if sample is None:
-        return "No sample drawn yet."
-    return (f"Sample of {len(sample.items)} recordings at rate {sample.rate:.0%}, drawn "
-            f"{sample.created_at:%Y-%m-%d %H:%M} UTC by {sample.actor} (seed {sample.seed}).")
-
-
-def screening_note(counts: dict[str, int], running: bool) -> str:
-    """How many of the month's recordings are screened, waiting or failed, and whether a run is going."""
-    note = f"Screened {counts['done']}, waiting {counts['waiting']}, failed {counts['failed']}."
-    return note + (" Screening is running." if running else "")
+        return say("no_sample")
+    return say("sample_note", n=len(sample.items), rate=f"{sample.rate:.0%}", at=say.when(sample.created_at),
+               actor=sample.actor, seed=sample.seed)
 
 
 @page
@@ -207,15 +222,14 @@ async def post_screen(request: web.Request) -> web.Response:
     form = await request.post()
     _form_session(request, form)
     month = form_month(form)
-    app = request.app
-    running = app[SCREENING]
-    if running is None or not running.is_alive():
+    app, run = request.app, request.app[SCREENING]
+    if not run.running:
         models = ScreenModels(vosk_model=app[CONFIG].vosk_model, pack=app[SERVE].pack)
         paths = StorePaths.of(app[ENGINES].recordings)
-        app[SCREENING] = multiprocessing.get_context("spawn").Process(
-            target=screen_in_background, args=(paths, models), name="qa-screening", daemon=False)
-        app[SCREENING].start()
-        log.info("screening started from the QA page (pid %s)", app[SCREENING].pid)
+        run.process = multiprocessing.get_context("spawn").Process(
+            target=screen_in_background, args=(paths, models), name="qa-screening")
+        run.process.start()
+        log.info("screening started from the QA page (pid %s)", run.process.pid)
     raise web.HTTPSeeOther(f"/qa?month={month}")
 
 
@@ -245,14 +259,15 @@ def _form_session(request: web.Request, form: Any) -> Any:
 
 async def stop_screening(app: web.Application) -> None:
     """On shutdown: stop a screening run the page started; its claims let the next run take over."""
-    if (run := app[SCREENING]) is not None and run.is_alive():
-        run.terminate()
-        await asyncio.get_running_loop().run_in_executor(None, run.join, SCREENING_STOP_S)
+    run = app[SCREENING]
+    if run.running and run.process is not None:
+        run.process.terminate()
+        await asyncio.get_running_loop().run_in_executor(None, run.process.join, SCREENING_STOP_S)
 
 
 def setup_qa_month(app: web.Application) -> None:
     """Add /qa, POST /qa/sample and POST /qa/screen."""
-    app[SCREENING] = None
+    app[SCREENING] = ScreeningRun()
     app.router.add_get("/qa", month_page)
     app.router.add_post("/qa/sample", post_sample)
     app.router.add_post("/qa/screen", post_screen)

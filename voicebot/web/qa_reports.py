@@ -17,6 +17,7 @@ from voicebot.web.login import Html, render, run_db, tag
 from voicebot.web.prefs import page_settings
 from voicebot.web.qa import REPORT_ROLES, allow, month_of, page, store_of
 from voicebot.web.qa_charts import bar_chart, line_chart
+from voicebot.web.words import Words
 
 MIN_SAMPLED_RATE = 0.15
 """Below this share of an agent's calls sampled, the report highlights the agent."""
@@ -66,13 +67,20 @@ async def reports_page(request: web.Request) -> web.Response:
     flags, calls = await run_db(category_counts, store_of(request), month)
     categories = request.app[ENGINES].rules.pack.categories
     settings = await page_settings(request)
+    say = settings.say
     return render("qa_reports.html", header=settings.header, lang=settings.lang, month=month,
-                  rows=Html("".join(coverage_row(c, month) for c in agents)),
-                  categories=Html("".join(category_row(k, flags[k], calls[k], categories, month) for k in
+                  rows=Html("".join(coverage_row(c, month, say) for c in agents)),
+                  categories=Html("".join(category_row(k, flags[k], calls[k], categories, month, say) for k in
                                           sorted(flags, key=lambda k: (-calls[k], k)))),
-                  empty="" if agents else "No recordings this month.", min_rate=f"{MIN_SAMPLED_RATE:.0%}",
-                  violations=bar_chart(calls, title=f"Flagged calls by category, {month}", labels=categories),
-                  trend=line_chart(months, trend, title=f"Mean review score per agent, {months[0]} to {month}"))
+                  empty="" if agents else say("no_recordings"),
+                  violations=bar_chart(calls, title=say("flagged_calls_chart", month=month), labels=categories),
+                  trend=line_chart(months, trend, title=say("trend_chart", first=months[0], month=month)),
+                  **say.template("report_title", "live_calls", "recordings", "month", "show", "per_agent_csv",
+                                 "per_call_csv", "col_agent", "col_recordings", "col_sampled", "col_reviewed",
+                                 "col_flagged_calls", "col_findings", "col_mean", "col_verdicts", "col_category",
+                                 "col_flags", "col_calls", "calls_chart_title"),
+                  **say.template("coverage", "by_category", "trend_title", month=month),
+                  **say.template("below_rate", rate=f"{MIN_SAMPLED_RATE:.0%}"))
 
 
 def category_counts(store: RecordingStore, month: str) -> tuple[dict[str, int], dict[str, int]]:
@@ -85,19 +93,19 @@ def category_counts(store: RecordingStore, month: str) -> tuple[dict[str, int], 
     return dict(flags), dict(calls)
 
 
-def category_row(category: str, flags: int, calls: int, names: dict[str, str], month: str) -> Html:
+def category_row(category: str, flags: int, calls: int, names: dict[str, str], month: str, say: Words) -> Html:
     """One category: its name in the pack's words, its flags and calls, and a link to those calls."""
-    link = tag("a", f"{calls} calls", href=f"/qa?month={month}&category={quote(category)}")
+    link = tag("a", say("n_calls", n=calls), href=f"/qa?month={month}&category={quote(category)}")
     return tag("tr", tag("td", names.get(category, category)), tag("td", str(flags)), tag("td", link),
                data_category=category)
 
 
-def coverage_row(c: AgentCoverage, month: str) -> Html:
+def coverage_row(c: AgentCoverage, month: str, say: Words) -> Html:
     """One agent's row of the report, leading to the agent's calls; an agent sampled below the minimum rate is
     marked."""
     low = c.sampled_rate < MIN_SAMPLED_RATE
     agent = tag("a", c.agent_id, href=f"/qa?month={month}&agent={quote(c.agent_id)}")
-    verdicts = " · ".join(f"{v} {c.verdicts[v]}" for v in VERDICTS if c.verdicts.get(v)) or "—"
+    verdicts = " · ".join(f"{say.mark(v)} {c.verdicts[v]}" for v in VERDICTS if c.verdicts.get(v)) or "—"
     return tag("tr", tag("td", agent), tag("td", str(c.recordings)),
                tag("td", f"{c.sampled} ({c.sampled_rate:.0%})", class_="below" if low else None),
                tag("td", f"{c.reviewed} ({c.reviewed_rate:.0%})"), tag("td", str(c.flagged)),

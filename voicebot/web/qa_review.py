@@ -18,6 +18,7 @@ from voicebot.web.login import ApiError, Html, render, require_csrf, run_db, tag
 from voicebot.web.prefs import page_settings
 from voicebot.web.qa import REVIEW_ROLES, PageError, allow, open_recording, page, store_of
 from voicebot.web.qa_transcript import clock, flags_html, heard_flags, listed_flags, transcript_html
+from voicebot.web.words import Words
 
 log = logging.getLogger(__name__)
 
@@ -59,53 +60,61 @@ async def review_page(request: web.Request) -> web.Response:
         if screening else []
     listed = listed_flags(screening.flags if screening else recording.flags, heard)
     descriptions = {r.id: r.description for r in rules.pack.rules if r.description}
-    saved = ("Review saved." if request.query.get("saved") == "1" and latest else "")
     settings = await page_settings(request)
+    say = settings.say
     return render(
         "qa_review.html", header=settings.header, lang=settings.lang, csrf=session.csrf, recording_id=rid,
-        month=recording.month, agent=recording.agent_id or "—", started=f"{recording.started_at:%Y-%m-%d %H:%M} UTC",
+        month=recording.month, agent=recording.agent_id or "—",
+        started=f"{say.when(recording.started_at)} {say.zone_name}",
         duration=clock(index.frames / index.header.sample_rate), outcome=recording.outcome or "—",
-        sampled=f"in the sample ({reason})" if reason else "not in the sample",
-        incomplete="" if index.complete else "The recording was cut short (the call's writer stopped early).",
-        transcript=transcript_html(screening, heard, listed),
-        flags=flags_html(listed, rules.pack.categories, descriptions),
-        scorecard=scorecard_html(screening, latest), verdicts=verdicts_html(latest),
-        notes=latest.notes if latest else "", saved=saved, last_review=last_review_note(latest),
-        auto_score="not screened yet" if screening is None else f"{screening.score:.0f} / 100")
+        sampled=say("in_sample", reason=say(reason)) if reason else say("not_in_sample"),
+        incomplete="" if index.complete else say("cut_short"),
+        transcript=transcript_html(screening, heard, listed, say),
+        flags=flags_html(listed, rules.pack.categories, descriptions, say),
+        scorecard=scorecard_html(screening, latest, say), verdicts=verdicts_html(latest, say),
+        notes=latest.notes if latest else "",
+        saved=say("saved") if request.query.get("saved") == "1" and latest else "",
+        last_review=last_review_note(latest, say),
+        auto_score=say("not_screened") if screening is None else f"{screening.score:.0f} / 100",
+        **say.template("review_title", "reports", "recording", "col_agent", "outcome", "channels", "flags",
+                       "transcript", "scorecard", "accept_auto", "item", "automatic", "why", "your_mark", "note",
+                       "auto_score", "verdict", "notes", "save", "save_next"),
+        **say.template("recordings_of", month=recording.month))
 
 
-def scorecard_html(screening: Screening | None, latest: Review | None) -> Html:
+def scorecard_html(screening: Screening | None, latest: Review | None, say: Words) -> Html:
     """A row per scorecard item: the automatic mark and why, the reviewer's pass / fail / n/a radios, and a note."""
     rows = []
     for item in SCORECARD:
         auto = screening.scorecard.get(item) if screening else None
         chosen = latest.marks.get(item) if latest else None
-        label = item.replace("_", " ")
+        label = say(f"item_{item}")
         radios = [tag("label", tag("input", type="radio", name=f"mark_{item}", value=mark, required=True,
-                                   checked=mark == chosen), " ", mark) for mark in MARKS]
+                                   checked=mark == chosen), " ", say.mark(mark)) for mark in MARKS]
         note = tag("input", type="text", name=f"note_{item}", maxlength=MAX_ITEM_NOTE_CHARS,
-                   value=latest.item_notes.get(item, "") if latest else "", aria_label=f"Note on {label}")
+                   value=latest.item_notes.get(item, "") if latest else "", aria_label=say("note_on", item=label))
         rows.append(tag("tr", tag("th", label, scope="row"),
-                        tag("td", auto.mark if auto else "—", class_=f"auto mark-{auto.mark}" if auto else "auto"),
+                        tag("td", say.mark(auto.mark) if auto else "—",
+                            class_=f"auto mark-{auto.mark}" if auto else "auto"),
                         tag("td", auto.why if auto else "", class_="muted why"),
                         tag("td", *radios, class_="marks"), tag("td", note, class_="note"),
                         data_item=item, data_auto=auto.mark if auto else None))
     return Html("".join(rows))
 
 
-def verdicts_html(latest: Review | None) -> Html:
+def verdicts_html(latest: Review | None, say: Words) -> Html:
     """The verdict radios, the saved one checked."""
     return Html(" ".join(tag("label", tag("input", type="radio", name="verdict", value=v, required=True,
-                                          checked=latest is not None and latest.verdict == v), " ", v)
+                                          checked=latest is not None and latest.verdict == v), " ", say.mark(v))
                          for v in VERDICTS))
 
 
-def last_review_note(latest: Review | None) -> str:
+def last_review_note(latest: Review | None, say: Words) -> str:
     """Who last reviewed the recording, when, and their verdict and score."""
     if latest is None:
-        return "Not reviewed yet."
-    return (f"Last review by {latest.reviewer} at {latest.at:%Y-%m-%d %H:%M} UTC: {latest.verdict}, "
-            f"score {latest.score:.0f}.")
+        return say("not_reviewed_yet")
+    return say("last_review", who=latest.reviewer, at=f"{say.when(latest.at)} {say.zone_name}",
+               verdict=say.mark(latest.verdict), score=f"{latest.score:.0f}")
 
 
 def parse_review(form: MultiDictProxy[Any], recording_id: str, reviewer: str) -> Review:

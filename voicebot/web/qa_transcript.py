@@ -9,6 +9,7 @@ from typing import Any
 from compliance_rules.engine import CallMonitor, Flag, RuleEngine
 from recordings.screening import Screening, Utterance
 from voicebot.web.login import Html, tag
+from voicebot.web.words import Words
 
 NEAR_S = 0.5
 """A stored flag belongs to an utterance of its leg that it starts within this much of."""
@@ -57,12 +58,10 @@ def listed_flags(stored: list[dict[str, Any]], heard: list[tuple[Utterance, Flag
 
 
 def transcript_html(screening: Screening | None, heard: list[tuple[Utterance, Flag]],
-                    listed: list[Listed]) -> Html:
+                    listed: list[Listed], say: Words) -> Html:
     """The transcript as leg-labelled rows in time order, flagged words marked, each row seeking the player."""
-    if screening is None:
-        return tag("p", "No transcript: the recording has not been screened yet.", class_="muted", id="no-transcript")
-    if not screening.transcript:
-        return tag("p", "Screened: no speech was heard on either leg.", class_="muted", id="no-transcript")
+    if screening is None or not screening.transcript:
+        return tag("p", say("no_transcript" if screening is None else "no_speech"), class_="muted", id="no-transcript")
     rows = []
     for u in sorted(screening.transcript, key=lambda u: u.start_s):
         marks = [(flag.matched, "signal" if flag.category == "signal" else flag.severity)
@@ -70,7 +69,7 @@ def transcript_html(screening: Screening | None, heard: list[tuple[Utterance, Fl
         worst = [f.severity for f in listed if f.leg == u.leg and u.start_s - NEAR_S <= f.start_s <= u.end_s + NEAR_S]
         flagged = f" flagged sev-{worst[0]}" if worst else ""
         rows.append(tag("li", tag("button", clock(u.start_s), type="button", class_="seek time", data_start=u.start_s),
-                        tag("span", u.leg, class_="who"), marked(u.text, marks),
+                        tag("span", say(f"{u.leg}_leg"), class_="who"), marked(u.text, marks),
                         class_=f"line leg-{u.leg}{flagged}", data_start=u.start_s, data_leg=u.leg))
     return tag("ol", *rows, class_="transcript", id="transcript")
 
@@ -96,11 +95,11 @@ def _positions(text: str, words: str) -> list[int]:
     return found
 
 
-def flags_html(listed: list[Listed], categories: dict[str, str], rules: dict[str, str]) -> Html:
+def flags_html(listed: list[Listed], categories: dict[str, str], rules: dict[str, str], say: Words) -> Html:
     """Every flag in full: time (seeks the player), severity, what it is in the pack's words, the rule, leg and
     source, and the words it matched."""
     if not listed:
-        return tag("p", "No flags.", class_="muted")
+        return tag("p", say("no_flags"), class_="muted")
     rows = []
     for f in listed:
         what = rules.get(f.rule, f.rule) if f.category == "signal" else categories.get(f.category, f.category)
