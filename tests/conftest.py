@@ -8,12 +8,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from hypothesis import settings
-from live_peers import CHROMIUM, CHROMIUM_ARGS, Peers
+from live_peers import CHROMIUM, CHROMIUM_ARGS, PASSWORD, Peers, running
 from playwright.async_api import Browser, async_playwright
 
 from asr.vosk_engine import LIVE_DECODING, VoskEngine
-from voicebot.config import Config, load_config
+from voicebot.config import Config, ServeConfig, load_config
+from voicebot.web.app import create_app
+from voicebot.web.keys import AUTH
 
 # Property tests assert behaviour, not speed: no per-example deadline (a loaded CI machine would trip it).
 settings.register_profile("behaviour", deadline=None)
@@ -130,3 +133,13 @@ async def browser() -> AsyncIterator[Browser]:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         await browser.close()
+
+
+@pytest.fixture
+async def console_server(engines, config) -> AsyncIterator[tuple[str, web.Application]]:
+    """The real app on 127.0.0.1 at a free port, with a supervisor and a QA user."""
+    app = create_app(config, ServeConfig(db=engines.audit.path, media_token="m" * 24), engines)
+    async with running(app) as base:
+        app[AUTH].store.add_user("sup", "supervisor", PASSWORD)
+        app[AUTH].store.add_user("quinn", "qa", PASSWORD)
+        yield base, app

@@ -3,36 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp import web
-from live_peers import PASSWORD, SLOW_S, running, signed_in_page
+from live_peers import SLOW_S, signed_in_page
 from playwright.async_api import expect
 
 from voicebot.adapters.replay import load_call_audio, replay_call
 from voicebot.call import Call, CallInfo
-from voicebot.config import ServeConfig
-from voicebot.web.app import create_app
-from voicebot.web.keys import AUTH, BOARD, ENGINES
+from voicebot.web.keys import BOARD, ENGINES
 
 pytestmark = [pytest.mark.browser, pytest.mark.model]
 
 IN_HOURS = datetime(2025, 3, 3, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 """Inside the pack's calling window, so the call clock never ends a test call."""
-
-
-@pytest.fixture
-async def server(engines, config) -> AsyncIterator[tuple[str, web.Application]]:
-    """The real app on 127.0.0.1 at a free port, with a supervisor and a QA user."""
-    app = create_app(config, ServeConfig(db=engines.audit.path, media_token="m" * 24), engines)
-    async with running(app) as base:
-        app[AUTH].store.add_user("sup", "supervisor", PASSWORD)
-        app[AUTH].store.add_user("quinn", "qa", PASSWORD)
-        yield base, app
 
 
 def start_replay(app: web.Application, path: Path, speed: float) -> tuple[CallInfo, asyncio.Task[Call]]:
@@ -41,8 +28,8 @@ def start_replay(app: web.Application, path: Path, speed: float) -> tuple[CallIn
     return info, asyncio.create_task(replay_call(audio, app[ENGINES], app[BOARD], info))
 
 
-async def test_console_shows_a_threat_call_live_with_its_flag_and_the_hangup(server, browser, threat_call):
-    base, app = server
+async def test_console_shows_a_threat_call_live_with_its_flag_and_the_hangup(console_server, browser, threat_call):
+    base, app = console_server
     csp_errors: list[str] = []
     page = await signed_in_page(browser, base, "sup", csp_errors)
     info, replay = start_replay(app, threat_call, speed=3.0)
@@ -68,8 +55,8 @@ async def test_console_shows_a_threat_call_live_with_its_flag_and_the_hangup(ser
     assert csp_errors == []
 
 
-async def test_supervisor_mutes_and_hangs_up_a_lawful_call_from_the_buttons(server, browser, shared, engines):
-    base, app = server
+async def test_supervisor_mutes_and_hangs_up_a_lawful_call_from_the_buttons(console_server, browser, shared, engines):
+    base, app = console_server
     csp_errors: list[str] = []
     page = await signed_in_page(browser, base, "sup", csp_errors)
     info, replay = start_replay(app, shared / "audio" / "tts-cmn" / "calls" / "call_ptp.wav", speed=1.0)
@@ -104,8 +91,8 @@ def call_is_live(app: web.Application, info: CallInfo) -> bool:
     return call is not None and call.ended_reason is None
 
 
-async def test_hostile_transcript_is_shown_as_text_and_qa_gets_no_buttons(server, browser):
-    base, app = server
+async def test_hostile_transcript_is_shown_as_text_and_qa_gets_no_buttons(console_server, browser):
+    base, app = console_server
     csp_errors: list[str] = []
     page = await signed_in_page(browser, base, "quinn", csp_errors)
     payload = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'

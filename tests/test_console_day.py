@@ -5,39 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
-from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp import web
 from axe_playwright_python.async_playwright import Axe
-from live_peers import PASSWORD, SLOW_S, running, signed_in_page
+from live_peers import PASSWORD, SLOW_S, signed_in_page
 from playwright.async_api import Page, expect
+from test_console_browser import IN_HOURS
 
 from voicebot.adapters.replay import load_call_audio, replay_call
 from voicebot.call import Call, CallInfo
-from voicebot.config import ServeConfig
-from voicebot.web.app import create_app
 from voicebot.web.keys import AUTH, BOARD, ENGINES
 
 pytestmark = [pytest.mark.browser, pytest.mark.model]
 
-IN_HOURS = datetime(2025, 3, 3, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 SERIOUS = ("serious", "critical")
 SHOTS = os.environ.get("VOICEBOT_SHOTS")
 """A folder to save the README's screenshots in (`VOICEBOT_SHOTS=docs pytest tests/test_console_day.py`)."""
-
-
-@pytest.fixture
-async def server(engines, config) -> AsyncIterator[tuple[str, web.Application]]:
-    """The real app on 127.0.0.1 at a free port, with a supervisor and a QA user."""
-    app = create_app(config, ServeConfig(db=engines.audit.path, media_token="m" * 24), engines)
-    async with running(app) as base:
-        app[AUTH].store.add_user("sup", "supervisor", PASSWORD)
-        app[AUTH].store.add_user("quinn", "qa", PASSWORD)
-        yield base, app
 
 
 def replay(app: web.Application, path: Path, agent: str, speed: float = 3.0) -> tuple[CallInfo, asyncio.Task[Call]]:
@@ -57,9 +42,9 @@ def calls_dir(shared: Path) -> Path:
     return shared / "audio" / "tts-cmn" / "calls"
 
 
-async def test_alerts_from_two_concurrent_calls_are_listed_acknowledged_and_audited(server, browser, calls_dir,
+async def test_alerts_from_two_concurrent_calls_are_listed_acknowledged_and_audited(console_server, browser, calls_dir,
                                                                                    engines):
-    base, app = server
+    base, app = console_server
     csp_errors: list[str] = []
     page = await signed_in_page(browser, base, "sup", csp_errors)
     threat, threat_done = replay(app, calls_dir / "call_agent_threat.wav", "a-07")
@@ -89,8 +74,8 @@ async def test_alerts_from_two_concurrent_calls_are_listed_acknowledged_and_audi
     assert csp_errors == []
 
 
-async def test_ended_calls_survive_a_reload_and_open_from_a_deep_link(server, browser, calls_dir):
-    base, app = server
+async def test_ended_calls_survive_a_reload_and_open_from_a_deep_link(console_server, browser, calls_dir):
+    base, app = console_server
     page = await signed_in_page(browser, base, "sup", [])
     info, done = replay(app, calls_dir / "call_agent_threat.wav", "a-07", speed=4.0)
     await asyncio.wait_for(done, 60)
@@ -111,8 +96,8 @@ async def test_ended_calls_survive_a_reload_and_open_from_a_deep_link(server, br
     await expect(linked.locator(f'tr[data-call-id="{info.call_id}"]')).to_have_attribute("aria-selected", "true")
 
 
-async def test_keyboard_selects_rows_and_keeps_focus_through_live_updates(server, browser, calls_dir):
-    base, app = server
+async def test_keyboard_selects_rows_and_keeps_focus_through_live_updates(console_server, browser, calls_dir):
+    base, app = console_server
     page = await signed_in_page(browser, base, "sup", [])
     info, done = replay(app, calls_dir / "call_ptp.wav", "a-07", speed=1.0)
     row = page.locator(f'tr[data-call-id="{info.call_id}"]')
@@ -135,8 +120,8 @@ async def test_keyboard_selects_rows_and_keeps_focus_through_live_updates(server
     await asyncio.wait_for(done, 60)
 
 
-async def test_chinese_ui_chosen_by_the_user_and_by_the_browser(server, browser, calls_dir):
-    base, app = server
+async def test_chinese_ui_chosen_by_the_user_and_by_the_browser(console_server, browser, calls_dir):
+    base, app = console_server
     page = await signed_in_page(browser, base, "sup", [])
     await page.locator("details.prefs summary").click()
     await page.select_option("#pref-language", "zh")
@@ -166,8 +151,8 @@ async def test_chinese_ui_chosen_by_the_user_and_by_the_browser(server, browser,
     await context.close()
 
 
-async def test_phone_screen_shows_cards_with_flags_above_the_transcript(server, browser, calls_dir):
-    base, app = server
+async def test_phone_screen_shows_cards_with_flags_above_the_transcript(console_server, browser, calls_dir):
+    base, app = console_server
     page = await signed_in_page(browser, base, "sup", [])
     await page.set_viewport_size({"width": 390, "height": 844})
     info, done = replay(app, calls_dir / "call_agent_threat.wav", "a-07", speed=4.0)
@@ -184,8 +169,8 @@ async def test_phone_screen_shows_cards_with_flags_above_the_transcript(server, 
     assert await serious_violations(page) == []
 
 
-async def test_console_has_no_serious_accessibility_violations(server, browser, calls_dir):
-    base, app = server
+async def test_console_has_no_serious_accessibility_violations(console_server, browser, calls_dir):
+    base, app = console_server
     page = await signed_in_page(browser, base, "sup", [])
     await page.set_viewport_size({"width": 1440, "height": 900})
     _, threat_done = replay(app, calls_dir / "call_agent_threat.wav", "a-07")
@@ -194,6 +179,7 @@ async def test_console_has_no_serious_accessibility_violations(server, browser, 
     await page.locator(f'tr[data-call-id="{dispute.call_id}"]').click()
     await expect(page.locator("#transcript .line").first).to_be_visible(timeout=SLOW_S)
     await asyncio.wait_for(threat_done, 60)
+    await expect(page.locator('#flags li[data-category="signal"]:has-text("异议")').first).to_be_visible(timeout=SLOW_S)
     assert await serious_violations(page) == []
     if SHOTS:
         await page.screenshot(path=Path(SHOTS) / "console.png")
@@ -201,9 +187,9 @@ async def test_console_has_no_serious_accessibility_violations(server, browser, 
     await asyncio.wait_for(dispute_done, 60)
 
 
-async def test_admin_renames_changes_role_and_resets_a_password_and_the_users_console_closes(server, browser,
+async def test_admin_renames_changes_role_and_resets_a_password_and_the_users_console_closes(console_server, browser,
                                                                                             engines):
-    base, app = server
+    base, app = console_server
     app[AUTH].store.add_user("root", "admin", PASSWORD)
     sup = await signed_in_page(browser, base, "sup", [])
     admin = await signed_in_page(browser, base, "root", [])

@@ -77,6 +77,8 @@ async def test_a_disk_filling_up_mid_call_makes_the_call_fail_safe(engine, cn_ru
     filler = await filling
     seen = [events.get_nowait() for _ in range(events.qsize())]
     assert any(e["type"] == "error" and e["fatal"] for e in seen), "the failure is shown on the console"
+    assert any(e["type"] == "alert" and e["kind"] == "fail_safe" and e["call_id"] == call.call_id for e in seen), \
+        "and in the supervisors' alerts list"
     assert any(e["type"] == "action" and e["action"] == "hangup" and e["actor"] == "fail-safe" for e in seen)
     assert call.ended_reason.startswith("hangup: supervision failed")
     assert not any(e["type"] == "flag" and e["category"] == "gang" for e in seen), "cut before the threat"

@@ -68,6 +68,8 @@ async def test_call_outside_hours_is_ended_by_the_clock(engines, threat_call: Pa
     assert flag["rule"] == "window.outside_hours"
     actions = [(e["action"], e["actor"]) for e in seen if e["type"] == "action"]
     assert actions == [("warn", "clock"), ("hangup", "clock")]
+    alerts = [(e["kind"], e["severity"]) for e in seen if e["type"] == "alert"]
+    assert alerts == [("out_of_hours", "high"), ("out_of_hours", "critical")], "one alert each, not one per flag too"
     assert seen[-1]["type"] == "call_end" and seen[-1]["duration_s"] < 5
 
 

@@ -9,12 +9,13 @@ import csv
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 from live_peers import PASSWORD, SLOW_S, running, signed_in_page
 from playwright.async_api import Page, expect
-from test_console_day import serious_violations
+from test_console_day import SHOTS, serious_violations
 from test_qa_console import MONTH, START, THREAT, USERS, fill_store, record, tones
 
 from recordings.qa import latest_sample, reviews
@@ -68,6 +69,8 @@ async def test_reviewer_filters_the_month_and_reviews_the_sample_with_automatic_
     item = await page.locator('tr[data-item="no_prohibited_language"] th').bounding_box()
     assert why["width"] > 150 and item["width"] > 80, "scorecard columns are wide enough to read at 1440 px"
     assert await serious_violations(page) == []
+    if SHOTS:
+        await page.screenshot(path=Path(SHOTS) / "qa-review.png", full_page=True)
 
     await page.focus("#accept-auto")  # from here on, the keyboard alone
     await page.keyboard.press("Enter")

@@ -8,7 +8,7 @@ from asr.codecs import AudioFormatError, decode, encode, read_audio_file, resamp
 from asr.metrics import character_error_rate
 from asr.static_graph import StaticGraphError, build_static_graph, split_symbols
 from asr.transcribe import leg_events, transcribe_audio
-from asr.vosk_engine import LIVE_DECODING, ModelMissingError, VoskEngine, join_words
+from asr.vosk_engine import LIVE_DECODING, POOL_SIZE, ModelMissingError, VoskEngine, join_words
 
 pytestmark = pytest.mark.model
 
@@ -52,6 +52,7 @@ def test_gaps_between_fed_chunks_keep_call_time(engine: VoskEngine, shared: Path
 
 def test_a_recognizer_handed_back_serves_the_next_call_with_its_own_times(engine: VoskEngine, shared: Path, tts_texts):
     first, second = utterance(shared, "b02").channels[0], utterance(shared, "b01").channels[0]
+    spares = [engine.stream(16000) for _ in range(POOL_SIZE)]  # earlier calls' idle recognizers, out of the way
     stream = engine.stream(16000)
     stream.accept(first, start_s=30.0)  # the call ends mid-utterance: closing settles it
     stream.close()
@@ -62,6 +63,8 @@ def test_a_recognizer_handed_back_serves_the_next_call_with_its_own_times(engine
     assert 0.0 <= finals[0].start_s < 1.0
     assert finals[-1].end_s <= len(second) / 16000 + 0.05
     assert character_error_rate([tts_texts["b01"]], ["".join(e.text for e in finals)]) < 0.15
+    for spare in spares:
+        spare.close()
 
 
 def test_telephone_ulaw_8k_is_recognised(engine: VoskEngine, shared: Path, tts_texts):

@@ -14,6 +14,7 @@ from voicebot.web.words import Words
 NEAR_S = 0.5
 """A stored flag belongs to an utterance of its leg that it starts within this much of."""
 ALERTING = "alert"
+SEVERITY_ORDER = ("signal", "info", "low", "medium", "high", "critical")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +65,11 @@ def transcript_html(screening: Screening | None, heard: list[tuple[Utterance, Fl
         return tag("p", say("no_transcript" if screening is None else "no_speech"), class_="muted", id="no-transcript")
     rows = []
     for u in sorted(screening.transcript, key=lambda u: u.start_s):
-        marks = [(flag.matched, "signal" if flag.category == "signal" else flag.severity)
-                 for v, flag in heard if v is u and flag.matched]
-        worst = [f.severity for f in listed if f.leg == u.leg and u.start_s - NEAR_S <= f.start_s <= u.end_s + NEAR_S]
-        flagged = f" flagged sev-{worst[0]}" if worst else ""
+        here = [f for f in listed if f.leg == u.leg and u.start_s - NEAR_S <= f.start_s <= u.end_s + NEAR_S]
+        marks = [(flag.matched, "signal" if flag.category == "signal" else flag.severity) for v, flag in heard
+                 if v is u and flag.matched and any(f.rule == flag.rule for f in here)]
+        worst = max((f.severity for f in here), key=SEVERITY_ORDER.index, default=None)
+        flagged = f" flagged sev-{worst}" if worst else ""
         rows.append(tag("li", tag("button", clock(u.start_s), type="button", class_="seek time", data_start=u.start_s),
                         tag("span", say(f"{u.leg}_leg"), class_="who"), marked(u.text, marks),
                         class_=f"line leg-{u.leg}{flagged}", data_start=u.start_s, data_leg=u.leg))
@@ -106,7 +108,13 @@ def flags_html(listed: list[Listed], categories: dict[str, str], rules: dict[str
         rows.append(tag("li", tag("button", clock(f.start_s), type="button", class_="seek", data_start=f.start_s),
                         tag("span", f.severity, class_="badge"), tag("span", what, class_="category"),
                         tag("q", f.words, class_="matched") if f.words else "",
-                        tag("span", f"{f.leg} · {rules.get(f.rule, f.rule)} · {f.source}", class_="muted rule"),
+                        tag("span", _where(f, rules, say), class_="muted rule"),
                         class_=f"flag sev-{f.severity}", data_start=f.start_s, data_category=f.category,
                         data_rule=f.rule))
     return tag("ol", *rows, class_="events", id="flags")
+
+
+def _where(f: Listed, rules: dict[str, str], say: Words) -> str:
+    """A listed flag's leg, rule (not repeated for a signal, which is named by it) and source."""
+    rule = "" if f.category == "signal" else rules.get(f.rule, f.rule)
+    return " · ".join(part for part in (say(f"{f.leg}_leg") if f.leg else "", rule, f.source) if part)
