@@ -147,7 +147,7 @@ class Call:
                 "flags": sum(1 for e in self.events if e["type"] == "flag" and not e.get("signal")),
                 "muted": sorted(self.muted), "ended": self.ended_reason,
                 "elapsed_s": round(time.monotonic() - self._started_mono, 1),
-                "warn_heard_by": getattr(self.control, "warn_heard_by", "agent")}
+                "warn_heard_by": self.control.warn_heard_by}
 
     def audio_wall_s(self, call_time_s: float) -> float:
         """The time.monotonic() at which audio of this call time reached us."""

@@ -97,11 +97,9 @@ async def get_pack(request: web.Request) -> web.Response:
     """GET /api/pack: what the console calls the pack's rules and categories, and the zones it assumes for a call
     whose debtor's zone is unknown."""
     pack = request.app[ENGINES].rules.pack
-    return web.json_response({"name": pack.name, "language": pack.language, "categories": pack.categories,
+    return web.json_response({"categories": pack.categories,
                               "rules": {r.id: r.description for r in pack.rules if r.description},
-                              "fallback_zones": list(pack.window.fallback_zones),
-                              "window": [pack.window.start.strftime("%H:%M"), pack.window.end.strftime("%H:%M")]},
-                             dumps=_dumps)
+                              "fallback_zones": list(pack.window.fallback_zones)}, dumps=_dumps)
 
 
 async def list_alerts(request: web.Request) -> web.Response:
