@@ -6,7 +6,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -14,6 +16,7 @@ from compliance_rules.pack import RulePack
 from compliance_rules.timing import Decision, pre_dial_check, resolve_zones
 from voicebot.audit import AuditLog
 from voicebot.campaigns.dialer import CallResult, DebtorCall, Dialer
+from voicebot.campaigns.lifecycle import DebtBook, DebtStatus
 from voicebot.campaigns.store import Account, CampaignStore, Step, stamp
 
 log = logging.getLogger(__name__)
@@ -132,10 +135,12 @@ class CampaignRunner:
     def __init__(self, store: CampaignStore, dialer: Dialer, pack: RulePack, audit: AuditLog, *,
                  policy: RetryPolicy | None = None, campaign: str | None = None,
                  now: Callable[[], datetime] = _utc_now, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 concurrency: int = 1, on_attempt: Callable[[AttemptReport], None] | None = None) -> None:
+                 concurrency: int = 1, on_attempt: Callable[[AttemptReport], None] | None = None,
+                 book: DebtBook | None = None) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.store, self.dialer, self.pack, self.audit = store, dialer, pack, audit
+        self.book = book or DebtBook.open(store.path, audit)
         self.policy, self.campaign = policy or RetryPolicy(), campaign
         self.now, self.sleep, self.concurrency, self.on_attempt = now, sleep, concurrency, on_attempt
 
@@ -172,6 +177,9 @@ class CampaignRunner:
     async def attempt(self, account: Account) -> AttemptReport:
         """Gate one account now; record a refusal, or dial it and record the result and the next step."""
         at = self.now()
+        status = await asyncio.to_thread(self.book.status, account.debt)
+        if status.stopped:
+            return await self._stopped(account, at, status)
         history = await asyncio.to_thread(self.store.history, account.debt)
         agreement = account.agreement(self.policy.callback_grace.total_seconds())
         decision = pre_dial_check(self.pack, at, account.zones, [a for a, _ in history], agreement)
@@ -192,6 +200,10 @@ class CampaignRunner:
                                 call_id=result.call_id, outcome=result.outcome, conversation=conversation,
                                 detail=result.detail, step=step)
         kind = str(result.outcome.get("kind", "answered")) if result.status == "answered" else None
+        await asyncio.to_thread(partial(
+            self.book.after_call, account.debt, answered=result.status == "answered", kind=kind,
+            call_id=result.call_id, at=ended, ptp_date=_date(result.outcome.get("ptp_date")),
+            ptp_amount=_amount(result.outcome.get("ptp_amount"))))
         await self._audit("call_outcome", account, result.call_id, attempt_id=attempt_id, status=result.status,
                           kind=kind, conversation=conversation, ptp_date=_plain(result.outcome.get("ptp_date")),
                           ptp_amount=_plain(result.outcome.get("ptp_amount")), state=step.state,
@@ -215,6 +227,16 @@ class CampaignRunner:
         return AttemptReport(campaign=account.campaign, account_id=account.account_id, status="refused",
                              state=step.state, next_due=step.next_due, reasons=decision.reasons)
 
+    async def _stopped(self, account: Account, at: datetime, status: DebtStatus) -> AttemptReport:
+        """A debt that no campaign may dial (disputed, cease, wrong number, paid, closed): refused and left."""
+        detail = {"reasons": [status.stopped], "debt_state": status.state}
+        step = Step(state="blocked", next_due=None)
+        attempt_id = await asyncio.to_thread(self.store.record_refusal, account, at, detail, step)
+        await self._audit("dial_attempt", account, None, attempt_id=attempt_id, at=stamp(at), allowed=False, **detail)
+        log.info("campaign %s account %s: not dialled, debt %s", account.campaign, account.account_id, status.state)
+        return AttemptReport(campaign=account.campaign, account_id=account.account_id, status="refused",
+                             state=step.state, next_due=None, reasons=(str(status.stopped),))
+
     async def _dial(self, debt: DebtorCall) -> CallResult:
         try:
             return await self.dialer.call(debt)
@@ -230,6 +252,24 @@ class CampaignRunner:
 def _last_answer(history: list[tuple[Any, str]]) -> int:
     """The index just after the debt's last answered dial (0 when none was answered)."""
     return max((i + 1 for i, (_, status) in enumerate(history) if status == "answered"), default=0)
+
+
+def _date(value: object) -> date | None:
+    """A promise's date as the dialog gave it (a date or ISO text), or None."""
+    if isinstance(value, date) or value is None:
+        return value
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
+
+
+def _amount(value: object) -> Decimal | None:
+    """A promise's amount as the dialog gave it, or None."""
+    try:
+        return None if value is None else Decimal(str(value))
+    except InvalidOperation:
+        return None
 
 
 def _plain(value: object) -> str | None:

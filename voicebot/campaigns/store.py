@@ -321,6 +321,13 @@ class CampaignStore(LockedStore):
                     "callback_at": stamp(step.callback_at) if step.callback_at else None, "detail": _json(outcome)})
             self._set_step(account, step, ended)
 
+    def release(self, debt: str, now: datetime) -> int:
+        """Make a debt's blocked accounts due again (its dispute was resolved); how many."""
+        with self._write():
+            cursor = self._db.execute("UPDATE accounts SET state = 'pending', next_due = ?, updated_at = ? "
+                                      "WHERE debt = ? AND state = 'blocked'", [stamp(now), stamp(now), debt])
+            return cursor.rowcount
+
     def close_interrupted(self, now: datetime) -> int:
         """Mark dials left `dialling` by a run that died as failed (they still count for cadence); returns how many."""
         with self._write():

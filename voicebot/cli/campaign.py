@@ -20,6 +20,8 @@ from voicebot.campaigns import (
     read_campaign_file,
     run_sip_campaign,
 )
+from voicebot.campaigns.lifecycle import DebtBook, DebtStateError
+from voicebot.campaigns.lists import ListKind, apply_cease, apply_payments, read_list_file
 from voicebot.cli.base import (
     cli_errors,
     db_option,
@@ -141,3 +143,81 @@ def campaign_report_cmd(config: Config, name: str | None, accounts: bool, as_jso
             click.echo(json.dumps(report, ensure_ascii=False) if as_json else format_report(report))
 
 
+
+
+def _list_file(config: Config, file: Path, kind: ListKind, db_path: Path | None) -> None:
+    """Validate a payments or cease file, apply its good rows to the debts, report; exit 3 if rows were refused."""
+    rows, problems = read_list_file(file, kind)
+    with open_audit(config, db_path) as log, CampaignStore.open(log.path, pii=False) as store, \
+            DebtBook.open(log.path, log) as book:
+        if kind == "payments":
+            done = apply_payments(book, store, rows, source=file.name)
+        else:
+            done = apply_cease(book, rows, source=file.name, now=datetime.now(UTC))
+    for status in done:
+        click.echo(json.dumps({"debt": status.debt, "state": status.state, "paid": str(status.paid)},
+                              ensure_ascii=False))
+    for problem in problems:
+        click.echo(f"rejected: {problem}", err=True)
+    click.echo(f"{kind}: {len(done)} applied, {len({p.line for p in problems})} row(s) rejected", err=True)
+    if problems:
+        sys.exit(3)
+
+
+@campaign.command("payments")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@db_option
+@click.pass_obj
+@cli_errors
+def campaign_payments(config: Config, file: Path, db_path: Path | None) -> None:
+    """Import payments (CSV: lender, account_id, amount, paid_on): a debt is paid once its balance is covered, a
+    promise kept by its amount by its date."""
+    _list_file(config, file, "payments", db_path)
+
+
+@campaign.command("cease")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@db_option
+@click.pass_obj
+@cli_errors
+def campaign_cease(config: Config, file: Path, db_path: Path | None) -> None:
+    """Import cease requests and do-not-call entries (CSV: lender, account_id): no campaign dials them again."""
+    _list_file(config, file, "cease", db_path)
+
+
+@campaign.command("resolve")
+@click.argument("debt")
+@click.option("--note", required=True, help="How the dispute was settled (no personal data).")
+@click.option("--user", "username", required=True, help="Who resolved it, for the audit log.")
+@db_option
+@click.pass_obj
+@cli_errors
+def campaign_resolve(config: Config, debt: str, note: str, username: str, db_path: Path | None) -> None:
+    """Resolve a disputed DEBT (LENDER/ACCOUNT_ID): reminding resumes and its blocked accounts are due again."""
+    now = datetime.now(UTC)
+    with open_audit(config, db_path) as log, CampaignStore.open(log.path, pii=False) as store, \
+            DebtBook.open(log.path, log) as book:
+        try:
+            status = book.resolve(debt, user=username, note=note[:500], at=now)
+        except DebtStateError as e:
+            raise click.ClickException(str(e)) from None
+        released = store.release(debt, now)
+    click.echo(f"{debt}: {status.state}; {released} account(s) due again")
+
+
+@campaign.command("debts")
+@click.option("--debt", help="One debt's state and history (LENDER/ACCOUNT_ID).")
+@db_option
+@click.pass_obj
+@cli_errors
+def campaign_debts(config: Config, debt: str | None, db_path: Path | None) -> None:
+    """How many debts are in each lifecycle state, or one debt's state and history, as JSON."""
+    with open_audit(config, db_path) as log, DebtBook.open(log.path, log) as book:
+        if debt is None:
+            click.echo(json.dumps(book.counts()))
+            return
+        status = book.status(debt)
+        click.echo(json.dumps({"debt": debt, "state": status.state, "paid": str(status.paid),
+                               "promise_date": status.promise_date.isoformat() if status.promise_date else None,
+                               "promise_amount": str(status.promise_amount) if status.promise_amount else None,
+                               "history": book.history(debt)}, ensure_ascii=False))

@@ -1,0 +1,202 @@
+"""A debt's life across campaigns and weeks: its state, a promise's date and amount, what was paid, and the history
+of every change, each audited with its cause (a call's outcome, an import, a user).
+
+A debt that is disputed (until a user resolves it), that asked not to be called (cease), that is not the debtor's
+number, paid or closed is dialled by no campaign.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import sqlite_utils
+
+from voicebot.audit import AuditLog
+from voicebot.store_base import LockedStore, connect_private, keep_private
+
+DebtState = Literal["new", "reminding", "promised", "promise_kept", "promise_broken", "disputed", "cease",
+                    "wrong_number", "paid", "closed"]
+DEBT_STATES: tuple[DebtState, ...] = ("new", "reminding", "promised", "promise_kept", "promise_broken", "disputed",
+                                      "cease", "wrong_number", "paid", "closed")
+STOPPED: dict[str, str] = {
+    "disputed": "the debtor disputes the debt: collection is paused until a user resolves it",
+    "cease": "the debtor asked not to be called again",
+    "wrong_number": "the number is not the debtor's",
+    "paid": "the debt is paid",
+    "closed": "the debt is closed",
+}
+"""The states no campaign dials, and why."""
+AFTER_CALL: dict[str, DebtState] = {"promise_to_pay": "promised", "dispute": "disputed", "already_paid": "disputed",
+                                    "wrong_person": "wrong_number", "cease": "cease"}
+"""A call's outcome that changes the debt's state; an already-paid claim pauses collection until it is checked."""
+PROMISE_GRACE = timedelta(days=1)
+"""A payment this long after the promised date still keeps the promise."""
+BUSY_TIMEOUT_S = 10.0
+TABLES: dict[str, tuple[dict[str, type], str]] = {
+    "debts": ({"debt": str, "state": str, "promise_date": str, "promise_amount": str, "paid": str, "note": str,
+               "updated_at": str}, "debt"),
+    "debt_history": ({"id": int, "debt": str, "at": str, "from_state": str, "to_state": str, "cause": str,
+                      "detail": str}, "id"),
+}
+
+
+class DebtStateError(ValueError):
+    """A change the lifecycle does not allow (resolving a debt that is not disputed, an unknown state)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DebtStatus:
+    """Where a debt stands."""
+
+    debt: str
+    state: DebtState = "new"
+    promise_date: date | None = None
+    promise_amount: Decimal | None = None
+    paid: Decimal = Decimal("0.00")
+    note: str = ""
+
+    @property
+    def stopped(self) -> str | None:
+        """Why no campaign may dial it now, or None."""
+        return STOPPED.get(self.state)
+
+
+class DebtBook(LockedStore):
+    """The `debts` and `debt_history` tables beside a campaign store's accounts (same SQLite file, WAL)."""
+
+    def __init__(self, db: sqlite_utils.Database, audit: AuditLog) -> None:
+        self._db, self.audit = db, audit
+        self._lock = threading.RLock()
+        with self._write():
+            for name, (columns, pk) in TABLES.items():
+                self._db.table(name).create(columns, pk=pk, if_not_exists=True)
+            self._db.table("debt_history").create_index(["debt", "at"], if_not_exists=True)
+
+    @classmethod
+    def open(cls, path: Path, audit: AuditLog) -> Self:
+        """Open (creating the tables if needed) the debts kept in the campaign database at `path`."""
+        conn = connect_private(path, timeout_s=BUSY_TIMEOUT_S)
+        try:
+            db = sqlite_utils.Database(conn)
+            db.enable_wal()
+            db.execute("PRAGMA synchronous = FULL")
+            keep_private(path)
+            return cls(db, audit)
+        except BaseException:
+            conn.close()
+            raise
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        with self._lock:
+            self._db.conn.execute("BEGIN IMMEDIATE")
+            with self._db.conn:
+                yield
+
+    def status(self, debt: str) -> DebtStatus:
+        """Where a debt stands (`new` when nothing happened to it yet)."""
+        with self._lock:
+            row = next(self._db.query("SELECT * FROM debts WHERE debt = ?", [debt]), None)
+        return _status(row) if row else DebtStatus(debt=debt)
+
+    def history(self, debt: str) -> list[dict[str, Any]]:
+        """Every change of a debt's state, oldest first."""
+        with self._lock:
+            rows = list(self._db.query("SELECT at, from_state, to_state, cause, detail FROM debt_history "
+                                       "WHERE debt = ? ORDER BY id", [debt]))
+        return [{**r, "detail": json.loads(r["detail"])} for r in rows]
+
+    def change(self, debt: str, state: DebtState, *, cause: str, at: datetime, **detail: Any) -> DebtStatus:
+        """Move a debt to `state` (fields in `detail` that the debt keeps are kept), recorded and audited with its
+        cause: `call:<id>`, `import:<file>:<line>` or `user:<name>`."""
+        if state not in DEBT_STATES:
+            raise DebtStateError(f"unknown debt state {state!r}; one of {', '.join(DEBT_STATES)}")
+        with self._write():
+            before = self.status(debt)
+            kept = {k: _stored(v) for k, v in detail.items() if k in ("promise_date", "promise_amount", "paid", "note")}
+            self._db.table("debts").upsert({"debt": debt, "state": state, "updated_at": _stamp(at), **kept}, pk="debt")
+            self._db.table("debt_history").insert({"debt": debt, "at": _stamp(at), "from_state": before.state,
+                                                   "to_state": state, "cause": cause,
+                                                   "detail": json.dumps({k: _stored(v) for k, v in detail.items()})})
+        self.audit.append("debt_state", {"debt": debt, "from": before.state, "to": state, "cause": cause,
+                                         **{k: _stored(v) for k, v in detail.items() if k != "note"}},
+                          call_id=cause.removeprefix("call:") if cause.startswith("call:") else None,
+                          actor=cause.removeprefix("user:") if cause.startswith("user:") else "lifecycle")
+        return self.status(debt)
+
+    def after_call(self, debt: str, *, answered: bool, kind: str | None, call_id: str | None, at: datetime,
+                   ptp_date: date | None = None, ptp_amount: Decimal | None = None) -> DebtStatus:
+        """Follow a dial's result: a promise, a dispute, a wrong number, a cease request change the state; the
+        first dial of a new debt starts reminding; anything else leaves it as it is."""
+        before = self.status(debt)
+        cause = f"call:{call_id}" if call_id else "call:unanswered"
+        target = AFTER_CALL.get(kind or "") if answered else None
+        if target == "promised" and ptp_date is not None:
+            return self.change(debt, "promised", cause=cause, at=at, kind=kind, promise_date=ptp_date,
+                               promise_amount=ptp_amount)
+        if target is not None and target != "promised":
+            return self.change(debt, target, cause=cause, at=at, kind=kind)
+        if before.state in ("new", "promise_broken", "promise_kept"):
+            return self.change(debt, "reminding", cause=cause, at=at, kind=kind or "unanswered")
+        return before
+
+    def payment(self, debt: str, amount: Decimal, *, paid_at: datetime, balance: Decimal | None, cause: str
+                ) -> DebtStatus:
+        """Record a payment: the debt is paid once what was paid covers its balance; a promise is kept by a payment
+        of its amount made by its date (a day's grace)."""
+        before = self.status(debt)
+        paid = before.paid + amount
+        if balance is not None and paid >= balance:
+            return self.change(debt, "paid", cause=cause, at=paid_at, amount=amount, paid=paid)
+        if (before.state in ("promised", "promise_broken") and before.promise_date is not None
+                and paid >= (before.promise_amount or Decimal(0))
+                and paid_at.date() <= before.promise_date + PROMISE_GRACE):
+            return self.change(debt, "promise_kept", cause=cause, at=paid_at, amount=amount, paid=paid)
+        return self.change(debt, before.state, cause=cause, at=paid_at, amount=amount, paid=paid)
+
+    def resolve(self, debt: str, *, user: str, note: str, at: datetime) -> DebtStatus:
+        """A user settles a dispute: reminding resumes, the note kept (sealed nowhere: write no personal data)."""
+        if self.status(debt).state != "disputed":
+            raise DebtStateError(f"debt {debt} is not disputed; only a dispute is resolved")
+        return self.change(debt, "reminding", cause=f"user:{user}", at=at, note=note)
+
+    def break_overdue_promises(self, now: datetime) -> list[str]:
+        """Mark broken every promise whose date (and a day's grace) has passed unpaid; the debts it marked."""
+        cutoff = (now - PROMISE_GRACE).date().isoformat()
+        with self._lock:
+            due = [r["debt"] for r in self._db.query(
+                "SELECT debt FROM debts WHERE state = 'promised' AND promise_date < ?", [cutoff])]
+        for debt in due:
+            self.change(debt, "promise_broken", cause="lifecycle:promise_date_passed", at=now)
+        return due
+
+    def counts(self) -> dict[str, int]:
+        """How many debts are in each state (those never dialled are not counted)."""
+        with self._lock:
+            return {r["state"]: r["n"] for r in self._db.query("SELECT state, count(*) AS n FROM debts GROUP BY state")}
+
+
+def _status(row: dict[str, Any]) -> DebtStatus:
+    return DebtStatus(debt=row["debt"], state=row["state"],
+                      promise_date=date.fromisoformat(row["promise_date"]) if row["promise_date"] else None,
+                      promise_amount=Decimal(row["promise_amount"]) if row["promise_amount"] else None,
+                      paid=Decimal(row["paid"] or "0.00"), note=row["note"] or "")
+
+
+def _stored(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, date | datetime) else str(value) if isinstance(value, Decimal) \
+        else value
+
+
+def _stamp(at: datetime) -> str:
+    if at.tzinfo is None:
+        raise ValueError("debt times must be timezone-aware")
+    return at.astimezone(UTC).isoformat(timespec="seconds")
