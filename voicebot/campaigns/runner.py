@@ -15,9 +15,11 @@ from zoneinfo import ZoneInfo
 from compliance_rules.pack import RulePack
 from compliance_rules.timing import Decision, pre_dial_check, resolve_zones
 from voicebot.audit import AuditLog
+from voicebot.campaigns.collect import Planner
 from voicebot.campaigns.dialer import CallResult, DebtorCall, Dialer
 from voicebot.campaigns.lifecycle import DebtBook, DebtStatus
 from voicebot.campaigns.store import Account, CampaignStore, Step, stamp
+from voicebot.campaigns.strategy import Strategy
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,8 @@ NOT_CONVERSATION = frozenset({"wrong_person", "third_party", "third_party_callba
 CALLBACK_KINDS = frozenset({"callback", "third_party_callback"})
 """Outcomes that schedule a call at `callback_at`; only the debtor's own (`callback`) may fall outside the hours."""
 OUTCOME_ALIASES = (("promise_date", "ptp_date"), ("promise_amount", "ptp_amount"))
+COLLECT_IDLE = timedelta(minutes=5)
+"""A collection run looks again at least this often (new imports, promises falling due)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,32 +140,43 @@ class CampaignRunner:
                  policy: RetryPolicy | None = None, campaign: str | None = None,
                  now: Callable[[], datetime] = _utc_now, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                  concurrency: int = 1, on_attempt: Callable[[AttemptReport], None] | None = None,
-                 book: DebtBook | None = None) -> None:
+                 book: DebtBook | None = None, strategy: Strategy | None = None,
+                 idle: timedelta = COLLECT_IDLE) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.store, self.dialer, self.pack, self.audit = store, dialer, pack, audit
         self.book = book or DebtBook.open(store.path, audit)
+        self.planner = Planner(store, self.book, strategy) if strategy is not None else None
+        self.idle = idle
+        """With a strategy, accounts are worked until their debts stop (a collection run), not retried by count."""
         self.policy, self.campaign = policy or RetryPolicy(), campaign
         self.now, self.sleep, self.concurrency, self.on_attempt = now, sleep, concurrency, on_attempt
 
-    async def run(self) -> list[AttemptReport]:
-        """Pass over due accounts, sleep until the next one is due, repeat; stop when no account is left active."""
+    async def run(self, *, until: datetime | None = None) -> list[AttemptReport]:
+        """Pass over due accounts, sleep until the next one is due, repeat; stop when no account is left active, or
+        (a collection run, which keeps waiting for new work) at `until`."""
         interrupted = await asyncio.to_thread(self.store.close_interrupted, self.now())
         if interrupted:
             log.warning("campaign: %d dial(s) left open by an earlier run marked failed", interrupted)
         reports: list[AttemptReport] = []
-        while True:
+        while until is None or self.now() < until:
             reports += await self.run_once()
             due = await asyncio.to_thread(self.store.next_due, self.campaign)
-            if due is None:
+            if due is None and self.planner is None:
                 return reports
+            if self.planner is not None:
+                due = min(due or self.now() + self.idle, self.now() + self.idle)
             wait_s = (due - self.now()).total_seconds()
             if wait_s > 0:
                 log.info("campaign: next account due in %.0f s", wait_s)
                 await self.sleep(wait_s)
+        return reports
 
     async def run_once(self) -> list[AttemptReport]:
-        """One pass: every account due now is gated and, if allowed, dialled (up to `concurrency` at once)."""
+        """One pass: every account due now is gated and, if allowed, dialled (up to `concurrency` at once); a
+        collection run plans every account again first."""
+        if self.planner is not None:
+            await asyncio.to_thread(self.planner.replan, self.now(), self.campaign)
         due = one_per_phone(await asyncio.to_thread(self.store.due, self.now(), self.campaign))
         limit = asyncio.Semaphore(self.concurrency)
 
@@ -186,24 +201,27 @@ class CampaignRunner:
         if not decision.allowed:
             return await self._refused(account, at, decision)
         dialled = 1 + len(history) - _last_answer(history)
-        debt = await asyncio.to_thread(self.store.debtor_call, account, attempt=dialled, agreement=agreement)
+        debt = await asyncio.to_thread(partial(self.store.debtor_call, account, attempt=dialled, agreement=agreement,
+                                               at=at))
         attempt_id = await asyncio.to_thread(self.store.begin_attempt, account, at)
         await self._audit("dial_attempt", account, None, attempt_id=attempt_id, at=stamp(at), attempt=dialled,
                           allowed=True, zones=list(decision.zones), evidence=decision.evidence, stage=account.stage)
         result = await self._dial(debt)
         result = replace(result, outcome=normal_outcome(result.outcome))
         ended = self.now()
-        step = next_step(self.policy, result, ended=ended, dialled=dialled,
-                         callback_at=callback_time(result.outcome.get("callback_at"), account.zones, self.pack))
-        conversation = is_conversation(result)
-        await asyncio.to_thread(self.store.finish_attempt, attempt_id, account, ended=ended, status=result.status,
-                                call_id=result.call_id, outcome=result.outcome, conversation=conversation,
-                                detail=result.detail, step=step)
         kind = str(result.outcome.get("kind", "answered")) if result.status == "answered" else None
         await asyncio.to_thread(partial(
             self.book.after_call, account.debt, answered=result.status == "answered", kind=kind,
             call_id=result.call_id, at=ended, ptp_date=_date(result.outcome.get("ptp_date")),
             ptp_amount=_amount(result.outcome.get("ptp_amount"))))
+        step = next_step(self.policy, result, ended=ended, dialled=dialled,
+                         callback_at=callback_time(result.outcome.get("callback_at"), account.zones, self.pack))
+        if self.planner is not None:
+            step = await asyncio.to_thread(self.planner.after_dial, account, step)
+        conversation = is_conversation(result)
+        await asyncio.to_thread(self.store.finish_attempt, attempt_id, account, ended=ended, status=result.status,
+                                call_id=result.call_id, outcome=result.outcome, conversation=conversation,
+                                detail=result.detail, step=step)
         await self._audit("call_outcome", account, result.call_id, attempt_id=attempt_id, status=result.status,
                           kind=kind, conversation=conversation, ptp_date=_plain(result.outcome.get("ptp_date")),
                           ptp_amount=_plain(result.outcome.get("ptp_amount")), state=step.state,

@@ -20,7 +20,7 @@ import sqlite_utils
 from compliance_rules.timing import Agreement, Attempt
 from voicebot.campaigns.crypto import PiiCipher, PiiKeyError, default_key_path, load_pii_key
 from voicebot.campaigns.dialer import DebtorCall
-from voicebot.campaigns.importer import DebtRow, RowProblem, Stage
+from voicebot.campaigns.importer import DebtRow, RowProblem, Stage, stage_for
 from voicebot.store_base import LockedStore
 
 
@@ -91,6 +91,12 @@ class Account:
     next_due: datetime | None
     callback_at: datetime | None = None
     callback_evidence: str | None = None
+    imported_at: datetime | None = None
+    """When the account was (last) imported: its days overdue count from then."""
+
+    def days_overdue_at(self, at: datetime) -> int:
+        """Days overdue at `at`: as imported, plus the whole days since."""
+        return self.days_overdue + (max(0, (at - self.imported_at).days) if self.imported_at else 0)
 
     def agreement(self, grace_s: float) -> Agreement | None:
         """The debtor's agreed callback as a timing Agreement, from the agreed time until `grace_s` after it."""
@@ -262,16 +268,19 @@ class CampaignStore(LockedStore):
                               [self.cipher.lookup(phone)])
         return [(r["campaign"], r["account_id"]) for r in rows]
 
-    def debtor_call(self, account: Account, *, attempt: int, agreement: Agreement | None) -> DebtorCall:
-        """What the dialer is told: the account with its personal fields opened."""
+    def debtor_call(self, account: Account, *, attempt: int, agreement: Agreement | None,
+                    at: datetime | None = None) -> DebtorCall:
+        """What the dialer is told: the account with its personal fields opened, its days overdue and stage as of
+        `at` (as imported without it)."""
         row = self._first("SELECT name_sealed, phone_sealed, id_last4_sealed FROM accounts "
                           "WHERE campaign = ? AND account_id = ?", [account.campaign, account.account_id])
         if row is None:
             raise CampaignError(f"account {account.account_id!r} is no longer in campaign {account.campaign!r}")
         opened = {name: self.cipher.open(row[f"{name}_sealed"], f"{name}|{account.campaign}|{account.account_id}")
                   if row[f"{name}_sealed"] is not None else None for name in SEALED}
+        days = account.days_overdue_at(at) if at else account.days_overdue
         return DebtorCall(campaign=account.campaign, account_id=account.account_id, zones=account.zones,
-                          amount=account.amount, days_overdue=account.days_overdue, stage=account.stage,
+                          amount=account.amount, days_overdue=days, stage=stage_for(days),
                           lender=account.lender, due_date=account.due_date, agent_id=account.agent_id,
                           language=account.language, attempt=attempt, agreement=agreement, **opened)
 
@@ -321,6 +330,18 @@ class CampaignStore(LockedStore):
                     "callback_at": stamp(step.callback_at) if step.callback_at else None, "detail": _json(outcome)})
             self._set_step(account, step, ended)
 
+    def accounts(self, campaign: str | None = None) -> list[Account]:
+        """Every account (of one campaign), by campaign and id."""
+        sql, args = "SELECT * FROM accounts", []
+        if campaign is not None:
+            sql, args = sql + " WHERE campaign = ?", [campaign]
+        return [_account(r) for r in self._rows(sql + " ORDER BY campaign, account_id", args)]
+
+    def set_step(self, account: Account, step: Step, at: datetime) -> None:
+        """Set an account's state and when it is next due (a collection plan)."""
+        with self._write():
+            self._set_step(account, step, at)
+
     def release(self, debt: str, now: datetime) -> int:
         """Make a debt's blocked accounts due again (its dispute was resolved); how many."""
         with self._write():
@@ -361,7 +382,8 @@ def _account(row: dict[str, Any]) -> Account:
                    lender=row["lender"], due_date=date.fromisoformat(row["due_date"]) if row["due_date"] else None,
                    agent_id=row["agent_id"], language=row["language"] or "zh", state=row["state"],
                    next_due=unstamp(row["next_due"]),
-                   callback_at=unstamp(row["callback_at"]), callback_evidence=row["callback_evidence"])
+                   callback_at=unstamp(row["callback_at"]), callback_evidence=row["callback_evidence"],
+                   imported_at=unstamp(row["imported_at"]))
 
 
 def _json(value: dict[str, Any]) -> str:

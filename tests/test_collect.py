@@ -1,0 +1,54 @@
+"""Accounts worked over weeks of simulated time under a strategy: minimum contacts, a stage change as days pass, a
+promise reminded, broken and followed up, a dispute that stops dialling, and no dial the pack's gate would refuse."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from test_campaign import Clock, ScriptedDialer, csv_text, load, row
+from test_lifecycle import db  # noqa: F401 (the fixture)
+
+from compliance_rules.pack import load_pack
+from compliance_rules.timing import Attempt, pre_dial_check
+from voicebot.campaigns import CallResult, CampaignRunner
+from voicebot.campaigns.strategy import load_strategy
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+ASSIGNED = datetime(2026, 11, 2, 9, 30, tzinfo=SHANGHAI)
+DEBT = "示例银行/A1"
+
+
+def answered(call_id: str, kind: str, **outcome: str) -> CallResult:
+    return CallResult(status="answered", call_id=call_id, outcome={"kind": kind, **outcome})
+
+
+async def test_four_weeks_of_one_debt_under_the_standard_strategy(db) -> None:  # noqa: F811
+    store, audit, book = db
+    clock = Clock(ASSIGNED.astimezone(UTC))
+    load(store, csv_text(row("A1", days="25")), at=clock())
+    promise_day = (ASSIGNED + timedelta(days=12)).date().isoformat()
+    dialer = ScriptedDialer(clock, CallResult(status="no_answer"), CallResult(status="no_answer"),
+                            CallResult(status="busy"), answered("c4", "promise_to_pay", ptp_date=promise_day,
+                                                                ptp_amount="500"),
+                            answered("c5", "answered"), answered("c6", "dispute"))
+    pack, strategy = load_pack("cn-collection"), load_strategy("cn-standard")
+    runner = CampaignRunner(store, dialer, pack, audit, now=clock, sleep=clock.sleep, book=book, strategy=strategy,
+                            idle=timedelta(hours=6))
+    await runner.run(until=ASSIGNED + timedelta(days=28))
+
+    dials = [at for at, _ in dialer.calls]
+    assert len(dials) == 6, "the dispute stopped dialling for the rest of the four weeks"
+    assert strategy.contacts_met(assigned_at=ASSIGNED, dials=dials, now=clock()) == {
+        "first": True, "3_in_7d": True, "5_in_15d": True}
+    for i, at in enumerate(dials):
+        assert pre_dial_check(pack, at, ["Asia/Shanghai"], [Attempt(d) for d in dials[:i]]).allowed
+    stages = [debt.stage for _, debt in dialer.calls]
+    assert stages[0] == "early" and stages[-1] == "middle", "25 days overdue at import, 31 and more two weeks on"
+    history = [(h["to_state"], h["cause"]) for h in book.history(DEBT)]
+    assert [state for state, _ in history] == ["reminding", "promised", "promise_broken", "disputed"]
+    reminder = dials[4].astimezone(SHANGHAI).date()
+    assert reminder == (ASSIGNED + timedelta(days=11)).date(), "reminded the day before the promised date"
+    broken_at = datetime.fromisoformat(book.history(DEBT)[2]["at"])
+    assert timedelta(0) < dials[5] - broken_at <= timedelta(days=2), "followed up the day after it broke"
+    assert book.status(DEBT).stopped

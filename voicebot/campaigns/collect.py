@@ -1,0 +1,54 @@
+"""Working accounts over weeks under a strategy: before each pass every account is planned again from its debt's
+state and dials (promises past their date are marked broken first); after each dial the strategy, not a retry
+count, says when the debt is next wanted. The pre-dial gate still refuses anything outside the pack's rules."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from voicebot.campaigns.lifecycle import DebtBook
+from voicebot.campaigns.store import ACTIVE, Account, CampaignStore, Step
+from voicebot.campaigns.strategy import Strategy
+
+REPLANNED = (*ACTIVE, "done", "exhausted", "blocked")
+"""Account states a plan may move: every one (a promise broken or a dispute resolved brings a debt back)."""
+
+
+class Planner:
+    """Plans a store's accounts under a strategy and the debts' lifecycle."""
+
+    def __init__(self, store: CampaignStore, book: DebtBook, strategy: Strategy) -> None:
+        self.store, self.book, self.strategy = store, book, strategy
+
+    def replan(self, now: datetime, campaign: str | None = None) -> int:
+        """Mark overdue promises broken, then set every account's next due time from the strategy; how many moved."""
+        self.book.break_overdue_promises(now)
+        moved = 0
+        for account in self.store.accounts(campaign):
+            if account.state == "callback" and account.next_due is not None and account.next_due > now:
+                continue  # an agreed callback keeps its time
+            step = self.plan(account)
+            if (step.state, step.next_due) != (account.state, account.next_due):
+                self.store.set_step(account, step, now)
+                moved += 1
+        return moved
+
+    def plan(self, account: Account) -> Step:
+        """The account's state and next due time under the strategy: blocked while its debt is stopped, done while
+        nothing is wanted (a promise running), pending at the planned time otherwise."""
+        status = self.book.status(account.debt)
+        if status.stopped:
+            return Step(state="blocked", next_due=None)
+        dials = [a.at for a, _ in self.store.history(account.debt)]
+        history = self.book.history(account.debt)
+        changed_at = datetime.fromisoformat(history[-1]["at"]) if history else None
+        assigned = account.imported_at or min(dials, default=None)
+        if assigned is None:
+            return Step(state="pending", next_due=None)
+        due = self.strategy.next_dial(status, assigned_at=assigned, dials=dials, changed_at=changed_at)
+        return Step(state="pending", next_due=due) if due is not None else Step(state="done", next_due=None)
+
+    def after_dial(self, account: Account, policy_step: Step) -> Step:
+        """After a dial (its outcome already in the debt's lifecycle): an agreed callback keeps its time; otherwise
+        the plan decides."""
+        return policy_step if policy_step.state == "callback" else self.plan(account)
