@@ -141,3 +141,7 @@ def test_cli_imports_payments_and_cease_lists_and_resolves_disputes(tmp_path: Pa
     shown = subprocess.run([VOICEBOT, "campaign", "debts", "--db", str(db_path)], capture_output=True, text=True,
                            timeout=60)
     assert json.loads(shown.stdout) == {"cease": 1, "reminding": 1}
+    unknown = subprocess.run([VOICEBOT, "campaign", "run", "--name", "x", "--sip-proxy", "127.0.0.1:5060",
+                              "--strategy", "nope", "--db", str(db_path)], capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 1
+    assert "no such strategy; bundled strategies: cn-standard, us-standard" in unknown.stderr

@@ -22,6 +22,7 @@ from voicebot.campaigns import (
 )
 from voicebot.campaigns.lifecycle import DebtBook, DebtStateError
 from voicebot.campaigns.lists import ListKind, apply_cease, apply_payments, read_list_file
+from voicebot.campaigns.strategy import load_strategy
 from voicebot.cli.base import (
     cli_errors,
     db_option,
@@ -88,6 +89,9 @@ def _import_campaign(config: Config, file: Path, name: str | None, db_path: Path
               help="Ringing time before a dial counts as no answer.")
 @click.option("--concurrency", type=click.IntRange(1, 32), default=1, show_default=True, help="Calls at once.")
 @click.option("--once", is_flag=True, help="One pass over the accounts due now, then exit.")
+@click.option("--strategy", "strategy_name", metavar="NAME|FILE",
+              help="Work the accounts over weeks under a collection strategy (cn-standard, us-standard or a YAML "
+                   "file) until stopped, instead of retrying each up to --max-attempts.")
 @click.option("--bot/--no-bot", default=True, show_default=True,
               help="The reminder bot talks on answered calls (--no-bot: hold a few seconds, then hang up).")
 @click.option("--model", type=click.Path(file_okay=False, path_type=Path), help="Vosk model folder.")
@@ -96,9 +100,10 @@ def _import_campaign(config: Config, file: Path, name: str | None, db_path: Path
 @cli_errors
 def campaign_run(config: Config, file: Path | None, name: str | None, pack_name: str, proxies: tuple[str, ...],
                  sip_listen: str, max_attempts: int, retry_after_min: int, dial_timeout_s: float, concurrency: int,
-                 once: bool, bot: bool, model: Path | None, db_path: Path | None) -> None:
+                 once: bool, strategy_name: str | None, bot: bool, model: Path | None, db_path: Path | None) -> None:
     """Dial a campaign within the rules: one JSON line per account turn; without --once, until none is left."""
     plan = DialPlan.parse(proxies)
+    strategy = load_strategy(strategy_name) if strategy_name else None
     policy = RetryPolicy(max_attempts=max_attempts, retry_after=timedelta(minutes=retry_after_min))
     if file is not None:
         name = _import_campaign(config, file, name, db_path)[0]
@@ -111,7 +116,7 @@ def campaign_run(config: Config, file: Path | None, name: str | None, pack_name:
             reports = asyncio.run(run_sip_campaign(
                 engines, store, engines.rules.pack, plan, listen=sip_listen, campaign=name, policy=policy,
                 once=once, concurrency=concurrency, settings=SipSettings(dial_timeout_s=dial_timeout_s),
-                bot=config if bot else None,
+                bot=config if bot else None, strategy=strategy,
                 on_attempt=lambda r: click.echo(json.dumps(r.as_dict(), ensure_ascii=False))))
     finally:
         engines.shutdown()
