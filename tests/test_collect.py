@@ -13,6 +13,7 @@ from compliance_rules.pack import load_pack
 from compliance_rules.timing import Attempt, pre_dial_check
 from voicebot.campaigns import CallResult, CampaignRunner
 from voicebot.campaigns.strategy import load_strategy
+from voicebot.campaigns.tasks import TaskBook
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 ASSIGNED = datetime(2026, 11, 2, 9, 30, tzinfo=SHANGHAI)
@@ -52,3 +53,22 @@ async def test_four_weeks_of_one_debt_under_the_standard_strategy(db) -> None:  
     broken_at = datetime.fromisoformat(book.history(DEBT)[2]["at"])
     assert timedelta(0) < dials[5] - broken_at <= timedelta(days=2), "followed up the day after it broke"
     assert book.status(DEBT).stopped
+
+
+async def test_calls_hand_hardship_and_late_broken_promises_to_people(db) -> None:  # noqa: F811
+    store, audit, book = db
+    clock = Clock(ASSIGNED.astimezone(UTC))
+    load(store, csv_text(row("A1", days="70", agent="col1"), row("A2", days="10", phone="+8613912345679",
+                                                                  agent="")), at=clock())
+    promise_day = (ASSIGNED + timedelta(days=2)).date().isoformat()
+    dialer = ScriptedDialer(clock, answered("c1", "promise_to_pay", ptp_date=promise_day, ptp_amount="300"),
+                            answered("c2", "hardship"), default=CallResult(status="no_answer"))
+    runner = CampaignRunner(store, dialer, load_pack("cn-collection"), audit, now=clock, sleep=clock.sleep,
+                            book=book, strategy=load_strategy("cn-standard"), idle=timedelta(hours=6))
+    await runner.run(until=ASSIGNED + timedelta(days=6))
+    tasks = TaskBook.open(store.path, audit)
+    raised = {(t.account_id, t.kind, t.assignee, t.cause.split(":")[0]) for t in tasks.tasks()}
+    assert raised == {("A1", "broken_promise", "col1", "lifecycle"), ("A2", "hardship", None, "call")}
+    task_events = [(r.data["event"], r.data["kind"]) for r in audit.records() if r.kind == "task"]
+    assert sorted(task_events) == [("raised", "broken_promise"), ("raised", "hardship")]
+    tasks.close()

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from voicebot.campaigns.importer import stage_for
 from voicebot.campaigns.lifecycle import DebtBook
 from voicebot.campaigns.store import ACTIVE, Account, CampaignStore, Step
 from voicebot.campaigns.strategy import Strategy
+from voicebot.campaigns.tasks import TaskBook
 
 REPLANNED = (*ACTIVE, "done", "exhausted", "blocked")
 """Account states a plan may move: every one (a promise broken or a dispute resolved brings a debt back)."""
@@ -17,14 +19,18 @@ REPLANNED = (*ACTIVE, "done", "exhausted", "blocked")
 class Planner:
     """Plans a store's accounts under a strategy and the debts' lifecycle."""
 
-    def __init__(self, store: CampaignStore, book: DebtBook, strategy: Strategy) -> None:
-        self.store, self.book, self.strategy = store, book, strategy
+    def __init__(self, store: CampaignStore, book: DebtBook, strategy: Strategy, tasks: TaskBook) -> None:
+        self.store, self.book, self.strategy, self.tasks = store, book, strategy, tasks
 
     def replan(self, now: datetime, campaign: str | None = None) -> int:
         """Mark overdue promises broken, then set every account's next due time from the strategy; how many moved."""
-        self.book.break_overdue_promises(now)
+        broken = set(self.book.break_overdue_promises(now))
         moved = 0
         for account in self.store.accounts(campaign):
+            if account.debt in broken and stage_for(account.days_overdue_at(now)) == "late":
+                self.tasks.raise_task("broken_promise", debt=account.debt, campaign=account.campaign,
+                                      account_id=account.account_id, cause="lifecycle:promise_date_passed", at=now,
+                                      assignee=account.agent_id)
             if account.state == "callback" and account.next_due is not None and account.next_due > now:
                 continue  # an agreed callback keeps its time
             step = self.plan(account)
@@ -47,6 +53,13 @@ class Planner:
             return Step(state="pending", next_due=None)
         due = self.strategy.next_dial(status, assigned_at=assigned, dials=dials, changed_at=changed_at)
         return Step(state="pending", next_due=due) if due is not None else Step(state="done", next_due=None)
+
+    def hand_over(self, account: Account, kind: str | None, call_id: str | None, at: datetime) -> None:
+        """Raise the task the strategy gives this outcome to people, if any, for the account's agent."""
+        task = self.strategy.tasks.get(kind or "")
+        if task is not None:
+            self.tasks.raise_task(task, debt=account.debt, campaign=account.campaign, account_id=account.account_id,
+                                  cause=f"call:{call_id}", at=at, assignee=account.agent_id)
 
     def after_dial(self, account: Account, policy_step: Step) -> Step:
         """After a dial (its outcome already in the debt's lifecycle): an agreed callback keeps its time; otherwise

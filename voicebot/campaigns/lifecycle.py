@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -20,6 +20,7 @@ from typing import Any, Literal, Self
 import sqlite_utils
 
 from voicebot.audit import AuditLog
+from voicebot.campaigns.store import stamp
 from voicebot.store_base import LockedStore, connect_private, keep_private
 
 DebtState = Literal["new", "reminding", "promised", "promise_kept", "promise_broken", "disputed", "cease",
@@ -122,8 +123,8 @@ class DebtBook(LockedStore):
         with self._write():
             before = self.status(debt)
             kept = {k: _stored(v) for k, v in detail.items() if k in ("promise_date", "promise_amount", "paid", "note")}
-            self._db.table("debts").upsert({"debt": debt, "state": state, "updated_at": _stamp(at), **kept}, pk="debt")
-            self._db.table("debt_history").insert({"debt": debt, "at": _stamp(at), "from_state": before.state,
+            self._db.table("debts").upsert({"debt": debt, "state": state, "updated_at": stamp(at), **kept}, pk="debt")
+            self._db.table("debt_history").insert({"debt": debt, "at": stamp(at), "from_state": before.state,
                                                    "to_state": state, "cause": cause,
                                                    "detail": json.dumps({k: _stored(v) for k, v in detail.items()})})
         self.audit.append("debt_state", {"debt": debt, "from": before.state, "to": state, "cause": cause,
@@ -195,8 +196,3 @@ def _stored(value: Any) -> Any:
     return value.isoformat() if isinstance(value, date | datetime) else str(value) if isinstance(value, Decimal) \
         else value
 
-
-def _stamp(at: datetime) -> str:
-    if at.tzinfo is None:
-        raise ValueError("debt times must be timezone-aware")
-    return at.astimezone(UTC).isoformat(timespec="seconds")

@@ -20,6 +20,7 @@ from voicebot.campaigns.dialer import CallResult, DebtorCall, Dialer
 from voicebot.campaigns.lifecycle import DebtBook, DebtStatus
 from voicebot.campaigns.store import Account, CampaignStore, Step, stamp
 from voicebot.campaigns.strategy import Strategy
+from voicebot.campaigns.tasks import TaskBook
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,8 @@ class CampaignRunner:
             raise ValueError("concurrency must be at least 1")
         self.store, self.dialer, self.pack, self.audit = store, dialer, pack, audit
         self.book = book or DebtBook.open(store.path, audit)
-        self.planner = Planner(store, self.book, strategy) if strategy is not None else None
+        self.planner = Planner(store, self.book, strategy, TaskBook.open(store.path, audit)) \
+            if strategy is not None else None
         self.idle = idle
         """With a strategy, accounts are worked until their debts stop (a collection run), not retried by count."""
         self.policy, self.campaign = policy or RetryPolicy(), campaign
@@ -217,6 +219,7 @@ class CampaignRunner:
         step = next_step(self.policy, result, ended=ended, dialled=dialled,
                          callback_at=callback_time(result.outcome.get("callback_at"), account.zones, self.pack))
         if self.planner is not None:
+            await asyncio.to_thread(self.planner.hand_over, account, kind, result.call_id, ended)
             step = await asyncio.to_thread(self.planner.after_dial, account, step)
         conversation = is_conversation(result)
         await asyncio.to_thread(self.store.finish_attempt, attempt_id, account, ended=ended, status=result.status,

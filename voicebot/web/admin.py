@@ -18,7 +18,17 @@ from voicebot.web.auth import (
     check_username,
 )
 from voicebot.web.keys import AUTH, ENGINES, SESSION
-from voicebot.web.login import WS_CLOSE_SIGNED_OUT, ApiError, close_sockets, render, require_csrf, require_role, run_db
+from voicebot.web.login import (
+    WS_CLOSE_SIGNED_OUT,
+    ApiError,
+    close_sockets,
+    json_body,
+    json_text,
+    render,
+    require_csrf,
+    require_role,
+    run_db,
+)
 from voicebot.web.prefs import page_settings
 
 ADMIN_ROLES = ("admin",)
@@ -50,24 +60,6 @@ async def list_users(request: web.Request) -> web.Response:
     return web.json_response({"users": [asdict(u) for u in users]})
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "the body is not JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "send a JSON object")
-    return body
-
-
-def _text(body: dict[str, Any], key: str) -> str:
-    """The body's string field `key`; ApiError(400) when it is missing or not a JSON string."""
-    value = body.get(key)
-    if not isinstance(value, str):
-        raise ApiError(400, f'"{key}" must be a JSON string')
-    return value
-
-
 def parse_changes(body: dict[str, Any]) -> dict[str, Any]:
     """The changes a body asks for, each checked: `disabled` a JSON boolean, a known role, a usable password."""
     unknown = set(body) - CHANGE_FIELDS
@@ -75,7 +67,7 @@ def parse_changes(body: dict[str, Any]) -> dict[str, Any]:
         raise ApiError(400, f"send one or more of {', '.join(sorted(CHANGE_FIELDS))}, and nothing else")
     if "disabled" in body and not isinstance(body["disabled"], bool):
         raise ApiError(400, '"disabled" must be true or false (a JSON boolean)')
-    changes = {key: _text(body, key) for key in ("role", "password", "display_name") if key in body}
+    changes = {key: json_text(body, key) for key in ("role", "password", "display_name") if key in body}
     try:
         if "role" in changes:
             check_role(changes["role"])
@@ -99,9 +91,9 @@ def user_name(raw: str) -> str:
 async def add_user(request: web.Request) -> web.Response:
     """POST /api/users {"username", "role", "password", optional "display_name"}, each a string: create a user."""
     admin = require_role(require_csrf(request), ADMIN_ROLES)
-    body = await _body(request)
-    username, role, password = (_text(body, key) for key in ("username", "role", "password"))
-    display_name = _text(body, "display_name") if "display_name" in body else ""
+    body = await json_body(request)
+    username, role, password = (json_text(body, key) for key in ("username", "role", "password"))
+    display_name = json_text(body, "display_name") if "display_name" in body else ""
     try:
         user = await run_db(request.app[AUTH].store.add_user, username, role, password, display_name)
     except AuthError as e:
@@ -113,7 +105,7 @@ async def add_user(request: web.Request) -> web.Response:
 async def change_user(request: web.Request) -> web.Response:
     """POST /api/users/{name} with any of {"disabled": bool, "role": str, "password": str}; never one's own lock-out."""
     admin = require_role(require_csrf(request), ADMIN_ROLES)
-    changes = parse_changes(await _body(request))
+    changes = parse_changes(await json_body(request))
     name, store = user_name(request.match_info["username"]), request.app[AUTH].store
     if name == admin.username and (changes.get("disabled") or changes.get("role", "admin") != "admin"):
         raise ApiError(400, "you may not disable or demote your own account; ask another admin")

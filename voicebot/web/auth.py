@@ -26,7 +26,7 @@ class AuthError(ValueError):
     """A user name, role or password is unusable, or names a user that does not (or already) exist."""
 
 
-ROLES = ("supervisor", "qa", "admin")
+ROLES = ("supervisor", "qa", "admin", "collector")
 ACTION_ROLES = frozenset({"supervisor", "admin"})
 """Roles that may warn, mute, unmute and hang up."""
 MIN_PASSWORD_CHARS = 10

@@ -31,6 +31,7 @@ from voicebot.web.login import (
     setup_login,
 )
 from voicebot.web.prefs import page_settings, setup_prefs
+from voicebot.web.tasks import setup_tasks
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ def setup_console(app: web.Application, settings: AuthSettings) -> None:
     app.router.add_static("/static/", STATIC, follow_symlinks=False)
     setup_admin(app)
     setup_prefs(app)
+    setup_tasks(app)
 
 
 async def _close_all_sockets(app: web.Application) -> None:

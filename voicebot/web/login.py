@@ -160,6 +160,25 @@ def require_csrf(request: web.Request, form_token: str | None = None) -> Session
     return session
 
 
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """A request's JSON object body; ApiError 400 when it is not JSON or not an object."""
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "send a JSON object")
+    return body
+
+
+def json_text(body: dict[str, Any], key: str) -> str:
+    """The body's string field `key`; ApiError 400 when it is missing or not a JSON string."""
+    value = body.get(key)
+    if not isinstance(value, str):
+        raise ApiError(400, f'"{key}" must be a JSON string')
+    return value
+
+
 def require_role(session: Session, roles: Collection[str]) -> Session:
     """The session, if its user's role is one of `roles`; else 403."""
     if session.role not in roles:

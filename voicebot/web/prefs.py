@@ -21,7 +21,7 @@ WORDS = {
            "zone_hint": "留空：跟随浏览器", "save": "保存", "signed_in": "已登录：", "sign_out": "退出登录",
            "refused": "设置未保存"},
 }
-ROLE_NAMES = {"zh": {"supervisor": "主管", "qa": "质检", "admin": "管理员"}}
+ROLE_NAMES = {"zh": {"supervisor": "主管", "qa": "质检", "admin": "管理员", "collector": "催收员"}}
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@
   const CSRF = document.querySelector('meta[name="csrf-token"]').content;
   const ME = document.querySelector('meta[name="user"]').content;
   const { t, fmtTime, applyStatic } = window.VB_I18N;
-  const ROLES = ["supervisor", "qa", "admin"];
+  const ROLES = ["supervisor", "qa", "admin", "collector"];
   const $ = (id) => document.getElementById(id);
 
   async function call(method, url, body) {

@@ -412,6 +412,7 @@
     if (ROLE === "admin") $("admin-link").hidden = false;
     if (ROLE === "supervisor") $("qa-link").href = "/qa/reports";
     $("qa-link").hidden = !["qa", "admin", "supervisor"].includes(ROLE);
+    $("tasks-link").hidden = !["collector", "supervisor", "admin"].includes(ROLE);
     const unlock = () => {
       audio = audio || new AudioContext();
       audio.resume();
