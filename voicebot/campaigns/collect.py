@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from voicebot.campaigns.importer import stage_for
-from voicebot.campaigns.lifecycle import DebtBook
+from voicebot.campaigns.lifecycle import DebtBook, DebtStatus
 from voicebot.campaigns.store import ACTIVE, Account, CampaignStore, Step
 from voicebot.campaigns.strategy import Strategy
 from voicebot.campaigns.tasks import TaskBook
@@ -23,9 +23,13 @@ class Planner:
         self.store, self.book, self.strategy, self.tasks = store, book, strategy, tasks
 
     def replan(self, now: datetime, campaign: str | None = None) -> int:
-        """Mark overdue promises broken, then set every account's next due time from the strategy; how many moved."""
+        """Mark overdue promises broken, then set every account's next due time from the strategy; how many moved.
+
+        Debts' states, dials and last changes are read in three queries, so 100,000 accounts plan in seconds."""
         broken = set(self.book.break_overdue_promises(now))
-        moved = 0
+        statuses, changed = self.book.all_statuses(), self.book.last_changes()
+        dials = self.store.dial_times()
+        moved: list[tuple[Account, Step]] = []
         for account in self.store.accounts(campaign):
             if account.debt in broken and stage_for(account.days_overdue_at(now)) == "late":
                 self.tasks.raise_task("broken_promise", debt=account.debt, campaign=account.campaign,
@@ -33,21 +37,25 @@ class Planner:
                                       assignee=account.agent_id)
             if account.state == "callback" and account.next_due is not None and account.next_due > now:
                 continue  # an agreed callback keeps its time
-            step = self.plan(account)
+            step = self._plan(account, statuses.get(account.debt) or DebtStatus(debt=account.debt),
+                              dials.get(account.debt, []), changed.get(account.debt))
             if (step.state, step.next_due) != (account.state, account.next_due):
-                self.store.set_step(account, step, now)
-                moved += 1
-        return moved
+                moved.append((account, step))
+        self.store.set_steps(moved, now)
+        return len(moved)
 
     def plan(self, account: Account) -> Step:
-        """The account's state and next due time under the strategy: blocked while its debt is stopped, done while
-        nothing is wanted (a promise running), pending at the planned time otherwise."""
-        status = self.book.status(account.debt)
-        if status.stopped:
-            return Step(state="blocked", next_due=None)
-        dials = [a.at for a, _ in self.store.history(account.debt)]
+        """The account's state and next due time under the strategy, read afresh."""
         history = self.book.history(account.debt)
         changed_at = datetime.fromisoformat(history[-1]["at"]) if history else None
+        return self._plan(account, self.book.status(account.debt), [a.at for a, _ in self.store.history(account.debt)],
+                          changed_at)
+
+    def _plan(self, account: Account, status: DebtStatus, dials: list[datetime], changed_at: datetime | None) -> Step:
+        """Blocked while its debt is stopped, done while nothing is wanted (a promise running), pending at the
+        planned time otherwise."""
+        if status.stopped:
+            return Step(state="blocked", next_due=None)
         assigned = account.imported_at or min(dials, default=None)
         if assigned is None:
             return Step(state="pending", next_due=None)

@@ -108,6 +108,17 @@ class DebtBook(LockedStore):
             row = next(self._db.query("SELECT * FROM debts WHERE debt = ?", [debt]), None)
         return _status(row) if row else DebtStatus(debt=debt)
 
+    def all_statuses(self) -> dict[str, DebtStatus]:
+        """Every debt that has a state, by debt."""
+        with self._lock:
+            return {r["debt"]: _status(r) for r in self._db.query("SELECT * FROM debts")}
+
+    def last_changes(self) -> dict[str, datetime]:
+        """When each debt's state last changed."""
+        with self._lock:
+            return {r["debt"]: datetime.fromisoformat(r["at"])
+                    for r in self._db.query("SELECT debt, max(at) AS at FROM debt_history GROUP BY debt")}
+
     def history(self, debt: str) -> list[dict[str, Any]]:
         """Every change of a debt's state, oldest first."""
         with self._lock:

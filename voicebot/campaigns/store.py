@@ -293,6 +293,14 @@ class CampaignStore(LockedStore):
         return [(Attempt(at=unstamp(r["started_at"]), conversation=bool(r["conversation"])), r["status"])
                 for r in rows]
 
+    def dial_times(self) -> dict[str, list[datetime]]:
+        """Every debt's dials (not gate refusals), in time order, by debt."""
+        times: dict[str, list[datetime]] = {}
+        for r in self._rows("SELECT debt, started_at FROM attempts WHERE status != 'refused' "
+                            "ORDER BY started_at, rowid"):
+            times.setdefault(r["debt"], []).append(datetime.fromisoformat(r["started_at"]))
+        return times
+
     def begin_attempt(self, account: Account, at: datetime) -> str:
         """Record a dial before it is placed (so a crash mid-call still counts it); returns the attempt id."""
         attempt_id = uuid.uuid4().hex
@@ -337,10 +345,11 @@ class CampaignStore(LockedStore):
             sql, args = sql + " WHERE campaign = ?", [campaign]
         return [_account(r) for r in self._rows(sql + " ORDER BY campaign, account_id", args)]
 
-    def set_step(self, account: Account, step: Step, at: datetime) -> None:
-        """Set an account's state and when it is next due (a collection plan)."""
+    def set_steps(self, steps: Sequence[tuple[Account, Step]], at: datetime) -> None:
+        """Set accounts' states and when they are next due (a collection plan), in one transaction."""
         with self._write():
-            self._set_step(account, step, at)
+            for account, step in steps:
+                self._set_step(account, step, at)
 
     def release(self, debt: str, now: datetime) -> int:
         """Make a debt's blocked accounts due again (its dispute was resolved); how many."""
