@@ -19,6 +19,7 @@ from voicebot.campaigns import CallResult, CampaignRunner, CampaignStore
 from voicebot.campaigns.importer import CampaignFileError
 from voicebot.campaigns.lifecycle import DebtBook, DebtStateError
 from voicebot.campaigns.lists import apply_cease, apply_payments, parse_list
+from voicebot.campaigns.pauses import Pauses
 
 MONDAY_10 = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
 DEBT = "示例银行/A1"
@@ -145,3 +146,25 @@ def test_cli_imports_payments_and_cease_lists_and_resolves_disputes(tmp_path: Pa
                               "--strategy", "nope", "--db", str(db_path)], capture_output=True, text=True, timeout=60)
     assert unknown.returncode == 1
     assert "no such strategy; bundled strategies: cn-standard, us-standard" in unknown.stderr
+
+
+async def test_paused_accounts_campaigns_and_packs_are_not_dialled_until_resumed(db, tmp_path: Path) -> None:
+    store, audit, book = db
+    clock = Clock(MONDAY_10)
+    load(store, csv_text(row("A1"), row("A2", phone="+8613912345679")))
+    dialer = ScriptedDialer(clock)
+    pauses = Pauses.open(store.path, audit)
+    pauses.pause("account", "c1/A1", by="lee", at=clock())
+    assert [r.account_id for r in await runner(store, audit, dialer, book=book).run_once()] == ["A2"]
+    pauses.pause("pack", "cn-collection", by="lee", at=clock())
+    clock.set(MONDAY_10 + timedelta(hours=3))
+    assert await runner(store, audit, dialer, book=book).run_once() == []
+    assert pauses.resume("pack", "cn-collection", by="lee") and pauses.resume("account", "c1/A1", by="lee")
+    assert [r.account_id for r in await runner(store, audit, dialer, book=book).run_once()] == ["A1", "A2"]
+    events = [(r.kind, r.data["scope"], r.actor) for r in audit.records() if r.kind in ("pause", "resume")]
+    assert events == [("pause", "account", "lee"), ("pause", "pack", "lee"), ("resume", "pack", "lee"),
+                      ("resume", "account", "lee")]
+    pauses.close()
+    run = subprocess.run([VOICEBOT, "campaign", "pause", "--campaign", "c1", "--pack", "x", "--user", "lee",
+                          "--db", str(store.path)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "exactly one of" in run.stderr

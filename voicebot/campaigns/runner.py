@@ -18,6 +18,7 @@ from voicebot.audit import AuditLog
 from voicebot.campaigns.collect import Planner
 from voicebot.campaigns.dialer import CallResult, DebtorCall, Dialer
 from voicebot.campaigns.lifecycle import DebtBook, DebtStatus
+from voicebot.campaigns.pauses import Pauses, is_paused
 from voicebot.campaigns.store import Account, CampaignStore, Step, stamp
 from voicebot.campaigns.strategy import Strategy
 from voicebot.campaigns.tasks import TaskBook
@@ -147,6 +148,7 @@ class CampaignRunner:
             raise ValueError("concurrency must be at least 1")
         self.store, self.dialer, self.pack, self.audit = store, dialer, pack, audit
         self.book = book or DebtBook.open(store.path, audit)
+        self.pauses = Pauses.open(store.path, audit)
         self.planner = Planner(store, self.book, strategy, TaskBook.open(store.path, audit)) \
             if strategy is not None else None
         self.idle = idle
@@ -166,8 +168,9 @@ class CampaignRunner:
             due = await asyncio.to_thread(self.store.next_due, self.campaign)
             if due is None and self.planner is None:
                 return reports
-            if self.planner is not None:
+            if self.planner is not None or due is None or due <= self.now():  # nothing due now but paused work
                 due = min(due or self.now() + self.idle, self.now() + self.idle)
+                due = due if due > self.now() else self.now() + self.idle
             wait_s = (due - self.now()).total_seconds()
             if wait_s > 0:
                 log.info("campaign: next account due in %.0f s", wait_s)
@@ -179,7 +182,9 @@ class CampaignRunner:
         collection run plans every account again first."""
         if self.planner is not None:
             await asyncio.to_thread(self.planner.replan, self.now(), self.campaign)
-        due = one_per_phone(await asyncio.to_thread(self.store.due, self.now(), self.campaign))
+        paused = await asyncio.to_thread(self.pauses.paused)
+        due = one_per_phone([a for a in await asyncio.to_thread(self.store.due, self.now(), self.campaign)
+                             if not is_paused(paused, a, self.pack.name)])
         limit = asyncio.Semaphore(self.concurrency)
 
         async def turn(account: Account) -> AttemptReport:

@@ -22,6 +22,7 @@ from voicebot.campaigns import (
 )
 from voicebot.campaigns.lifecycle import DebtBook, DebtStateError
 from voicebot.campaigns.lists import ListKind, apply_cease, apply_payments, read_list_file
+from voicebot.campaigns.pauses import Pauses, Scope
 from voicebot.campaigns.strategy import load_strategy
 from voicebot.cli.base import (
     cli_errors,
@@ -226,3 +227,45 @@ def campaign_debts(config: Config, debt: str | None, db_path: Path | None) -> No
                                "promise_date": status.promise_date.isoformat() if status.promise_date else None,
                                "promise_amount": str(status.promise_amount) if status.promise_amount else None,
                                "history": book.history(debt)}, ensure_ascii=False))
+
+
+def _pause_target(campaign_name: str | None, account: str | None, pack: str | None) -> tuple[Scope, str]:
+    given = [(scope, name) for scope, name in (("campaign", campaign_name), ("account", account), ("pack", pack))
+             if name]
+    if len(given) != 1:
+        raise click.UsageError("name exactly one of --campaign, --account CAMPAIGN/ACCOUNT_ID or --pack")
+    return given[0]  # type: ignore[return-value]
+
+
+@campaign.command("pause")
+@click.option("--campaign", "campaign_name", help="Pause a whole campaign.")
+@click.option("--account", help="Pause one account: CAMPAIGN/ACCOUNT_ID.")
+@click.option("--pack", help="Pause every run under this pack.")
+@click.option("--user", "username", required=True, help="Who pauses, for the audit log.")
+@db_option
+@click.pass_obj
+@cli_errors
+def campaign_pause(config: Config, campaign_name: str | None, account: str | None, pack: str | None, username: str,
+                   db_path: Path | None) -> None:
+    """Stop dialling an account, a campaign or a pack (runs going on skip it from their next pass) until resumed."""
+    scope, name = _pause_target(campaign_name, account, pack)
+    with open_audit(config, db_path) as log, Pauses.open(log.path, log) as pauses:
+        pauses.pause(scope, name, by=username, at=datetime.now(UTC))
+    click.echo(f"paused {scope} {name}")
+
+
+@campaign.command("resume")
+@click.option("--campaign", "campaign_name", help="Resume a campaign.")
+@click.option("--account", help="Resume one account: CAMPAIGN/ACCOUNT_ID.")
+@click.option("--pack", help="Resume runs under this pack.")
+@click.option("--user", "username", required=True, help="Who resumes, for the audit log.")
+@db_option
+@click.pass_obj
+@cli_errors
+def campaign_resume(config: Config, campaign_name: str | None, account: str | None, pack: str | None, username: str,
+                    db_path: Path | None) -> None:
+    """Dial a paused account, campaign or pack again."""
+    scope, name = _pause_target(campaign_name, account, pack)
+    with open_audit(config, db_path) as log, Pauses.open(log.path, log) as pauses:
+        resumed = pauses.resume(scope, name, by=username)
+    click.echo(f"resumed {scope} {name}" if resumed else f"{scope} {name} was not paused")
