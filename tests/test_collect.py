@@ -12,6 +12,7 @@ from test_lifecycle import db  # noqa: F401 (the fixture)
 from compliance_rules.pack import load_pack
 from compliance_rules.timing import Attempt, pre_dial_check
 from voicebot.campaigns import CallResult, CampaignRunner
+from voicebot.campaigns.analytics import collection_report, report_csv
 from voicebot.campaigns.strategy import load_strategy
 from voicebot.campaigns.tasks import TaskBook
 
@@ -53,6 +54,15 @@ async def test_four_weeks_of_one_debt_under_the_standard_strategy(db) -> None:  
     broken_at = datetime.fromisoformat(book.history(DEBT)[2]["at"])
     assert timedelta(0) < dials[5] - broken_at <= timedelta(days=2), "followed up the day after it broke"
     assert book.status(DEBT).stopped
+
+    report = collection_report(store, book, strategy, clock())
+    assert (report["accounts"], report["dialled"], report["contact_rate"], report["right_party_contact_rate"],
+            report["promise_rate"], report["kept_promise_rate"]) == (1, 1, 1.0, 1.0, 1.0, None)
+    assert report["by_stage"]["middle"] == {"accounts": 1, "promised": "500.00", "collected": "0.00",
+                                            "script": "cn-middle"}
+    assert report["minimum_contacts"] == {"3_in_7d_met": 1, "5_in_15d_met": 1, "first_met": 1}
+    assert report["disputes_and_cease_by_week"] == {"2026-W47": {"disputed": 1, "cease": 0}}
+    assert "contact_rate,1.0" in report_csv(report)
 
 
 async def test_calls_hand_hardship_and_late_broken_promises_to_people(db) -> None:  # noqa: F811

@@ -67,3 +67,17 @@ async def test_a_collector_closes_a_hardship_task_in_the_console_and_it_is_audit
     await expect(theirs_row).to_contain_text("col1")
     quinn = await signed_in_page(browser, base, "quinn", [])
     assert (await quinn.goto(base + "/tasks")).status == 403
+
+
+async def test_collection_analytics_page_and_csv_for_supervisors_only(console_server, browser):
+    base, _ = console_server
+    page = await signed_in_page(browser, base, "sup", [])
+    await page.click("#collection-link")
+    await page.wait_for_url(re.compile(r"/collection$"))
+    await expect(page.locator('#rates tr[data-figure="contact_rate"]')).to_contain_text("—")  # nothing dialled yet
+    await expect(page.locator("#accounts")).to_contain_text("0")
+    assert await serious_violations(page) == []
+    csv_text = await (await page.context.request.get(base + "/collection.csv")).text()
+    assert csv_text.startswith("stage,script,accounts,promised,collected")
+    quinn = await signed_in_page(browser, base, "quinn", [])
+    assert (await quinn.goto(base + "/collection")).status == 403

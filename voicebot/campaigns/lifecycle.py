@@ -119,6 +119,12 @@ class DebtBook(LockedStore):
             return {r["debt"]: datetime.fromisoformat(r["at"])
                     for r in self._db.query("SELECT debt, max(at) AS at FROM debt_history GROUP BY debt")}
 
+    def changes_to(self, states: tuple[str, ...]) -> list[dict[str, Any]]:
+        """Every change into one of `states` (debt, time, state), oldest first."""
+        with self._lock:
+            return list(self._db.query(f"SELECT debt, at, to_state FROM debt_history WHERE to_state IN "
+                                       f"({', '.join('?' * len(states))}) ORDER BY id", list(states)))
+
     def history(self, debt: str) -> list[dict[str, Any]]:
         """Every change of a debt's state, oldest first."""
         with self._lock:

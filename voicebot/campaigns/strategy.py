@@ -118,6 +118,15 @@ def strategy_path(name_or_path: str | Path) -> Path:
     return bundled
 
 
+def strategy_for_pack(pack: str) -> Strategy:
+    """The bundled strategy written for a pack; StrategyError when there is none."""
+    for path in sorted(STRATEGIES_DIR.glob("*.yaml")):
+        strategy = load_strategy(path)
+        if strategy.pack == pack:
+            return strategy
+    raise StrategyError(STRATEGIES_DIR, None, f"no bundled strategy for pack {pack!r}; name one with --strategy")
+
+
 def load_strategy(name_or_path: str | Path) -> Strategy:
     """Read and validate a strategy; StrategyError names the file, line and field at fault."""
     path = strategy_path(name_or_path)

@@ -18,6 +18,7 @@ from voicebot.board import CallBoard
 from voicebot.stages.publish import Event
 from voicebot.web.admin import setup_admin
 from voicebot.web.auth import ACTION_ROLES, AuthSettings
+from voicebot.web.collection import setup_collection
 from voicebot.web.keys import AUTH, BOARD, ENGINES, SESSION, SOCKETS
 from voicebot.web.login import (
     WS_CLOSE_SIGNED_OUT,
@@ -60,6 +61,7 @@ def setup_console(app: web.Application, settings: AuthSettings) -> None:
     setup_admin(app)
     setup_prefs(app)
     setup_tasks(app)
+    setup_collection(app)
 
 
 async def _close_all_sockets(app: web.Application) -> None:

@@ -66,6 +66,21 @@ WORDS: dict[str, tuple[str, str]] = {
     "item_no_prohibited_language": ("no prohibited language", "无违禁用语"),
     "item_dispute_handled": ("dispute handled", "异议处理"), "item_politeness": ("politeness", "礼貌"),
     "note_on": ("Note on {item}", "{item}的备注"),
+    # collection analytics
+    "collection_title": ("voicebot console · collection", "语音机器人控制台 · 催收分析"),
+    "accounts": ("Accounts", "账户"), "dialled": ("dialled", "已拨打"), "rates": ("Rates", "比率"),
+    "contact_rate": ("Contact rate (answered)", "接通率"), "right_party_contact_rate": (
+        "Right-party contact rate", "本人接通率"), "promise_rate": ("Promise rate (of right-party contacts)",
+                                                                  "承诺还款率（本人接通中）"),
+    "kept_promise_rate": ("Kept-promise rate", "守约率"), "by_stage": ("By stage and script", "按阶段与话术"),
+    "col_stage": ("Stage", "阶段"), "col_script": ("Script", "话术"), "promised": ("Promised", "承诺金额"),
+    "collected": ("Collected", "回收金额"), "stage_early": ("early (1–30 days)", "前期（1–30 天）"),
+    "stage_middle": ("middle (31–60 days)", "中期（31–60 天）"), "stage_late": ("late (61+ days)", "后期（61 天以上）"),
+    "debts_by_state": ("Debts by state", "各状态债务数"),
+    "minimum_contacts": ("Minimum contacts (first in 2 h, 3 in 7 days, 5 in 15): met, missed, still open",
+                         "最低联系要求（2 小时内首次、7 天 3 次、15 天 5 次）：达成、未达成、进行中"),
+    "disputes_cease": ("Disputes and cease requests per week", "每周异议与停止联系请求"), "week": ("Week", "周"),
+    "disputed": ("Disputes", "异议"), "cease": ("Cease requests", "停止联系"), "download_csv": ("CSV", "导出 CSV"),
     # the reports
     "per_agent_csv": ("Per-agent CSV", "按坐席导出 CSV"), "per_call_csv": ("Per-call CSV", "按通话导出 CSV"),
     "coverage": ("Coverage per agent, {month}", "{month} 各坐席抽检覆盖"),

@@ -413,6 +413,7 @@
     if (ROLE === "supervisor") $("qa-link").href = "/qa/reports";
     $("qa-link").hidden = !["qa", "admin", "supervisor"].includes(ROLE);
     $("tasks-link").hidden = !["collector", "supervisor", "admin"].includes(ROLE);
+    $("collection-link").hidden = !["supervisor", "admin"].includes(ROLE);
     const unlock = () => {
       audio = audio || new AudioContext();
       audio.resume();

@@ -38,7 +38,7 @@
       note: "Note", task_done: "Done", take: "Take", assign: "Assign", unassigned: "unassigned",
       task_open: "open", task_done_status: "done", kind_hardship: "Hardship", kind_complaint: "Complaint",
       kind_dispute_review: "Dispute to review", kind_transfer: "Transfer to a person",
-      kind_broken_promise: "Broken promise (late stage)",
+      kind_broken_promise: "Broken promise (late stage)", collection: "Collection",
     },
     zh: {
       title: "实时通话 · 语音机器人控制台", console: "语音机器人控制台", qa: "质检", users: "用户",
@@ -70,6 +70,7 @@
       note: "备注", task_done: "完成", take: "认领", assign: "分配", unassigned: "未分配",
       task_open: "待处理", task_done_status: "已完成", kind_hardship: "经济困难", kind_complaint: "投诉",
       kind_dispute_review: "异议待核实", kind_transfer: "转人工", kind_broken_promise: "违约（后期）",
+      collection: "催收分析",
     },
   };
   const LANG = document.documentElement.lang.startsWith("zh") ? "zh" : "en";
