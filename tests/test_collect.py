@@ -72,7 +72,7 @@ async def test_calls_hand_hardship_and_late_broken_promises_to_people(db) -> Non
                                                                   agent="")), at=clock())
     promise_day = (ASSIGNED + timedelta(days=2)).date().isoformat()
     dialer = ScriptedDialer(clock, answered("c1", "promise_to_pay", ptp_date=promise_day, ptp_amount="300"),
-                            answered("c2", "hardship"), default=CallResult(status="no_answer"))
+                            answered("c2", "hardship_plan"), default=CallResult(status="no_answer"))
     runner = CampaignRunner(store, dialer, load_pack("cn-collection"), audit, now=clock, sleep=clock.sleep,
                             book=book, strategy=load_strategy("cn-standard"), idle=timedelta(hours=6))
     await runner.run(until=ASSIGNED + timedelta(days=6))

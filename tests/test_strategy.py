@@ -23,7 +23,7 @@ def test_bundled_strategies_load_and_pick_the_script_by_days_overdue() -> None:
     cn = load_strategy("cn-standard")
     assert [cn.stage(d).script for d in (0, 12, 30, 31, 60, 61, 400)] == [
         "cn-early", "cn-early", "cn-early", "cn-middle", "cn-middle", "cn-late", "cn-late"]
-    assert cn.tasks["hardship"] == "hardship" and cn.pack == "cn-collection"
+    assert cn.tasks["hardship_plan"] == "hardship" and cn.pack == "cn-collection"
     assert load_strategy("us-standard").stage(45).script == "en-reminder"
 
 
@@ -37,7 +37,7 @@ def test_bundled_strategies_load_and_pick_the_script_by_days_overdue() -> None:
     ("strategy: x\npack: p\nstages: [{name: a, from_day: 0, script: s}]\n"
      "contacts: {first_within_hours: 200, minimum: [], remind_every_days: 3}\n", 4, "first_within_hours"),
     ("strategy: x\npack: p\nstages: [{name: a, from_day: 0, script: s}]\ncontacts: {first_within_hours: 2, "
-     "minimum: [], remind_every_days: 3}\ntasks: {refusal: jail}\n", 5, "tasks.refusal must be one of"),
+     "minimum: [], remind_every_days: 3}\ntasks: {refused: jail}\n", 5, "tasks.refused must be one of"),
     ("strategy: x\npack: p\nstages: [{name: a, from_day: 0, script: s}]\nspeed: fast\n", 4, "unknown field 'speed'"),
     ("strategy: x\n  pack: [\n", 2, "invalid YAML"),
 ])

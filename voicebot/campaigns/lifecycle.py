@@ -36,7 +36,7 @@ STOPPED: dict[str, str] = {
 }
 """The states no campaign dials, and why."""
 AFTER_CALL: dict[str, DebtState] = {"promise_to_pay": "promised", "dispute": "disputed", "already_paid": "disputed",
-                                    "wrong_person": "wrong_number", "cease": "cease"}
+                                    "wrong_person": "wrong_number"}
 """A call's outcome that changes the debt's state; an already-paid claim pauses collection until it is checked."""
 PROMISE_GRACE = timedelta(days=1)
 """A payment this long after the promised date still keeps the promise."""
@@ -152,8 +152,9 @@ class DebtBook(LockedStore):
 
     def after_call(self, debt: str, *, answered: bool, kind: str | None, call_id: str | None, at: datetime,
                    ptp_date: date | None = None, ptp_amount: Decimal | None = None) -> DebtStatus:
-        """Follow a dial's result: a promise, a dispute, a wrong number, a cease request change the state; the
-        first dial of a new debt starts reminding; anything else leaves it as it is."""
+        """Follow a dial's result: a promise, a dispute (or a claim to have paid), a wrong number change the state;
+        the first dial of a new debt starts reminding; anything else leaves it as it is. (Cease requests come from
+        the cease list.)"""
         before = self.status(debt)
         cause = f"call:{call_id}" if call_id else "call:unanswered"
         target = AFTER_CALL.get(kind or "") if answered else None

@@ -10,15 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from compliance_rules.pack import FieldValidator, RulePackError, read_yaml
 from voicebot.campaigns.lifecycle import DebtStatus
+from voicebot.dialog import OutcomeKind
 
 STRATEGIES_DIR = Path(__file__).with_name("strategies")
 TASK_KINDS = ("hardship", "complaint", "dispute_review", "transfer", "broken_promise")
-OUTCOME_KINDS = ("promise_to_pay", "dispute", "wrong_person", "refusal", "hardship", "callback", "already_paid",
-                 "complaint", "transfer", "other")
+OUTCOME_KINDS: tuple[str, ...] = get_args(OutcomeKind)
+"""A call's outcomes, as the bot's dialog names them."""
 MIN_GAP = timedelta(hours=4)
 """Planned dials of one debt are at least this far apart (the pack's own cadence may ask for more)."""
 
