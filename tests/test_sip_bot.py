@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import shutil
 import subprocess
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -114,3 +114,31 @@ async def test_campaign_run_with_the_bot_stores_the_dialog_outcome(config: Confi
     assert outcome.data["kind"] == "silence"
     kinds = [r.kind for r in engines.audit.records() if r.call_id == outcome.call_id]
     assert "bot_outcome" in kinds and "call_end" in kinds and kinds[-1] == "call_outcome", kinds
+
+
+async def test_a_collection_run_over_sip_moves_the_debt_and_plans_its_next_dial(config: Config, engines, peers: Peers,
+                                                                              tmp_path: Path, midday_zone: str,
+                                                                              quick_silence: None) -> None:
+    from test_campaign import csv_text, load, row
+
+    from voicebot.campaigns import CampaignStore
+    from voicebot.campaigns.lifecycle import DebtBook
+    from voicebot.campaigns.strategy import load_strategy
+
+    port = await silent_callee(peers, tmp_path)
+    with CampaignStore.open(engines.audit.path) as store:
+        load(store, csv_text(row("B1", phone=PHONE, tz=midday_zone)), at=datetime.now(UTC))
+        [report] = await run_sip_campaign(
+            engines, store, engines.rules.pack, DialPlan.parse([f"127.0.0.1:{port}"]),
+            listen=f"127.0.0.1:{sip_port()}", once=True, now=lambda: datetime.now(UTC),
+            settings=QUIET_PEER, bot=config, strategy=load_strategy("cn-standard"))
+        account = store.account("c1", "B1")
+    assert (report.status, report.kind, report.state) == ("answered", "silence", "pending"), report
+    assert await finished(peers.procs[0]) == 0, peers.log("uas_silent")
+    with DebtBook.open(engines.audit.path, engines.audit) as book:
+        [change] = book.history("示例银行/B1")
+    [outcome] = [r for r in engines.audit.records() if r.kind == "bot_outcome"]
+    assert (change["from_state"], change["to_state"], change["cause"]) == ("new", "reminding",
+                                                                           f"call:{outcome.call_id}")
+    wait = account.next_due - datetime.now(UTC)
+    assert timedelta(days=1) < wait < timedelta(days=3), "the next of 3 dials in 7 days, spread, not a retry count"

@@ -8,6 +8,7 @@ import os
 import sqlite3
 import stat
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Self
 
@@ -41,6 +42,21 @@ def keep_private(path: Path) -> None:
             os.chmod(file, stat.S_IMODE(info.st_mode) & 0o700)
 
 
+def open_private_db(path: Path, *, timeout_s: float, synchronous_full: bool = False) -> sqlite_utils.Database:
+    """The SQLite file at `path` (0600) in WAL mode, fsynced on every commit with `synchronous_full`."""
+    conn = connect_private(path, timeout_s=timeout_s)
+    try:
+        db = sqlite_utils.Database(conn)
+        db.enable_wal()
+        if synchronous_full:
+            db.execute("PRAGMA synchronous = FULL")
+        keep_private(path)
+        return db
+    except BaseException:
+        conn.close()
+        raise
+
+
 class LockedStore:
     """A store whose sqlite-utils database `_db` is used under `_lock`; closable and a context manager."""
 
@@ -51,6 +67,14 @@ class LockedStore:
         """Close the connection."""
         with self._lock:
             self._db.close()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[None]:
+        """One write transaction, begun at once (BEGIN IMMEDIATE) so it never fails halfway on a busy lock."""
+        with self._lock:
+            self._db.conn.execute("BEGIN IMMEDIATE")
+            with self._db.conn:
+                yield
 
     def __enter__(self) -> Self:
         return self

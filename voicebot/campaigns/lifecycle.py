@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -21,7 +19,7 @@ import sqlite_utils
 
 from voicebot.audit import AuditLog
 from voicebot.campaigns.store import stamp
-from voicebot.store_base import LockedStore, connect_private, keep_private
+from voicebot.store_base import LockedStore, open_private_db
 
 DebtState = Literal["new", "reminding", "promised", "promise_kept", "promise_broken", "disputed", "cease",
                     "wrong_number", "paid", "closed"]
@@ -84,23 +82,7 @@ class DebtBook(LockedStore):
     @classmethod
     def open(cls, path: Path, audit: AuditLog) -> Self:
         """Open (creating the tables if needed) the debts kept in the campaign database at `path`."""
-        conn = connect_private(path, timeout_s=BUSY_TIMEOUT_S)
-        try:
-            db = sqlite_utils.Database(conn)
-            db.enable_wal()
-            db.execute("PRAGMA synchronous = FULL")
-            keep_private(path)
-            return cls(db, audit)
-        except BaseException:
-            conn.close()
-            raise
-
-    @contextmanager
-    def _write(self) -> Iterator[None]:
-        with self._lock:
-            self._db.conn.execute("BEGIN IMMEDIATE")
-            with self._db.conn:
-                yield
+        return cls(open_private_db(path, timeout_s=BUSY_TIMEOUT_S, synchronous_full=True), audit)
 
     def status(self, debt: str) -> DebtStatus:
         """Where a debt stands (`new` when nothing happened to it yet)."""

@@ -12,7 +12,7 @@ import sqlite_utils
 
 from voicebot.audit import AuditLog
 from voicebot.campaigns.store import Account, stamp
-from voicebot.store_base import LockedStore, connect_private, keep_private
+from voicebot.store_base import LockedStore, open_private_db
 
 Scope = Literal["account", "campaign", "pack"]
 SCOPES: tuple[Scope, ...] = ("account", "campaign", "pack")
@@ -32,15 +32,7 @@ class Pauses(LockedStore):
     @classmethod
     def open(cls, path: Path, audit: AuditLog) -> Self:
         """Open (creating the table if needed) the pauses kept in the database at `path`."""
-        conn = connect_private(path, timeout_s=BUSY_TIMEOUT_S)
-        try:
-            db = sqlite_utils.Database(conn)
-            db.enable_wal()
-            keep_private(path)
-            return cls(db, audit)
-        except BaseException:
-            conn.close()
-            raise
+        return cls(open_private_db(path, timeout_s=BUSY_TIMEOUT_S), audit)
 
     def pause(self, scope: Scope, name: str, *, by: str, at: datetime) -> None:
         """Stop dialling an account (`campaign/account_id`), a campaign or a pack until resumed."""

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -21,7 +19,7 @@ from compliance_rules.timing import Agreement, Attempt
 from voicebot.campaigns.crypto import PiiCipher, PiiKeyError, default_key_path, load_pii_key
 from voicebot.campaigns.dialer import DebtorCall
 from voicebot.campaigns.importer import DebtRow, RowProblem, Stage, stage_for
-from voicebot.store_base import LockedStore
+from voicebot.store_base import LockedStore, open_private_db
 
 
 class CampaignError(ValueError):
@@ -134,18 +132,14 @@ class CampaignStore(LockedStore):
     @classmethod
     def open(cls, path: Path, *, key_path: Path | None = None, pii: bool = True) -> Self:
         """Open or create the store; `pii=False` opens without the key (reports need no personal data)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+        db = open_private_db(path, timeout_s=BUSY_TIMEOUT_S, synchronous_full=True)
         try:
-            db = sqlite_utils.Database(conn)
-            db.enable_wal()
-            db.execute("PRAGMA synchronous = FULL")
             store = cls(db, path, None)
             store._create_schema()
             if pii:
                 store._cipher = store._unlock(key_path or default_key_path(path))
         except BaseException:
-            conn.close()
+            db.close()
             raise
         return store
 
@@ -177,13 +171,6 @@ class CampaignStore(LockedStore):
         if self._cipher is None:
             raise PiiKeyError(f"{self.path} was opened without its PII key; personal fields cannot be used")
         return self._cipher
-
-    @contextmanager
-    def _write(self) -> Iterator[None]:
-        with self._lock:
-            self._db.conn.execute("BEGIN IMMEDIATE")
-            with self._db.conn:
-                yield
 
     # --- import ------------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import sqlite_utils
 
 from voicebot.audit import AuditLog
 from voicebot.campaigns.store import stamp
-from voicebot.store_base import LockedStore, connect_private, keep_private
+from voicebot.store_base import LockedStore, open_private_db
 
 TaskStatus = Literal["open", "done"]
 DUE_AFTER: dict[str, timedelta] = {"complaint": timedelta(days=1), "transfer": timedelta(hours=2),
@@ -69,15 +69,7 @@ class TaskBook(LockedStore):
     @classmethod
     def open(cls, path: Path, audit: AuditLog) -> Self:
         """Open (creating the table if needed) the tasks kept in the database at `path`."""
-        conn = connect_private(path, timeout_s=BUSY_TIMEOUT_S)
-        try:
-            db = sqlite_utils.Database(conn)
-            db.enable_wal()
-            keep_private(path)
-            return cls(db, audit)
-        except BaseException:
-            conn.close()
-            raise
+        return cls(open_private_db(path, timeout_s=BUSY_TIMEOUT_S), audit)
 
     def raise_task(self, kind: str, *, debt: str, campaign: str, account_id: str, cause: str, at: datetime,
                    assignee: str | None = None) -> Task:

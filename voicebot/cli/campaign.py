@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -237,11 +239,18 @@ def _pause_target(campaign_name: str | None, account: str | None, pack: str | No
     return given[0]  # type: ignore[return-value]
 
 
+def _pause_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--campaign, --account, --pack and --user, as pause and resume take them."""
+    for option in reversed((click.option("--campaign", "campaign_name", help="A whole campaign."),
+                            click.option("--account", help="One account: CAMPAIGN/ACCOUNT_ID."),
+                            click.option("--pack", help="Every run under this pack."),
+                            click.option("--user", "username", required=True, help="Who does it, for the audit log."))):
+        fn = option(fn)
+    return fn
+
+
 @campaign.command("pause")
-@click.option("--campaign", "campaign_name", help="Pause a whole campaign.")
-@click.option("--account", help="Pause one account: CAMPAIGN/ACCOUNT_ID.")
-@click.option("--pack", help="Pause every run under this pack.")
-@click.option("--user", "username", required=True, help="Who pauses, for the audit log.")
+@_pause_options
 @db_option
 @click.pass_obj
 @cli_errors
@@ -255,10 +264,7 @@ def campaign_pause(config: Config, campaign_name: str | None, account: str | Non
 
 
 @campaign.command("resume")
-@click.option("--campaign", "campaign_name", help="Resume a campaign.")
-@click.option("--account", help="Resume one account: CAMPAIGN/ACCOUNT_ID.")
-@click.option("--pack", help="Resume runs under this pack.")
-@click.option("--user", "username", required=True, help="Who resumes, for the audit log.")
+@_pause_options
 @db_option
 @click.pass_obj
 @cli_errors

@@ -19,7 +19,7 @@ from zoneinfo import available_timezones
 
 import sqlite_utils
 
-from voicebot.store_base import LockedStore, connect_private, keep_private
+from voicebot.store_base import LockedStore, open_private_db
 
 
 class AuthError(ValueError):
@@ -170,15 +170,7 @@ class UserStore(LockedStore):
     @classmethod
     def open(cls, path: Path, now: Callable[[], float] = time.time) -> Self:
         """Open (creating the tables if needed) the store in the SQLite file at `path`."""
-        conn = connect_private(path, timeout_s=BUSY_TIMEOUT_S)
-        try:
-            db = sqlite_utils.Database(conn)
-            db.enable_wal()
-            keep_private(path)
-            return cls(db, now)
-        except BaseException:
-            conn.close()
-            raise
+        return cls(open_private_db(path, timeout_s=BUSY_TIMEOUT_S), now)
 
     def _create_schema(self) -> None:
         with self._lock, self._db.conn:
