@@ -116,7 +116,7 @@ class DebtBook(LockedStore):
 
     def change(self, debt: str, state: DebtState, *, cause: str, at: datetime, **detail: Any) -> DebtStatus:
         """Move a debt to `state` (fields in `detail` that the debt keeps are kept), recorded and audited with its
-        cause: `call:<id>`, `import:<file>:<line>` or `user:<name>`."""
+        cause: `call:<id>` (`dial:unanswered`), `import:<file>:<line>`, `user:<name>` or `lifecycle:…`."""
         if state not in DEBT_STATES:
             raise DebtStateError(f"unknown debt state {state!r}; one of {', '.join(DEBT_STATES)}")
         with self._write():
@@ -138,7 +138,7 @@ class DebtBook(LockedStore):
         the first dial of a new debt starts reminding; anything else leaves it as it is. (Cease requests come from
         the cease list.)"""
         before = self.status(debt)
-        cause = f"call:{call_id}" if call_id else "call:unanswered"
+        cause = f"call:{call_id}" if call_id else "dial:unanswered"
         target = AFTER_CALL.get(kind or "") if answered else None
         if target == "promised" and ptp_date is not None:
             return self.change(debt, "promised", cause=cause, at=at, kind=kind, promise_date=ptp_date,
