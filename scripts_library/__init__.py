@@ -7,6 +7,7 @@ from scripts_library.load import (
     ScriptError,
     ScriptFillError,
     ScriptLine,
+    bundled_script,
     bundled_scripts,
     format_value,
     load_script,
@@ -14,5 +15,5 @@ from scripts_library.load import (
     to_amount,
 )
 
-__all__ = ["LINES", "PLACEHOLDERS", "Script", "ScriptError", "ScriptFillError", "ScriptLine", "bundled_scripts",
-           "format_value", "load_script", "select_script", "to_amount"]
+__all__ = ["LINES", "PLACEHOLDERS", "Script", "ScriptError", "ScriptFillError", "ScriptLine", "bundled_script",
+           "bundled_scripts", "format_value", "load_script", "select_script", "to_amount"]

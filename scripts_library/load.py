@@ -289,7 +289,7 @@ def load_script(name_or_path: str | Path, *, rules: RuleEngine | None = None) ->
 def select_script(days_overdue: int, language: str) -> Script:
     """The bundled script for a debt this many days overdue, in `language`."""
     for name in bundled_scripts():
-        script = _bundled_script(name)
+        script = bundled_script(name)
         if script.language == language and script.covers(days_overdue):
             return script
     raise ScriptError(SCRIPTS_DIR, None, f"no bundled {language} script covers {days_overdue} days overdue")
@@ -297,11 +297,12 @@ def select_script(days_overdue: int, language: str) -> Script:
 
 def bundled_languages() -> tuple[str, ...]:
     """The languages the bundled scripts speak, sorted."""
-    return tuple(sorted({_bundled_script(name).language for name in bundled_scripts()}))
+    return tuple(sorted({bundled_script(name).language for name in bundled_scripts()}))
 
 
 @functools.lru_cache(maxsize=32)
-def _bundled_script(name: str) -> Script:
+def bundled_script(name: str) -> Script:
+    """A bundled script by name, loaded once per process; ScriptError if there is none."""
     return load_script(name)
 
 

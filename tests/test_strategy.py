@@ -28,17 +28,20 @@ def test_bundled_strategies_load_and_pick_the_script_by_days_overdue() -> None:
 
 
 @pytest.mark.parametrize(("body", "line", "reason"), [
-    ("strategy: x\npack: p\nstages:\n  - {name: a, from_day: 0, to_day: 30, script: s}\n"
-     "  - {name: b, from_day: 40, script: s}\ncontacts: {first_within_hours: 2, minimum: [], remind_every_days: 3}\n",
-     5, "must start the day after a ends"),
-    ("strategy: x\npack: p\nstages: [{name: a, from_day: 0, script: s}]\n"
+    ("strategy: x\npack: p\nstages:\n  - {name: a, from_day: 0, to_day: 30, script: cn-early}\n"
+     "  - {name: b, from_day: 40, script: cn-late}\n"
+     "contacts: {first_within_hours: 2, minimum: [], remind_every_days: 3}\n", 5, "must start the day after a ends"),
+    ("strategy: x\npack: p\nstages: [{name: a, from_day: 0, script: cn-early}]\n"
      "contacts: {first_within_hours: 2, minimum: [{attempts: 3, within_days: 7}, {attempts: 2, within_days: 15}]"
      ", remind_every_days: 3}\n", 4, "more attempts in more days"),
-    ("strategy: x\npack: p\nstages: [{name: a, from_day: 0, script: s}]\n"
+    ("strategy: x\npack: p\nstages: [{name: a, from_day: 0, script: cn-early}]\n"
      "contacts: {first_within_hours: 200, minimum: [], remind_every_days: 3}\n", 4, "first_within_hours"),
-    ("strategy: x\npack: p\nstages: [{name: a, from_day: 0, script: s}]\ncontacts: {first_within_hours: 2, "
+    ("strategy: x\npack: p\nstages: [{name: a, from_day: 0, script: cn-early}]\ncontacts: {first_within_hours: 2, "
      "minimum: [], remind_every_days: 3}\ntasks: {refused: jail}\n", 5, "tasks.refused must be one of"),
-    ("strategy: x\npack: p\nstages: [{name: a, from_day: 0, script: s}]\nspeed: fast\n", 4, "unknown field 'speed'"),
+    ("strategy: x\npack: p\nstages: [{name: a, from_day: 0, script: cn-early}]\nspeed: fast\n", 4,
+     "unknown field 'speed'"),
+    ("strategy: x\npack: p\nstages:\n  - {name: a, from_day: 0, script: cn-earlyy}\n"
+     "contacts: {first_within_hours: 2, minimum: [], remind_every_days: 3}\n", 4, "no bundled script"),
     ("strategy: x\n  pack: [\n", 2, "invalid YAML"),
 ])
 def test_a_bad_strategy_names_its_file_and_line(tmp_path: Path, body: str, line: int, reason: str) -> None:

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from scripts_library import Script, ScriptError, select_script
+from scripts_library import Script, ScriptError, bundled_script, select_script
 from voicebot.call import Call, CallBoard, CallInfo, Engines, supervise
 from voicebot.config import Config
 from voicebot.dialog import MAX_CALL_S, Account, AccountError, Caller, Dialog, Outcome
@@ -201,12 +201,14 @@ def account_from(params: Mapping[str, str], zones: tuple[str, ...]) -> Account:
 
 async def start_bot_call(config: Config, engines: Engines, board: CallBoard, info: CallInfo,
                          params: Mapping[str, str], outlet: Outlet) -> BotCall:
-    """A bot call about the debt `params` names, on the script for its stage and language, not yet started."""
+    """A bot call about the debt `params` names, on the script it names (a strategy's choice) or else the one for
+    its stage and language, not yet started."""
     kit = await asyncio.get_running_loop().run_in_executor(None, load_kit, config)
     account = account_from(params, info.zones)
     language = params.get("language", "zh")
     try:
-        script = select_script(account.days_overdue, language)
+        script = bundled_script(params["script"]) if params.get("script") else select_script(account.days_overdue,
+                                                                                              language)
         dialog = Dialog(script, account, caller=Caller(company=params.get("company", DEFAULT_COMPANY[language]),
                                                        agent_id=info.agent_id or "bot"),
                         now=lambda: datetime.now(UTC), max_call_s=MAX_CALL_S)

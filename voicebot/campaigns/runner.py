@@ -210,6 +210,8 @@ class CampaignRunner:
         dialled = 1 + len(history) - _last_answer(history)
         debt = await asyncio.to_thread(partial(self.store.debtor_call, account, attempt=dialled, agreement=agreement,
                                                at=at))
+        if self.planner is not None:
+            debt = replace(debt, script=self.planner.strategy.stage(debt.days_overdue).script)
         attempt_id = await asyncio.to_thread(self.store.begin_attempt, account, at)
         await self._audit("dial_attempt", account, None, attempt_id=attempt_id, at=stamp(at), attempt=dialled,
                           allowed=True, zones=list(decision.zones), evidence=decision.evidence, stage=account.stage)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from compliance_rules.pack import FieldValidator, RulePackError, read_yaml
+from scripts_library import bundled_scripts
 from voicebot.campaigns.lifecycle import DebtStatus
 from voicebot.dialog import OutcomeKind
 
@@ -169,9 +170,11 @@ class _Validator(FieldValidator):
         for item in raw:
             band = self.mapping(item, "stage", {"name", "from_day", "to_day", "script"}, {"name", "from_day", "script"})
             to_day = self.number(band, "to_day", 0, 100_000) if "to_day" in band else None
+            script = self.text(band["script"], "stage script")
+            if script not in bundled_scripts():
+                raise self.fail(script, f"no bundled script {script!r} (bundled: {', '.join(bundled_scripts())})")
             bands.append(StageBand(name=self.text(band["name"], "stage name"),
-                                   from_day=self.number(band, "from_day", 0, 100_000), to_day=to_day,
-                                   script=self.text(band["script"], "stage script")))
+                                   from_day=self.number(band, "from_day", 0, 100_000), to_day=to_day, script=script))
         for before, after, item in zip(bands, bands[1:], raw[1:], strict=False):
             if before.to_day is None or after.from_day != before.to_day + 1:
                 raise self.fail(item, f"stage {after.name} must start the day after {before.name} ends")
