@@ -15,6 +15,8 @@ from typing import Self
 import sqlite_utils
 
 PRIVATE_MODE = 0o600
+BUSY_TIMEOUT_S = 10.0
+"""How long a write waits for another connection's lock before it fails."""
 SIDE_FILES = ("-wal", "-shm", "-journal")
 """What SQLite writes beside a database; it holds the same rows, so it gets the same mode."""
 
@@ -42,7 +44,8 @@ def keep_private(path: Path) -> None:
             os.chmod(file, stat.S_IMODE(info.st_mode) & 0o700)
 
 
-def open_private_db(path: Path, *, timeout_s: float, synchronous_full: bool = False) -> sqlite_utils.Database:
+def open_private_db(path: Path, *, timeout_s: float = BUSY_TIMEOUT_S, synchronous_full: bool = False
+                    ) -> sqlite_utils.Database:
     """The SQLite file at `path` (0600) in WAL mode, fsynced on every commit with `synchronous_full`."""
     conn = connect_private(path, timeout_s=timeout_s)
     try:

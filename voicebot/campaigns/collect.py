@@ -8,12 +8,9 @@ from datetime import datetime
 
 from voicebot.campaigns.importer import stage_for
 from voicebot.campaigns.lifecycle import DebtBook, DebtStatus
-from voicebot.campaigns.store import ACTIVE, Account, CampaignStore, Step
+from voicebot.campaigns.store import Account, CampaignStore, Step
 from voicebot.campaigns.strategy import Strategy
 from voicebot.campaigns.tasks import TaskBook
-
-REPLANNED = (*ACTIVE, "done", "exhausted", "blocked")
-"""Account states a plan may move: every one (a promise broken or a dispute resolved brings a debt back)."""
 
 
 class Planner:

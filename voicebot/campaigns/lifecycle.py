@@ -38,7 +38,6 @@ AFTER_CALL: dict[str, DebtState] = {"promise_to_pay": "promised", "dispute": "di
 """A call's outcome that changes the debt's state; an already-paid claim pauses collection until it is checked."""
 PROMISE_GRACE = timedelta(days=1)
 """A payment this long after the promised date still keeps the promise."""
-BUSY_TIMEOUT_S = 10.0
 TABLES: dict[str, tuple[dict[str, type], str]] = {
     "debts": ({"debt": str, "state": str, "promise_date": str, "promise_amount": str, "paid": str, "note": str,
                "updated_at": str}, "debt"),
@@ -82,7 +81,7 @@ class DebtBook(LockedStore):
     @classmethod
     def open(cls, path: Path, audit: AuditLog) -> Self:
         """Open (creating the tables if needed) the debts kept in the campaign database at `path`."""
-        return cls(open_private_db(path, timeout_s=BUSY_TIMEOUT_S, synchronous_full=True), audit)
+        return cls(open_private_db(path, synchronous_full=True), audit)
 
     def status(self, debt: str) -> DebtStatus:
         """Where a debt stands (`new` when nothing happened to it yet)."""
@@ -119,15 +118,15 @@ class DebtBook(LockedStore):
         cause: `call:<id>` (`dial:unanswered`), `import:<file>:<line>`, `user:<name>` or `lifecycle:…`."""
         if state not in DEBT_STATES:
             raise DebtStateError(f"unknown debt state {state!r}; one of {', '.join(DEBT_STATES)}")
+        stored = {k: _stored(v) for k, v in detail.items()}
         with self._write():
             before = self.status(debt)
-            kept = {k: _stored(v) for k, v in detail.items() if k in ("promise_date", "promise_amount", "paid", "note")}
+            kept = {k: v for k, v in stored.items() if k in ("promise_date", "promise_amount", "paid", "note")}
             self._db.table("debts").upsert({"debt": debt, "state": state, "updated_at": stamp(at), **kept}, pk="debt")
             self._db.table("debt_history").insert({"debt": debt, "at": stamp(at), "from_state": before.state,
-                                                   "to_state": state, "cause": cause,
-                                                   "detail": json.dumps({k: _stored(v) for k, v in detail.items()})})
+                                                   "to_state": state, "cause": cause, "detail": json.dumps(stored)})
         self.audit.append("debt_state", {"debt": debt, "from": before.state, "to": state, "cause": cause,
-                                         **{k: _stored(v) for k, v in detail.items() if k != "note"}},
+                                         **{k: v for k, v in stored.items() if k != "note"}},
                           call_id=cause.removeprefix("call:") if cause.startswith("call:") else None,
                           actor=cause.removeprefix("user:") if cause.startswith("user:") else "lifecycle")
         return self.status(debt)

@@ -16,7 +16,6 @@ from voicebot.store_base import LockedStore, open_private_db
 
 Scope = Literal["account", "campaign", "pack"]
 SCOPES: tuple[Scope, ...] = ("account", "campaign", "pack")
-BUSY_TIMEOUT_S = 10.0
 
 
 class Pauses(LockedStore):
@@ -32,7 +31,7 @@ class Pauses(LockedStore):
     @classmethod
     def open(cls, path: Path, audit: AuditLog) -> Self:
         """Open (creating the table if needed) the pauses kept in the database at `path`."""
-        return cls(open_private_db(path, timeout_s=BUSY_TIMEOUT_S), audit)
+        return cls(open_private_db(path), audit)
 
     def pause(self, scope: Scope, name: str, *, by: str, at: datetime) -> None:
         """Stop dialling an account (`campaign/account_id`), a campaign or a pack until resumed."""

@@ -151,8 +151,8 @@ class CampaignRunner:
         self.pauses = Pauses.open(store.path, audit)
         self.planner = Planner(store, self.book, strategy, TaskBook.open(store.path, audit)) \
             if strategy is not None else None
-        self.idle = idle
         """With a strategy, accounts are worked until their debts stop (a collection run), not retried by count."""
+        self.idle = idle
         self.policy, self.campaign = policy or RetryPolicy(), campaign
         self.now, self.sleep, self.concurrency, self.on_attempt = now, sleep, concurrency, on_attempt
 
@@ -168,10 +168,12 @@ class CampaignRunner:
             due = await asyncio.to_thread(self.store.next_due, self.campaign)
             if due is None and self.planner is None:
                 return reports
-            if self.planner is not None or due is None or due <= self.now():  # nothing due now but paused work
-                due = min(due or self.now() + self.idle, self.now() + self.idle)
-                due = due if due > self.now() else self.now() + self.idle
-            wait_s = (due - self.now()).total_seconds()
+            now = self.now()
+            if due is None or due <= now:  # a collection run waiting for work, or what is due is paused
+                due = now + self.idle
+            elif self.planner is not None:
+                due = min(due, now + self.idle)
+            wait_s = (due - now).total_seconds()
             if wait_s > 0:
                 log.info("campaign: next account due in %.0f s", wait_s)
                 await self.sleep(wait_s)

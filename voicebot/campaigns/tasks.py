@@ -23,7 +23,6 @@ DUE_AFTER: dict[str, timedelta] = {"complaint": timedelta(days=1), "transfer": t
                                    "broken_promise": timedelta(days=1)}
 """How soon each kind of task is due after it is raised."""
 MAX_NOTE_CHARS = 500
-BUSY_TIMEOUT_S = 10.0
 COLUMNS = {"task_id": str, "debt": str, "campaign": str, "account_id": str, "kind": str, "status": str,
            "assignee": str, "due_at": str, "created_at": str, "cause": str, "note": str, "done_at": str,
            "done_by": str}
@@ -69,7 +68,7 @@ class TaskBook(LockedStore):
     @classmethod
     def open(cls, path: Path, audit: AuditLog) -> Self:
         """Open (creating the table if needed) the tasks kept in the database at `path`."""
-        return cls(open_private_db(path, timeout_s=BUSY_TIMEOUT_S), audit)
+        return cls(open_private_db(path), audit)
 
     def raise_task(self, kind: str, *, debt: str, campaign: str, account_id: str, cause: str, at: datetime,
                    assignee: str | None = None) -> Task:

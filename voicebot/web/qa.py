@@ -6,6 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
 from functools import partial, wraps
+from typing import Any
 
 from aiohttp import web
 
@@ -14,6 +15,7 @@ from recordings.qa import (
     QaError,
     check_month,
 )
+from recordings.screening import create_tables
 from recordings.sealed import RecordingTamperedError, SealedIndex, read_frames
 from recordings.store import Recording, RecordingNotFound, RecordingStore
 from voicebot.web.auth import Session
@@ -73,6 +75,14 @@ def month_of(request: web.Request) -> str:
         return check_month(month)
     except QaError:
         raise PageError(400, "Bad month", "Give the month as YYYY-MM, for example 2026-03.") from None
+
+
+def month_screenings(store: RecordingStore, month: str) -> dict[str, dict[str, Any]]:
+    """The month's screenings by recording: each one's status and automatic score."""
+    create_tables(store)
+    return {r["recording_id"]: r for r in store.query(
+        "SELECT s.recording_id, s.score, s.status FROM screenings s JOIN recordings r USING (recording_id) "
+        "WHERE r.month = ?", [month])}
 
 
 def store_of(request: web.Request) -> RecordingStore:

@@ -14,12 +14,20 @@ from aiohttp import web
 
 from recordings.batch_screening import ScreenModels, StorePaths, screen_pending
 from recordings.qa import DEFAULT_RATE, QaError, Sample, check_month, draw_sample, latest_sample, month_flags, reviews
-from recordings.screening import create_tables
 from recordings.store import Recording, RecordingStore
 from voicebot.web.keys import CONFIG, ENGINES, SERVE
 from voicebot.web.login import ApiError, Html, render, require_csrf, run_db, tag
 from voicebot.web.prefs import page_settings
-from voicebot.web.qa import REPORT_ROLES, REVIEW_ROLES, PageError, allow, month_of, page, store_of
+from voicebot.web.qa import (
+    REPORT_ROLES,
+    REVIEW_ROLES,
+    PageError,
+    allow,
+    month_of,
+    month_screenings,
+    page,
+    store_of,
+)
 from voicebot.web.qa_transcript import clock
 from voicebot.web.words import Words
 
@@ -94,10 +102,7 @@ class MonthFilter:
 def month_rows(store: RecordingStore, month: str) -> tuple[list[MonthRow], Sample | None, dict[str, int]]:
     """The month's recordings with their automatic score, sample reason, review state and flags; the sample; and
     how many of the month's recordings are screened, waiting or failed."""
-    create_tables(store)
-    screened = {r["recording_id"]: r for r in store.query(
-        "SELECT s.recording_id, s.score, s.status FROM screenings s JOIN recordings r USING (recording_id) "
-        "WHERE r.month = ?", [month])}
+    screened = month_screenings(store, month)
     sample = latest_sample(store, month)
     reasons = {i.recording_id: i.reason for i in sample.items} if sample else {}
     reviewed = {r.recording_id for r in reviews(store, month=month)}

@@ -15,7 +15,7 @@ from recordings.store import RecordingStore
 from voicebot.web.keys import ENGINES
 from voicebot.web.login import Html, render, run_db, tag
 from voicebot.web.prefs import page_settings
-from voicebot.web.qa import REPORT_ROLES, allow, month_of, page, store_of
+from voicebot.web.qa import REPORT_ROLES, allow, month_of, month_screenings, page, store_of
 from voicebot.web.qa_charts import bar_chart, line_chart
 from voicebot.web.words import Words
 
@@ -149,9 +149,7 @@ def calls_table(store: RecordingStore, month: str, categories: list[str], zone: 
     verdict, reviewer and notes, and its flags per category."""
     latest = {r.recording_id: r for r in reviews(store, month=month)}
     flags = {rid: found for rid, (_, found) in month_flags(store, month).items()}
-    screened = {r["recording_id"]: r["score"] for r in store.query(
-        "SELECT s.recording_id, s.score FROM screenings s JOIN recordings r USING (recording_id) "
-        "WHERE r.month = ? AND s.status = 'done'", [month])}
+    screened = {rid: r["score"] for rid, r in month_screenings(store, month).items() if r["status"] == "done"}
     rows: list[list[object]] = []
     for rec in store.recordings(month=month):
         review = latest.get(rec.recording_id)
