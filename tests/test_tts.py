@@ -255,5 +255,6 @@ def test_vosk_hears_some_of_espeak_mandarin(espeak: EspeakSynthesizer, engine, t
     for text in [OPENING_CMN, LINES["cmn"][0]]:
         pcm = cache.prompt(text, "cmn")
         heard += "".join(t.text for t in transcribe_audio(engine, Audio((pcm,), 8000)))
-    said = set(OPENING_CMN + LINES["cmn"][0])
-    assert len(said & set(heard)) >= 8, heard
+    said = OPENING_CMN + LINES["cmn"][0]
+    pairs_heard = {said[i : i + 2] for i in range(len(said) - 1)} & {heard[i : i + 2] for i in range(len(heard) - 1)}
+    assert len(pairs_heard) >= 2, heard  # chance gives none; the decode varies by CPU (7-12 characters seen)
