@@ -7,7 +7,7 @@ import dataclasses
 import functools
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, date, datetime
+from datetime import date, datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
@@ -159,7 +159,8 @@ class BotCall:
 def outcome_data(dialog: Dialog) -> dict[str, Any]:
     """The dialog's outcome as audit data: what was agreed, never who the customer is."""
     outcome = dialog.outcome or Outcome(kind="hung_up")
-    return {"kind": outcome.kind, "transferred": outcome.transferred, "notes": list(outcome.notes),
+    return {"kind": outcome.kind, "script": dialog.script.id, "transferred": outcome.transferred,
+            "notes": list(outcome.notes),
             "promise_date": outcome.promise_date.isoformat() if outcome.promise_date else None,
             "promise_amount": str(outcome.promise_amount) if outcome.promise_amount is not None else None,
             "callback_at": outcome.callback_at.isoformat() if outcome.callback_at else None}
@@ -199,6 +200,12 @@ def account_from(params: Mapping[str, str], zones: tuple[str, ...]) -> Account:
         raise BotSetupError(f"bot stream has an unusable account parameter ({type(e).__name__})") from None
 
 
+def call_clock(info: CallInfo) -> Callable[[], datetime]:
+    """The time as the call tells it: its start (the adapter's clock, pinned in tests) plus the time since."""
+    started = time.monotonic()
+    return lambda: info.started_at + timedelta(seconds=time.monotonic() - started)
+
+
 async def start_bot_call(config: Config, engines: Engines, board: CallBoard, info: CallInfo,
                          params: Mapping[str, str], outlet: Outlet) -> BotCall:
     """A bot call about the debt `params` names, on the script it names (a strategy's choice) or else the one for
@@ -211,7 +218,7 @@ async def start_bot_call(config: Config, engines: Engines, board: CallBoard, inf
                                                                                               language)
         dialog = Dialog(script, account, caller=Caller(company=params.get("company", DEFAULT_COMPANY[language]),
                                                        agent_id=info.agent_id or "bot"),
-                        now=lambda: datetime.now(UTC), max_call_s=MAX_CALL_S)
+                        now=call_clock(info), max_call_s=MAX_CALL_S)
     except (ScriptError, AccountError, KeyError) as e:
         raise BotSetupError(f"no usable script for this account ({type(e).__name__})") from None
     return BotCall(info, engines, kit, dialog, outlet, board)
