@@ -19,6 +19,7 @@ if not __package__:  # run as a file: the project root must come first on the pa
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from bench.figures import emit
+from compliance_rules.pack import load_pack
 from voicebot.audit import AuditLog
 from voicebot.campaigns.collect import Planner
 from voicebot.campaigns.importer import parse_text
@@ -61,7 +62,8 @@ def main() -> None:
             started = time.perf_counter()
             store.import_rows("bench", parsed.rows, source="bench.csv", now=START)
             emit("import_rate", n / (time.perf_counter() - started), "accounts/s", accounts=n)
-            planner = Planner(store, book, load_strategy("cn-standard"), tasks)
+            strategy = load_strategy("cn-standard")
+            planner = Planner(store, book, strategy, tasks, load_pack(strategy.pack))
             started = time.perf_counter()
             planner.replan(START)
             emit("plan_rate_fresh", n / (time.perf_counter() - started), "accounts/s", accounts=n)

@@ -77,11 +77,10 @@ def next_open(window: CallWindow, at: datetime, zones: Sequence[str]) -> datetim
     for zone in zones:
         tz = zoneinfo.ZoneInfo(zone)
         local_date = at.astimezone(tz).date()
-        for day in range(SEARCH_DAYS):
-            start = datetime.combine(local_date + timedelta(days=day), window.start, tzinfo=tz)
-            if start >= at:
-                candidates.append(start)
-    return min((c for c in candidates if in_window(window, c, zones)), default=None)
+        starts = (datetime.combine(local_date + timedelta(days=day), window.start, tzinfo=tz)
+                  for day in range(SEARCH_DAYS))
+        candidates += [start for start in starts if start >= at]
+    return next((c for c in sorted(candidates) if in_window(window, c, zones)), None)
 
 
 def cadence_decision(pack: RulePack, attempts: Sequence[Attempt], at: datetime) -> tuple[list[str], datetime]:

@@ -45,6 +45,8 @@ async def test_four_weeks_of_one_debt_under_the_standard_strategy(db) -> None:  
         "first": True, "3_in_7d": True, "5_in_15d": True}
     for i, at in enumerate(dials):
         assert pre_dial_check(pack, at, ["Asia/Shanghai"], [Attempt(d) for d in dials[:i]]).allowed
+    assert [r.data for r in audit.records() if r.kind == "dial_attempt" and not r.data["allowed"]] == [], \
+        "dials are planned inside calling hours and the cadence: the gate has nothing to refuse"
     stages = [(debt.stage, debt.script) for _, debt in dialer.calls]
     assert stages[0] == ("early", "cn-early") and stages[-1] == ("middle", "cn-middle"), \
         "25 days overdue at import, 31 and more two weeks on: the strategy's script for the stage"

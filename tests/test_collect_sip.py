@@ -86,19 +86,20 @@ async def collection(config, engines, peers: Peers, tmp_path: Path, shared: Path
                              settings=SipSettings(dial_timeout_s=10, rtp_timeout_s=120, clock=clock))
         await adapter.start()
         store = CampaignStore.open(engines.audit.path)
-        book = DebtBook.open(engines.audit.path, engines.audit)
-        made.extend([adapter, store, book])
+        book = DebtBook.open(engines.audit.path, engines.audit, store.cipher)
         debtors = PlannedDebtors(SipDialer(adapter, DialPlan.parse(routes), bot=config), tmp_path,
                                  shared / "audio" / "tts-cmn" / "ulaw8k", clock, plans)
-        return CampaignRunner(store, debtors, engines.rules.pack, engines.audit, now=clock, sleep=clock.sleep,
-                              book=book, strategy=load_strategy("cn-standard"), idle=timedelta(hours=6),
-                              concurrency=4), debtors
+        runner = CampaignRunner(store, debtors, engines.rules.pack, engines.audit, now=clock, sleep=clock.sleep,
+                                book=book, strategy=load_strategy("cn-standard"), idle=timedelta(hours=6),
+                                concurrency=4)
+        made.extend([adapter, runner, book, store])
+        return runner, debtors
 
     yield start
-    adapter, store, book = made
+    adapter, *stores = made
     await adapter.close()
-    book.close()
-    store.close()
+    for store in stores:
+        store.close()
 
 
 def phone(account: str) -> str:

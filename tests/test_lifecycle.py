@@ -16,6 +16,7 @@ from test_campaign import VOICEBOT, Clock, ScriptedDialer, csv_text, load, row
 from compliance_rules.pack import load_pack
 from voicebot.audit import AuditLog
 from voicebot.campaigns import CallResult, CampaignRunner, CampaignStore
+from voicebot.campaigns.crypto import PiiKeyError
 from voicebot.campaigns.importer import CampaignFileError
 from voicebot.campaigns.lifecycle import DebtBook, DebtStateError
 from voicebot.campaigns.lists import apply_cease, apply_payments, parse_list
@@ -29,7 +30,7 @@ DEBT = "示例银行/A1"
 def db(tmp_path: Path) -> Iterator[tuple[CampaignStore, AuditLog, DebtBook]]:
     audit = AuditLog.open(tmp_path / "voicebot.db")
     store = CampaignStore.open(audit.path)
-    book = DebtBook.open(audit.path, audit)
+    book = DebtBook.open(audit.path, audit, store.cipher)
     yield store, audit, book
     book.close()
     store.close()
@@ -60,8 +61,15 @@ async def test_a_dispute_pauses_every_campaign_until_a_user_resolves_it(db) -> N
     assert refused.status == "refused" and "disputes the debt" in refused.reasons[0]
     assert len(dialer.calls) == 1, "a disputed debt is dialled by no campaign"
 
-    book.resolve(DEBT, user="lee", note="statement checked: amount correct", at=clock())
+    book.resolve(DEBT, user="lee", note="王女士 sent the statement: amount correct", at=clock())
     assert store.release(DEBT, clock()) == 1
+    assert book.history(DEBT)[-1]["note"] == "王女士 sent the statement: amount correct"
+    assert "王女士".encode() not in b"".join(p.read_bytes() for p in audit.path.parent.glob("voicebot.db*")), \
+        "a user's note is sealed at rest (and not in the audit log)"
+    with DebtBook.open(audit.path, audit) as keyless:
+        assert keyless.history(DEBT)[-1]["note"] is None
+        with pytest.raises(PiiKeyError):
+            keyless.change(DEBT, "closed", cause="user:lee", at=clock(), note="written without the key")
     [again] = await runner(store, audit, dialer, campaign="middle", book=book).run_once()
     assert again.status == "no_answer" and len(dialer.calls) == 2
     assert states(audit) == [(DEBT, "disputed", "call:call-1"), (DEBT, "reminding", "user:lee")]
@@ -142,6 +150,9 @@ def test_cli_imports_payments_and_cease_lists_and_resolves_disputes(tmp_path: Pa
     shown = subprocess.run([VOICEBOT, "campaign", "debts", "--db", str(db_path)], capture_output=True, text=True,
                            timeout=60)
     assert json.loads(shown.stdout) == {"cease": 1, "reminding": 1}
+    one = subprocess.run([VOICEBOT, "campaign", "debts", "--debt", DEBT, "--db", str(db_path)], capture_output=True,
+                         text=True, timeout=60)
+    assert [h["note"] for h in json.loads(one.stdout)["history"]] == [None, "checked"]
     unknown = subprocess.run([VOICEBOT, "campaign", "run", "--name", "x", "--sip-proxy", "127.0.0.1:5060",
                               "--strategy", "nope", "--db", str(db_path)], capture_output=True, text=True, timeout=60)
     assert unknown.returncode == 1

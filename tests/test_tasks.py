@@ -11,6 +11,7 @@ from live_peers import PASSWORD, signed_in_page
 from playwright.async_api import expect
 from test_console_day import serious_violations
 
+from voicebot.campaigns.pauses import Pauses
 from voicebot.web.keys import AUTH
 from voicebot.web.tasks import TASKS
 
@@ -56,6 +57,9 @@ async def test_a_collector_closes_a_hardship_task_in_the_console_and_it_is_audit
     assert for_someone.status == 403
     closed = book.get(mine.task_id)
     assert (closed.status, closed.done_by, closed.note) == ("done", "col1", "payment plan agreed: 3 × 400")
+    db = engines.audit.path
+    assert b"payment plan agreed" not in b"".join(p.read_bytes() for p in db.parent.glob(db.name + "*")), \
+        "the note is sealed at rest"
     events = [(r.actor, r.data["event"], r.data["kind"]) for r in engines.audit.records() if r.kind == "task"]
     assert ("col1", "done", "hardship") in events and ("col1", "assigned", "transfer") in events
 
@@ -80,4 +84,32 @@ async def test_collection_analytics_page_and_csv_for_supervisors_only(console_se
     csv_text = await (await page.context.request.get(base + "/collection.csv")).text()
     assert csv_text.startswith("stage,script,accounts,promised,collected")
     quinn = await signed_in_page(browser, base, "quinn", [])
+    csrf = await quinn.locator('meta[name="csrf-token"]').get_attribute("content")
     assert (await quinn.goto(base + "/collection")).status == 403
+    refused = await quinn.context.request.post(base + "/collection/pauses", headers={"Origin": base}, form={
+        "csrf": csrf, "action": "pause", "scope": "pack", "name": "cn-collection"})
+    assert refused.status == 403
+
+
+async def test_a_supervisor_pauses_and_resumes_a_campaign_in_the_console(console_server, browser, engines):
+    base, _ = console_server
+    page = await signed_in_page(browser, base, "sup", [])
+    await page.goto(base + "/collection")
+    await expect(page.locator("#pause-rows")).to_contain_text("Nothing is paused")
+    await page.select_option("#pause-scope", "campaign")
+    await page.fill("#pause-name", "c1 <b>")
+    await page.click("#pause-button")
+    row = page.locator('tr[data-pause="campaign:c1 <b>"]')
+    await expect(row).to_contain_text("sup")
+    with Pauses.open(engines.audit.path, engines.audit) as pauses:
+        assert pauses.paused() == {("campaign", "c1 <b>")}, "no campaign run dials c1 now"
+    csrf = await page.locator('#pause-form input[name="csrf"]').get_attribute("value")
+    for bad in ({"scope": "account", "name": "no-slash"}, {"scope": "galaxy", "name": "c1"}, {"name": "x" * 201}):
+        answer = await page.context.request.post(base + "/collection/pauses", headers={"Origin": base}, form={
+            "csrf": csrf, "action": "pause", "scope": "campaign", **bad})
+        assert answer.status == 400, bad
+    await row.locator("button").click()
+    await expect(page.locator("#pause-rows")).to_contain_text("Nothing is paused")
+    assert [(r.kind, r.actor, r.data["name"]) for r in engines.audit.records() if r.kind in ("pause", "resume")] == [
+        ("pause", "sup", "c1 <b>"), ("resume", "sup", "c1 <b>")]
+    assert await serious_violations(page) == []

@@ -47,7 +47,8 @@ def collection_report(store: CampaignStore, book: DebtBook, strategy: Strategy, 
         status = statuses.get(account.debt)
         row["collected"] += status.paid if status else ZERO
         if account.imported_at is not None:
-            met = strategy.contacts_met(assigned_at=account.imported_at, dials=dials.get(account.debt, []), now=now)
+            met = strategy.contacts_met(assigned_at=account.imported_at,
+                                        dials=[a.at for a in dials.get(account.debt, [])], now=now)
             compliance.update(f"{check}_{'met' if ok else 'missed' if ok is False else 'open'}"
                               for check, ok in met.items())
     dialled = {a.debt for a in accounts if a.debt in dials}

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from compliance_rules.pack import RulePack
+from compliance_rules.timing import Attempt, pre_dial_check
 from voicebot.campaigns.importer import stage_for
 from voicebot.campaigns.lifecycle import DebtBook, DebtStatus
 from voicebot.campaigns.store import Account, CampaignStore, Step
@@ -16,8 +18,9 @@ from voicebot.campaigns.tasks import TaskBook
 class Planner:
     """Plans a store's accounts under a strategy and the debts' lifecycle."""
 
-    def __init__(self, store: CampaignStore, book: DebtBook, strategy: Strategy, tasks: TaskBook) -> None:
-        self.store, self.book, self.strategy, self.tasks = store, book, strategy, tasks
+    def __init__(self, store: CampaignStore, book: DebtBook, strategy: Strategy, tasks: TaskBook,
+                 pack: RulePack) -> None:
+        self.store, self.book, self.strategy, self.tasks, self.pack = store, book, strategy, tasks, pack
 
     def replan(self, now: datetime, campaign: str | None = None) -> int:
         """Mark overdue promises broken, then set every account's next due time from the strategy; how many moved.
@@ -45,19 +48,23 @@ class Planner:
         """The account's state and next due time under the strategy, read afresh."""
         history = self.book.history(account.debt)
         changed_at = datetime.fromisoformat(history[-1]["at"]) if history else None
-        return self._plan(account, self.book.status(account.debt), [a.at for a, _ in self.store.history(account.debt)],
+        return self._plan(account, self.book.status(account.debt), [a for a, _ in self.store.history(account.debt)],
                           changed_at)
 
-    def _plan(self, account: Account, status: DebtStatus, dials: list[datetime], changed_at: datetime | None) -> Step:
-        """Blocked while its debt is stopped, done while nothing is wanted (a promise running), pending at the
-        planned time otherwise."""
+    def _plan(self, account: Account, status: DebtStatus, dials: list[Attempt], changed_at: datetime | None) -> Step:
+        """Blocked while its debt is stopped, done while nothing is wanted (a promise running), pending otherwise:
+        at the planned time, or the first the pack's gate allows after it (calling hours, cadence)."""
         if status.stopped:
             return Step(state="blocked", next_due=None)
-        assigned = account.imported_at or min(dials, default=None)
+        times = [a.at for a in dials]
+        assigned = account.imported_at or min(times, default=None)
         if assigned is None:
             return Step(state="pending", next_due=None)
-        due = self.strategy.next_dial(status, assigned_at=assigned, dials=dials, changed_at=changed_at)
-        return Step(state="pending", next_due=due) if due is not None else Step(state="done", next_due=None)
+        due = self.strategy.next_dial(status, assigned_at=assigned, dials=times, changed_at=changed_at)
+        if due is None:
+            return Step(state="done", next_due=None)
+        gate = pre_dial_check(self.pack, due, account.zones, dials)
+        return Step(state="pending", next_due=gate.next_allowed if not gate.allowed and gate.next_allowed else due)
 
     def hand_over(self, account: Account, kind: str | None, call_id: str | None, at: datetime) -> None:
         """Raise the task the strategy gives this outcome to people, if any, for the account's agent."""

@@ -18,6 +18,7 @@ from typing import Any, Literal, Self
 import sqlite_utils
 
 from voicebot.audit import AuditLog
+from voicebot.campaigns.crypto import PiiCipher, PiiKeyError
 from voicebot.campaigns.store import stamp
 from voicebot.store_base import LockedStore, open_private_db
 
@@ -39,11 +40,12 @@ AFTER_CALL: dict[str, DebtState] = {"promise_to_pay": "promised", "dispute": "di
 PROMISE_GRACE = timedelta(days=1)
 """A payment this long after the promised date still keeps the promise."""
 TABLES: dict[str, tuple[dict[str, type], str]] = {
-    "debts": ({"debt": str, "state": str, "promise_date": str, "promise_amount": str, "paid": str, "note": str,
+    "debts": ({"debt": str, "state": str, "promise_date": str, "promise_amount": str, "paid": str,
                "updated_at": str}, "debt"),
     "debt_history": ({"id": int, "debt": str, "at": str, "from_state": str, "to_state": str, "cause": str,
-                      "detail": str}, "id"),
+                      "detail": str, "note_sealed": bytes}, "id"),
 }
+"""A user's note on a change (how a dispute was settled) may name people: it is sealed with the PII key."""
 
 
 class DebtStateError(ValueError):
@@ -59,7 +61,6 @@ class DebtStatus:
     promise_date: date | None = None
     promise_amount: Decimal | None = None
     paid: Decimal = Decimal("0.00")
-    note: str = ""
 
     @property
     def stopped(self) -> str | None:
@@ -70,18 +71,21 @@ class DebtStatus:
 class DebtBook(LockedStore):
     """The `debts` and `debt_history` tables beside a campaign store's accounts (same SQLite file, WAL)."""
 
-    def __init__(self, db: sqlite_utils.Database, audit: AuditLog) -> None:
-        self._db, self.audit = db, audit
+    def __init__(self, db: sqlite_utils.Database, audit: AuditLog, cipher: PiiCipher | None) -> None:
+        self._db, self.audit, self.cipher = db, audit, cipher
         self._lock = threading.RLock()
         with self._write():
             for name, (columns, pk) in TABLES.items():
                 self._db.table(name).create(columns, pk=pk, if_not_exists=True)
+            if "note_sealed" not in self._db.table("debt_history").columns_dict:  # a book from before
+                self._db.table("debt_history").add_column("note_sealed", bytes)
             self._db.table("debt_history").create_index(["debt", "at"], if_not_exists=True)
 
     @classmethod
-    def open(cls, path: Path, audit: AuditLog) -> Self:
-        """Open (creating the tables if needed) the debts kept in the campaign database at `path`."""
-        return cls(open_private_db(path, synchronous_full=True), audit)
+    def open(cls, path: Path, audit: AuditLog, cipher: PiiCipher | None = None) -> Self:
+        """Open (creating the tables if needed) the debts kept in the campaign database at `path`; a user's note is
+        written and read with the database's PII `cipher`."""
+        return cls(open_private_db(path, synchronous_full=True), audit, cipher)
 
     def status(self, debt: str) -> DebtStatus:
         """Where a debt stands (`new` when nothing happened to it yet)."""
@@ -107,26 +111,32 @@ class DebtBook(LockedStore):
                                        f"({', '.join('?' * len(states))}) ORDER BY id", list(states)))
 
     def history(self, debt: str) -> list[dict[str, Any]]:
-        """Every change of a debt's state, oldest first."""
+        """Every change of a debt's state, oldest first, with its note (None without the PII key)."""
         with self._lock:
-            rows = list(self._db.query("SELECT at, from_state, to_state, cause, detail FROM debt_history "
+            rows = list(self._db.query("SELECT at, from_state, to_state, cause, detail, note_sealed FROM debt_history "
                                        "WHERE debt = ? ORDER BY id", [debt]))
-        return [{**r, "detail": json.loads(r["detail"])} for r in rows]
+        return [{**{k: v for k, v in r.items() if k != "note_sealed"}, "detail": json.loads(r["detail"]),
+                 "note": self.cipher.open(r["note_sealed"], f"debt_note|{debt}|{r['at']}")
+                 if r["note_sealed"] and self.cipher else None} for r in rows]
 
-    def change(self, debt: str, state: DebtState, *, cause: str, at: datetime, **detail: Any) -> DebtStatus:
+    def change(self, debt: str, state: DebtState, *, cause: str, at: datetime, note: str | None = None,
+               **detail: Any) -> DebtStatus:
         """Move a debt to `state` (fields in `detail` that the debt keeps are kept), recorded and audited with its
         cause: `call:<id>` (`dial:unanswered`), `import:<file>:<line>`, `user:<name>` or `lifecycle:…`."""
         if state not in DEBT_STATES:
             raise DebtStateError(f"unknown debt state {state!r}; one of {', '.join(DEBT_STATES)}")
+        if note and self.cipher is None:
+            raise PiiKeyError("a note on a debt is sealed: open the debt book with the PII key")
         stored = {k: _stored(v) for k, v in detail.items()}
+        sealed = self.cipher.seal(note, f"debt_note|{debt}|{stamp(at)}") if note and self.cipher else None
         with self._write():
             before = self.status(debt)
-            kept = {k: v for k, v in stored.items() if k in ("promise_date", "promise_amount", "paid", "note")}
+            kept = {k: v for k, v in stored.items() if k in ("promise_date", "promise_amount", "paid")}
             self._db.table("debts").upsert({"debt": debt, "state": state, "updated_at": stamp(at), **kept}, pk="debt")
             self._db.table("debt_history").insert({"debt": debt, "at": stamp(at), "from_state": before.state,
-                                                   "to_state": state, "cause": cause, "detail": json.dumps(stored)})
-        self.audit.append("debt_state", {"debt": debt, "from": before.state, "to": state, "cause": cause,
-                                         **{k: v for k, v in stored.items() if k != "note"}},
+                                                   "to_state": state, "cause": cause, "detail": json.dumps(stored),
+                                                   "note_sealed": sealed})
+        self.audit.append("debt_state", {"debt": debt, "from": before.state, "to": state, "cause": cause, **stored},
                           call_id=cause.removeprefix("call:") if cause.startswith("call:") else None,
                           actor=cause.removeprefix("user:") if cause.startswith("user:") else "lifecycle")
         return self.status(debt)
@@ -163,7 +173,7 @@ class DebtBook(LockedStore):
         return self.change(debt, before.state, cause=cause, at=paid_at, amount=amount, paid=paid)
 
     def resolve(self, debt: str, *, user: str, note: str, at: datetime) -> DebtStatus:
-        """A user settles a dispute: reminding resumes, the note kept (sealed nowhere: write no personal data)."""
+        """A user settles a dispute: reminding resumes, the note kept sealed."""
         if self.status(debt).state != "disputed":
             raise DebtStateError(f"debt {debt} is not disputed; only a dispute is resolved")
         return self.change(debt, "reminding", cause=f"user:{user}", at=at, note=note)
@@ -188,7 +198,7 @@ def _status(row: dict[str, Any]) -> DebtStatus:
     return DebtStatus(debt=row["debt"], state=row["state"],
                       promise_date=date.fromisoformat(row["promise_date"]) if row["promise_date"] else None,
                       promise_amount=Decimal(row["promise_amount"]) if row["promise_amount"] else None,
-                      paid=Decimal(row["paid"] or "0.00"), note=row["note"] or "")
+                      paid=Decimal(row["paid"] or "0.00"))
 
 
 def _stored(value: Any) -> Any:

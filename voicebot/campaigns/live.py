@@ -34,6 +34,9 @@ async def run_sip_campaign(engines: Engines, store: CampaignStore, pack: RulePac
         runner = CampaignRunner(store, dialer, pack, engines.audit, policy=policy, campaign=campaign,
                                 concurrency=concurrency, on_attempt=on_attempt, strategy=strategy,
                                 **({"now": now} if now else {}))
-        return await (runner.run_once() if once else runner.run())
+        try:
+            return await (runner.run_once() if once else runner.run())
+        finally:
+            runner.close()
     finally:
         await adapter.close()

@@ -48,6 +48,11 @@ class Pauses(LockedStore):
             self.audit.append("resume", {"scope": scope, "name": name}, actor=by)
         return bool(gone)
 
+    def listed(self) -> list[dict[str, str]]:
+        """Every pause with who made it and when, newest first."""
+        with self._lock:
+            return list(self._db.query("SELECT scope, name, by, at FROM pauses ORDER BY at DESC, scope, name"))
+
     def paused(self) -> set[tuple[str, str]]:
         """Every pause as (scope, name)."""
         with self._lock:

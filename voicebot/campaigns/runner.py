@@ -147,14 +147,23 @@ class CampaignRunner:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.store, self.dialer, self.pack, self.audit = store, dialer, pack, audit
+        self._own_book = book is None
         self.book = book or DebtBook.open(store.path, audit)
         self.pauses = Pauses.open(store.path, audit)
-        self.planner = Planner(store, self.book, strategy, TaskBook.open(store.path, audit)) \
+        self.planner = Planner(store, self.book, strategy, TaskBook.open(store.path, audit), pack) \
             if strategy is not None else None
         """With a strategy, accounts are worked until their debts stop (a collection run), not retried by count."""
         self.idle = idle
         self.policy, self.campaign = policy or RetryPolicy(), campaign
         self.now, self.sleep, self.concurrency, self.on_attempt = now, sleep, concurrency, on_attempt
+
+    def close(self) -> None:
+        """Close the connections the runner opened itself (the store, and a book it was given, stay open)."""
+        self.pauses.close()
+        if self.planner is not None:
+            self.planner.tasks.close()
+        if self._own_book:
+            self.book.close()
 
     async def run(self, *, until: datetime | None = None) -> list[AttemptReport]:
         """Pass over due accounts, sleep until the next one is due, repeat; stop when no account is left active, or

@@ -280,12 +280,13 @@ class CampaignStore(LockedStore):
         return [(Attempt(at=unstamp(r["started_at"]), conversation=bool(r["conversation"])), r["status"])
                 for r in rows]
 
-    def dial_times(self) -> dict[str, list[datetime]]:
+    def dial_times(self) -> dict[str, list[Attempt]]:
         """Every debt's dials (not gate refusals), in time order, by debt."""
-        times: dict[str, list[datetime]] = {}
-        for r in self._rows("SELECT debt, started_at FROM attempts WHERE status != 'refused' "
+        times: dict[str, list[Attempt]] = {}
+        for r in self._rows("SELECT debt, started_at, conversation FROM attempts WHERE status != 'refused' "
                             "ORDER BY started_at, rowid"):
-            times.setdefault(r["debt"], []).append(datetime.fromisoformat(r["started_at"]))
+            times.setdefault(r["debt"], []).append(Attempt(datetime.fromisoformat(r["started_at"]),
+                                                           bool(r["conversation"])))
         return times
 
     def begin_attempt(self, account: Account, at: datetime) -> str:
@@ -369,6 +370,12 @@ class CampaignStore(LockedStore):
     def _first(self, sql: str, args: Sequence[Any] = ()) -> dict[str, Any] | None:
         rows = self._rows(sql, args)
         return rows[0] if rows else None
+
+
+def pii_cipher(path: Path) -> PiiCipher:
+    """The PII cipher of the campaign database at `path`, its key checked as the store checks it (made if new)."""
+    with CampaignStore.open(path) as store:
+        return store.cipher
 
 
 def _account(row: dict[str, Any]) -> Account:

@@ -14,6 +14,7 @@ from typing import Any, Literal, Self
 import sqlite_utils
 
 from voicebot.audit import AuditLog
+from voicebot.campaigns.crypto import PiiCipher, PiiKeyError
 from voicebot.campaigns.store import stamp
 from voicebot.store_base import LockedStore, open_private_db
 
@@ -24,8 +25,9 @@ DUE_AFTER: dict[str, timedelta] = {"complaint": timedelta(days=1), "transfer": t
 """How soon each kind of task is due after it is raised."""
 MAX_NOTE_CHARS = 500
 COLUMNS = {"task_id": str, "debt": str, "campaign": str, "account_id": str, "kind": str, "status": str,
-           "assignee": str, "due_at": str, "created_at": str, "cause": str, "note": str, "done_at": str,
+           "assignee": str, "due_at": str, "created_at": str, "cause": str, "note_sealed": bytes, "done_at": str,
            "done_by": str}
+"""A closing note may name people and circumstances: it is sealed with the campaign database's PII key."""
 
 
 class TaskError(ValueError):
@@ -46,9 +48,10 @@ class Task:
     due_at: str
     created_at: str
     cause: str
-    note: str | None = None
     done_at: str | None = None
     done_by: str | None = None
+    note: str | None = None
+    """The closing note, opened (None when the book was opened without the PII key)."""
 
     def as_dict(self) -> dict[str, Any]:
         """The task as JSON."""
@@ -58,17 +61,21 @@ class Task:
 class TaskBook(LockedStore):
     """The `tasks` table beside the campaign accounts (same SQLite file, WAL)."""
 
-    def __init__(self, db: sqlite_utils.Database, audit: AuditLog) -> None:
-        self._db, self.audit = db, audit
+    def __init__(self, db: sqlite_utils.Database, audit: AuditLog, cipher: PiiCipher | None) -> None:
+        self._db, self.audit, self.cipher = db, audit, cipher
         self._lock = threading.RLock()
         with self._lock, self._db.conn:
-            self._db.table("tasks").create(COLUMNS, pk="task_id", if_not_exists=True)
-            self._db.table("tasks").create_index(["status", "due_at"], if_not_exists=True)
+            table = self._db.table("tasks")
+            table.create(COLUMNS, pk="task_id", if_not_exists=True)
+            if "note_sealed" not in table.columns_dict:  # a book from before notes were sealed
+                table.add_column("note_sealed", bytes)
+            table.create_index(["status", "due_at"], if_not_exists=True)
 
     @classmethod
-    def open(cls, path: Path, audit: AuditLog) -> Self:
-        """Open (creating the table if needed) the tasks kept in the database at `path`."""
-        return cls(open_private_db(path), audit)
+    def open(cls, path: Path, audit: AuditLog, cipher: PiiCipher | None = None) -> Self:
+        """Open (creating the table if needed) the tasks kept in the database at `path`; closing a task or reading
+        its note needs the database's PII `cipher`."""
+        return cls(open_private_db(path), audit, cipher)
 
     def raise_task(self, kind: str, *, debt: str, campaign: str, account_id: str, cause: str, at: datetime,
                    assignee: str | None = None) -> Task:
@@ -77,7 +84,7 @@ class TaskBook(LockedStore):
             open_one = next(self._db.query("SELECT * FROM tasks WHERE debt = ? AND kind = ? AND status = 'open'",
                                            [debt, kind]), None)
             if open_one is not None:
-                return _task(open_one)
+                return self._task(open_one)
             row = {"task_id": uuid.uuid4().hex, "debt": debt, "campaign": campaign, "account_id": account_id,
                    "kind": kind, "status": "open", "assignee": assignee,
                    "due_at": stamp(at + DUE_AFTER.get(kind, timedelta(days=1))), "created_at": stamp(at),
@@ -93,7 +100,7 @@ class TaskBook(LockedStore):
             row = next(self._db.query("SELECT * FROM tasks WHERE task_id = ?", [task_id]), None)
         if row is None:
             raise TaskError("no task with this id")
-        return _task(row)
+        return self._task(row)
 
     def tasks(self, *, status: TaskStatus | None = "open", assignee: str | None = None,
               unassigned_too: bool = False) -> list[Task]:
@@ -105,7 +112,7 @@ class TaskBook(LockedStore):
             sql += " AND (assignee = ?" + (" OR assignee IS NULL)" if unassigned_too else ")")
             args.append(assignee)
         with self._lock:
-            return [_task(r) for r in self._db.query(sql + " ORDER BY due_at, created_at", args)]
+            return [self._task(r) for r in self._db.query(sql + " ORDER BY due_at, created_at", args)]
 
     def assign(self, task_id: str, assignee: str | None, *, by: str, at: datetime) -> Task:
         """Give an open task to a user (None: back to the queue)."""
@@ -120,9 +127,12 @@ class TaskBook(LockedStore):
         """Close an open task with a note (no personal data; at most 500 characters)."""
         if not note.strip() or len(note) > MAX_NOTE_CHARS:
             raise TaskError(f"closing a task needs a note of 1 to {MAX_NOTE_CHARS} characters")
+        if self.cipher is None:
+            raise PiiKeyError("closing a task seals its note: open the task book with the PII key")
         task = self._open(task_id)
+        sealed = self.cipher.seal(note.strip(), f"task_note|{task_id}")
         with self._lock, self._db.conn:
-            self._db.table("tasks").update(task_id, {"status": "done", "note": note.strip(), "done_at": stamp(at),
+            self._db.table("tasks").update(task_id, {"status": "done", "note_sealed": sealed, "done_at": stamp(at),
                                                      "done_by": by})
         self.audit.append("task", {"event": "done", "task_id": task_id, "kind": task.kind, "debt": task.debt},
                           actor=by)
@@ -134,7 +144,7 @@ class TaskBook(LockedStore):
             raise TaskError("the task is already done")
         return task
 
-
-def _task(row: dict[str, Any]) -> Task:
-    return Task(**{k: row.get(k) for k in COLUMNS})
-
+    def _task(self, row: dict[str, Any]) -> Task:
+        sealed = row.get("note_sealed")
+        note = self.cipher.open(sealed, f"task_note|{row['task_id']}") if sealed and self.cipher else None
+        return Task(**{k: row.get(k) for k in COLUMNS if k != "note_sealed"}, note=note)

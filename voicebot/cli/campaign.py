@@ -25,6 +25,7 @@ from voicebot.campaigns import (
 from voicebot.campaigns.lifecycle import DebtBook, DebtStateError
 from voicebot.campaigns.lists import ListKind, apply_cease, apply_payments, read_list_file
 from voicebot.campaigns.pauses import Pauses, Scope
+from voicebot.campaigns.store import pii_cipher
 from voicebot.campaigns.strategy import load_strategy
 from voicebot.cli.base import (
     cli_errors,
@@ -195,7 +196,7 @@ def campaign_cease(config: Config, file: Path, db_path: Path | None) -> None:
 
 @campaign.command("resolve")
 @click.argument("debt")
-@click.option("--note", required=True, help="How the dispute was settled (no personal data).")
+@click.option("--note", required=True, help="How the dispute was settled (kept sealed, at most 500 characters).")
 @click.option("--user", "username", required=True, help="Who resolved it, for the audit log.")
 @db_option
 @click.pass_obj
@@ -203,8 +204,8 @@ def campaign_cease(config: Config, file: Path, db_path: Path | None) -> None:
 def campaign_resolve(config: Config, debt: str, note: str, username: str, db_path: Path | None) -> None:
     """Resolve a disputed DEBT (LENDER/ACCOUNT_ID): reminding resumes and its blocked accounts are due again."""
     now = datetime.now(UTC)
-    with open_audit(config, db_path) as log, CampaignStore.open(log.path, pii=False) as store, \
-            DebtBook.open(log.path, log) as book:
+    with open_audit(config, db_path) as log, CampaignStore.open(log.path) as store, \
+            DebtBook.open(log.path, log, store.cipher) as book:
         try:
             status = book.resolve(debt, user=username, note=note[:500], at=now)
         except DebtStateError as e:
@@ -219,8 +220,9 @@ def campaign_resolve(config: Config, debt: str, note: str, username: str, db_pat
 @click.pass_obj
 @cli_errors
 def campaign_debts(config: Config, debt: str | None, db_path: Path | None) -> None:
-    """How many debts are in each lifecycle state, or one debt's state and history, as JSON."""
-    with open_audit(config, db_path) as log, DebtBook.open(log.path, log) as book:
+    """How many debts are in each lifecycle state, or one debt's state and history (notes opened), as JSON."""
+    with open_audit(config, db_path) as log, \
+            DebtBook.open(log.path, log, pii_cipher(log.path) if debt else None) as book:
         if debt is None:
             click.echo(json.dumps(book.counts()))
             return

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from voicebot.campaigns.store import pii_cipher
 from voicebot.campaigns.tasks import TaskBook, TaskError
 from voicebot.web.auth import check_username
 from voicebot.web.keys import ENGINES, SERVE, SESSION
@@ -29,7 +30,8 @@ def setup_tasks(app: web.Application) -> None:
 
 
 async def _tasks_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[TASKS] = await run_db(TaskBook.open, app[SERVE].db, app[ENGINES].audit)
+    db = app[SERVE].db
+    app[TASKS] = await run_db(lambda: TaskBook.open(db, app[ENGINES].audit, pii_cipher(db)))
     yield
     app[TASKS].close()
 

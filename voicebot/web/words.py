@@ -81,6 +81,11 @@ WORDS: dict[str, tuple[str, str]] = {
                          "最低联系要求（2 小时内首次、7 天 3 次、15 天 5 次）：达成、未达成、进行中"),
     "disputes_cease": ("Disputes and cease requests per week", "每周异议与停止联系请求"), "week": ("Week", "周"),
     "disputed": ("Disputes", "异议"), "cease": ("Cease requests", "停止联系"), "download_csv": ("CSV", "导出 CSV"),
+    "pauses": ("Paused work", "已暂停"), "pause": ("Pause", "暂停"), "resume": ("Resume", "恢复"),
+    "scope": ("What", "范围"), "scope_account": ("Account (campaign/account id)", "账户（活动/账户号）"),
+    "scope_campaign": ("Campaign", "活动"), "scope_pack": ("Rule pack", "规则包"), "pause_name": ("Name", "名称"),
+    "paused_by": ("Paused by", "暂停人"), "since": ("Since", "开始时间"), "nothing_paused": (
+        "Nothing is paused.", "没有暂停的工作。"),
     # the reports
     "per_agent_csv": ("Per-agent CSV", "按坐席导出 CSV"), "per_call_csv": ("Per-call CSV", "按通话导出 CSV"),
     "coverage": ("Coverage per agent, {month}", "{month} 各坐席抽检覆盖"),

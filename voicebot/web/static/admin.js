@@ -2,30 +2,11 @@
 "use strict";
 
 (function () {
-  const CSRF = document.querySelector('meta[name="csrf-token"]').content;
   const ME = document.querySelector('meta[name="user"]').content;
   const { t, fmtTime, applyStatic } = window.VB_I18N;
   const ROLES = ["supervisor", "qa", "admin", "collector"];
+  const { el, call } = window.VB_PAGE;
   const $ = (id) => document.getElementById(id);
-
-  async function call(method, url, body) {
-    const response = await fetch(url, {
-      method, credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRF-Token": CSRF },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    if (response.status === 401) { location.assign("/login"); throw new Error("signed out"); }
-    const data = await response.json().catch(() => ({}));
-    if (!response.ok) throw new Error(data.error || response.statusText);
-    return data;
-  }
-
-  function el(tag, text, attrs) {
-    const node = document.createElement(tag);
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
-    return node;
-  }
 
   function changeForm(u) {
     const box = el("div", null, { class: "user-change" });
