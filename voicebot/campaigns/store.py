@@ -336,8 +336,7 @@ class CampaignStore(LockedStore):
     def set_steps(self, steps: Sequence[tuple[Account, Step]], at: datetime) -> None:
         """Set accounts' states and when they are next due (a collection plan), in one transaction."""
         with self._write():
-            for account, step in steps:
-                self._set_step(account, step, at)
+            self._update_steps(steps, at)
 
     def release(self, debt: str, now: datetime) -> int:
         """Make a debt's blocked accounts due again (its dispute was resolved); how many."""
@@ -354,10 +353,14 @@ class CampaignStore(LockedStore):
             return cursor.rowcount
 
     def _set_step(self, account: Account, step: Step, at: datetime) -> None:
-        self._db.table("accounts").update((account.campaign, account.account_id), {
-            "state": step.state, "next_due": stamp(step.next_due) if step.next_due else None,
-            "callback_at": stamp(step.callback_at) if step.callback_at else None,
-            "callback_evidence": step.callback_evidence, "updated_at": stamp(at)})
+        self._update_steps([(account, step)], at)
+
+    def _update_steps(self, steps: Sequence[tuple[Account, Step]], at: datetime) -> None:
+        """Inside a write transaction: set each account's state and next due time."""
+        self._db.conn.executemany(
+            "UPDATE accounts SET state = ?, next_due = ?, callback_at = ?, callback_evidence = ?, updated_at = ? "
+            "WHERE campaign = ? AND account_id = ?",
+            [(*_step_values(step, at), account.campaign, account.account_id) for account, step in steps])
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Rows of a read-only query (for reports)."""
@@ -370,6 +373,11 @@ class CampaignStore(LockedStore):
     def _first(self, sql: str, args: Sequence[Any] = ()) -> dict[str, Any] | None:
         rows = self._rows(sql, args)
         return rows[0] if rows else None
+
+
+def _step_values(step: Step, at: datetime) -> tuple[str, str | None, str | None, str | None, str]:
+    return (step.state, stamp(step.next_due) if step.next_due else None,
+            stamp(step.callback_at) if step.callback_at else None, step.callback_evidence, stamp(at))
 
 
 def pii_cipher(path: Path) -> PiiCipher:
