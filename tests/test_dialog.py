@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from compliance_rules.engine import CallState, RuleEngine
 from scripts_library import Script, load_script
 from scripts_library.load import STATES
-from voicebot.dialog import MAX_TURNS, Account, AccountError, BotLine, Caller, Dialog, DialogError
+from voicebot.dialog import MAX_TURNS, Dialog
+from voicebot.dialog_data import Account, AccountError, BotLine, Caller, DialogError
 from voicebot.nlu import INTENTS, Slots, Understanding
 from voicebot.replies import affirmative, callback_at, parse_clock, parse_digits, wrong_number
 

@@ -16,7 +16,8 @@ import numpy as np
 from scripts_library import Script, ScriptError, bundled_script, select_script
 from voicebot.call import Call, CallBoard, CallInfo, Engines, supervise
 from voicebot.config import Config
-from voicebot.dialog import MAX_CALL_S, Account, AccountError, Caller, Dialog, Outcome
+from voicebot.dialog import MAX_CALL_S, Dialog
+from voicebot.dialog_data import Account, AccountError, Caller, Outcome
 from voicebot.frames import BotSayFrame, Leg
 from voicebot.nlu import Understanding
 from voicebot.pipeline import Pipeline

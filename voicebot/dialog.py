@@ -4,83 +4,28 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Literal
 from zoneinfo import ZoneInfo
 
 from compliance_rules.engine import CallState
 from compliance_rules.pack import RulePack
 from compliance_rules.timing import in_window, next_open, resolve_zones
 from scripts_library import LINES, Script, ScriptFillError, to_amount
+from voicebot.dialog_data import Account, AccountError, BotLine, Caller, DialogError, Outcome, OutcomeKind
 from voicebot.nlu import Slots, Understanding
 from voicebot.replies import affirmative, callback_at, parse_clock, parse_digits, wrong_number
 
 MAX_CALL_S = 300
 MAX_TURNS = 30
+"""A second bound besides the call length: replies, silences and key presses together."""
 UNSURE = 0.4
 """Below this confidence an intent is not acted on: the reply counts as not understood."""
-"""A second bound besides the call length: replies, silences and key presses together."""
 PROMISE_HORIZON = timedelta(days=366)
 
-OutcomeKind = Literal["promise_to_pay", "dispute", "wrong_person", "third_party_callback", "callback",
-                      "hardship_plan", "transferred", "already_paid", "complaint", "refused", "no_understanding",
-                      "max_length", "hung_up", "not_verified", "silence"]
 NAME, DIGITS, PAYMENT, CAPTURE, PLAN = "name", "digits", "payment", "capture", "plan"
 CALLBACK_TIME, PROPOSAL, THIRD_PARTY, TRANSFER_OFFER, DONE = "callback_time", "proposal", "third_party", "offer", "done"
-
-
-class DialogError(RuntimeError):
-    """A dialog used out of order (hear() before start(), start() twice): a bug in the caller."""
-
-
-class AccountError(ValueError):
-    """An account the dialog cannot call with this script; the message names the field, never its value."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Account:
-    """The debt and the debtor, as the campaign knows them."""
-
-    name: str
-    id_last4: str
-    amount: Decimal
-    due_date: date
-    lender: str
-    days_overdue: int
-    zones: tuple[str, ...] = ()
-    """IANA zones of the debtor; unknown or conflicting ones make every zone count (pack fallback zones)."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Caller:
-    """Who is calling: the authorised agency and the bot's agent id."""
-
-    company: str
-    agent_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class BotLine:
-    """A line for the bot to say; `end_call` hangs up after it, `transfer` hands the call to a human."""
-
-    line_id: str
-    text: str
-    end_call: bool = False
-    transfer: bool = False
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Outcome:
-    """How the call ended, with the promise or callback it captured."""
-
-    kind: OutcomeKind
-    promise_date: date | None = None
-    promise_amount: Decimal | None = None
-    callback_at: datetime | None = None
-    transferred: bool = False
-    notes: tuple[str, ...] = ()
 
 
 class Dialog:

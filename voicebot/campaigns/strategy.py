@@ -15,7 +15,7 @@ from typing import Any, get_args
 from compliance_rules.pack import FieldValidator, RulePackError, read_yaml
 from scripts_library import bundled_scripts
 from voicebot.campaigns.lifecycle import DebtStatus
-from voicebot.dialog import OutcomeKind
+from voicebot.dialog_data import OutcomeKind
 
 STRATEGIES_DIR = Path(__file__).with_name("strategies")
 TASK_KINDS = ("hardship", "complaint", "dispute_review", "transfer", "broken_promise")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from voicebot.dialog import BotLine, Dialog
+from voicebot.dialog import Dialog
+from voicebot.dialog_data import BotLine
 from voicebot.frames import BotSayFrame, DtmfFrame, Frame, IntentFrame, TranscriptFrame
 from voicebot.pipeline import Processor
 
