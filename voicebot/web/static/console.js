@@ -4,11 +4,11 @@
 
 (function () {
   const meta = (name) => document.querySelector(`meta[name="${name}"]`).content;
-  const CSRF = meta("csrf-token");
   const ROLE = meta("role");
   const CAN_ACT = meta("can-act") === "yes";
   const { t, fmtTime, fmtClock, fmtSeconds, applyStatic } = window.VB_I18N;
   const { SEVERITY_ORDER, newCall, apply, loadCall, worst, elapsed } = window.VB_CALLS;
+  const { call: request } = window.VB_PAGE;
   const ALERT_SOUND_MS = 180;
   const COLUMNS = ["col_call", "col_agent", "col_started", "col_elapsed", "col_debtor_time", "col_flags", "col_status"];
 
@@ -305,16 +305,6 @@
     if (confirmingHangup && !bar.contains(document.activeElement)) bar.querySelector("[data-action=confirm-hangup]").focus();
   }
 
-  async function post(url, body) {
-    const response = await fetch(url, {
-      method: "POST", credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRF-Token": CSRF }, body: JSON.stringify(body),
-    });
-    if (response.status === 401) { location.assign("/login"); return null; }
-    const reply = await response.json().catch(() => ({}));
-    return { ok: response.ok, error: reply.error || response.statusText };
-  }
-
   async function act(action, leg) {
     const id = selected;
     if (!id || pending.has(`action-${id}`)) return;
@@ -323,10 +313,10 @@
     renderDetail();
     result.textContent = t("sending", { action: t(`act_${action}`) });
     try {
-      const reply = await post(`/api/calls/${encodeURIComponent(id)}/actions`, { action, leg });
-      if (reply) result.textContent = reply.ok ? t("sent", { action: t(`act_${action}`) }) : `${t(`act_${action}`)}: ${reply.error}`;
+      await request("POST", `/api/calls/${encodeURIComponent(id)}/actions`, { action, leg });
+      result.textContent = t("sent", { action: t(`act_${action}`) });
     } catch (err) {
-      result.textContent = t("network_error");
+      result.textContent = err instanceof TypeError ? t("network_error") : `${t(`act_${action}`)}: ${err.message}`;
     } finally {
       pending.delete(`action-${id}`);
       renderDetail();
@@ -339,10 +329,9 @@
     pending.add(key);
     renderAlerts();
     try {
-      const reply = await post(`/api/alerts/${alertId}/ack`, {});
-      if (reply && !reply.ok) $("action-result").textContent = reply.error;
+      await request("POST", `/api/alerts/${alertId}/ack`, {});
     } catch (err) {
-      $("action-result").textContent = t("network_error");
+      $("action-result").textContent = err instanceof TypeError ? t("network_error") : err.message;
     } finally {
       pending.delete(key);
       renderAlerts();
