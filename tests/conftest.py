@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 from hypothesis import settings
 from live_peers import CHROMIUM, CHROMIUM_ARGS, PASSWORD, Peers, running
+from pg_server import PostgresServer, pg_bin
 from playwright.async_api import Browser, async_playwright
 
 from asr.vosk_engine import LIVE_DECODING, VoskEngine
@@ -116,6 +117,23 @@ def phone_audio(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
         subprocess.run(["sox", str(src), "-r", "8000", *encoding, str(out / f"{name}.8k.wav")], check=True,
                        stderr=subprocess.DEVNULL)
     return {name: out / f"{name}.8k.wav" for name in files}
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the session (Debian's postgresql package, installed by .ci/run)."""
+    if pg_bin("initdb") is None:
+        pytest.skip("needs the Debian package postgresql (installed by .ci/run)")
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresServer) -> str:
+    """A fresh, empty PostgreSQL database for one test."""
+    return postgres.database()
 
 
 @pytest.fixture

@@ -189,14 +189,17 @@ async def test_sipp_caller_threatening_is_hung_up(serve, peers: Peers, phone_aud
                       "unit": "ms", "path": "sipp->voicebot", "phrase_s": round(phrase_s, 2)}))
 
 
-async def kamailio(peers: Peers, target_port: int) -> int:
-    """Start kamailio as a stateful proxy to 127.0.0.1:target_port; returns its port once it answers."""
+async def kamailio(peers: Peers, config: Path, **defines: str) -> int:
+    """Start kamailio with `config` and its `defines` (-A NAME="value", or NAME=value for a number); returns its port
+    once it answers."""
     port = free_port()
     rundir = peers.workdir / "kamailio"
     rundir.mkdir()
-    await peers.start("kamailio", "kamailio", "-DD", "-E", "-f", str(SIP_DIR / "kamailio.cfg"),
-                      "-l", f"udp:127.0.0.1:{port}", "-A", f'TARGET="sip:127.0.0.1:{target_port}"',
-                      "-Y", str(rundir), "-w", str(rundir), "-m", "32", "-M", "4", "-n", "1")
+    await peers.start("kamailio", "kamailio", "-DD", "-E", "-f", str(config), "-l", f"udp:127.0.0.1:{port}",
+                      *(arg for name, value in defines.items()
+                        for arg in ("-A", f"{name}={value}" if value.isdigit() else f'{name}="{value}"')),
+                      "-Y", str(rundir), "-w", str(rundir), "-m", "32", "-M", "4",
+                      "-n", "1")  # one worker: sipp wants a call's replies in the order they were sent
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         s.settimeout(0.2)
@@ -215,7 +218,7 @@ async def kamailio(peers: Peers, target_port: int) -> int:
 @live_test
 async def test_threat_through_kamailio_is_hung_up(serve, peers: Peers, phone_audio, engines, tmp_path: Path) -> None:
     server = await serve()
-    proxy = await kamailio(peers, server.port)
+    proxy = await kamailio(peers, SIP_DIR / "kamailio.cfg", TARGET=f"sip:127.0.0.1:{server.port}")
     scenario = fill("uac_play_wait_bye.xml", tmp_path / "uac.xml", AUDIO=phone_audio["a11"], HEADERS="")
     sipp = await peers.sipp("sipp", scenario, f"127.0.0.1:{proxy}", "-s", "4002")
     start = await server.next("call_start")

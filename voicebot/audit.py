@@ -72,6 +72,8 @@ class AuditLog(LockedStore):
         self._db = db
         self._key = key
         self.path = path
+        self.name = path.name
+        """How messages name this log (never a password)."""
         self._lock = threading.Lock()
         self.fault: str | None = None
         """Why the last append failed, until one succeeds again (shown by /healthz)."""
@@ -86,7 +88,7 @@ class AuditLog(LockedStore):
             db.enable_wal()
             keep_private(path)
             db.execute("PRAGMA synchronous = FULL")
-            key = _load_key(key_path, create="audit_head" not in db.table_names(), db_path=path)
+            key = load_audit_key(key_path, create="audit_head" not in db.table_names(), db_path=path)
             log = cls(db, key, path)
             log._create_schema()
         except BaseException:
@@ -118,7 +120,7 @@ class AuditLog(LockedStore):
         try:
             row = self._commit(kind, data_json, stamp, call_id, actor)
         except Exception as e:
-            self.fault = f"cannot append to the audit log {self.path.name}: {type(e).__name__}: {e}"[:300]
+            self.fault = f"cannot append to the audit log {self.name}: {type(e).__name__}: {e}"[:300]
             raise
         self.fault = None
         return _record(row)
@@ -126,18 +128,23 @@ class AuditLog(LockedStore):
     def _commit(self, kind: str, data_json: str, stamp: str, call_id: str | None, actor: str | None) -> dict:
         """Insert the next record of the chain and move the signed head to it, in one transaction."""
         with self._lock, _immediate(self._db.conn):
-            head = self._head(self._db)
-            if head is None or not self._head_ok(head):
-                msg = f"the head anchor of {self.path} is missing or forged, or the key is wrong; verify and restore it"
-                raise AuditTamperedError(msg)
-            row = {"seq": head["seq"] + 1, "at": stamp, "kind": kind, "call_id": call_id, "actor": actor}
-            row |= {"data": data_json, "prev_hash": head["hash"]}
-            row["hash"] = self._hash(row)
+            row = self._next_row(self._head(self._db), kind, data_json, stamp, call_id, actor)
             self._db.table("audit").insert(row)
             self._db.execute(
                 "UPDATE audit_head SET seq = ?, hash = ?, mac = ? WHERE id = 1",
                 [row["seq"], row["hash"], self._head_mac(row["seq"], row["hash"])],
             )
+        return row
+
+    def _next_row(self, head: dict[str, Any] | None, kind: str, data_json: str, stamp: str, call_id: str | None,
+                  actor: str | None) -> dict[str, Any]:
+        """The record after the (checked) head, with its hash."""
+        if head is None or not self._head_ok(head):
+            msg = f"the head anchor of {self.name} is missing or forged, or the key is wrong; verify and restore it"
+            raise AuditTamperedError(msg)
+        row = {"seq": head["seq"] + 1, "at": stamp, "kind": kind, "call_id": call_id, "actor": actor}
+        row |= {"data": data_json, "prev_hash": head["hash"]}
+        row["hash"] = self._hash(row)
         return row
 
     def records(self, since_seq: int = 0) -> Iterator[AuditRecord]:
@@ -255,7 +262,8 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
         yield
 
 
-def _load_key(key_path: Path, *, create: bool, db_path: Path) -> bytes:
+def load_audit_key(key_path: Path, *, create: bool, db_path: Path | str) -> bytes:
+    """The log's HMAC key; created (0600, atomically) when `create` and missing."""
     if not key_path.exists():
         if not create:
             msg = f"audit key {key_path} is missing but the log {db_path} exists; restore the key from backup"
