@@ -93,3 +93,22 @@ def test_a_node_with_another_key_is_refused(pg_url: str, tmp_path: Path) -> None
         assert not stranger.verify().ok
     with PgAuditLog.open(pg_url.replace("voicebot@", "voicebot:password@"), tmp_path / "audit.key") as named:
         assert "password" not in named.name and "voicebot" not in named.name
+
+
+def test_cli_verifies_and_exports_the_shared_log(pg_url: str, tmp_path: Path) -> None:
+    key = tmp_path / "audit.key"
+    with PgAuditLog.open(pg_url, key) as log:
+        log.append("flag", {"i": 0}, call_id="c1")
+    voicebot = str(Path(sys.executable).parent / "voicebot")
+    env = {"PATH": "/usr/bin:/bin", "VOICEBOT_DATA_DIR": str(tmp_path), "VOICEBOT_PG": pg_url}
+    ok = subprocess.run([voicebot, "audit", "verify", "--key", str(key)], capture_output=True, text=True, env=env,
+                        timeout=60)
+    assert (ok.returncode, ok.stdout.strip()) == (0, "ok: 1 records, chain intact"), ok.stderr
+    exported = subprocess.run([voicebot, "audit", "export", "--key", str(key)], capture_output=True, text=True,
+                              env=env, timeout=60)
+    assert json.loads(exported.stdout)["call_id"] == "c1"
+    gone = pg_url.replace(pg_url.split("@")[1].split("/")[0], "127.0.0.1:9")  # nothing listens on port 9
+    refused = subprocess.run([voicebot, "audit", "verify", "--pg", gone.replace("voicebot@", "voicebot:s3cret@"),
+                              "--key", str(key)], capture_output=True, text=True, env=env, timeout=60)
+    assert refused.returncode == 1 and "cannot open the shared audit log at 127.0.0.1:9/" in refused.stderr
+    assert "s3cret" not in refused.stderr + refused.stdout and "Traceback" not in refused.stderr

@@ -19,6 +19,10 @@ from voicebot.audit import GENESIS_HASH, AuditLog, load_audit_key
 MIGRATIONS = Path(__file__).with_name("migrations") / "postgresql"
 
 
+class SharedStoreError(RuntimeError):
+    """The PostgreSQL server cannot be reached or refused us; the message names the database, never a password."""
+
+
 def migrate(url: str) -> None:
     """Bring the database at `url` to the project's schema (yoyo; safe when several nodes start at once)."""
     backend = get_backend(url.replace("postgresql://", "postgresql+psycopg://", 1))
@@ -61,8 +65,12 @@ class PgAuditLog(AuditLog):
         need a copy of it."""
         if key_path is None:
             raise ValueError("a shared audit log needs its key file (the same on every node)")
-        migrate(url)
-        conn = psycopg.connect(url, autocommit=True, row_factory=dict_row)
+        try:
+            migrate(url)
+            conn = psycopg.connect(url, autocommit=True, row_factory=dict_row)
+        except psycopg.OperationalError as e:
+            reason = str(e).strip().splitlines()[-1][:200] if str(e).strip() else type(e).__name__
+            raise SharedStoreError(f"cannot open the shared audit log at {display_name(url)}: {reason}") from None
         try:
             new = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM audit_head) AS new").fetchone()["new"]
             log = cls(conn, load_audit_key(key_path, create=new, db_path=display_name(url)), url)

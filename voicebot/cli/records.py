@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import click
 
@@ -15,6 +16,7 @@ from asr.diarize import Diarizer
 from asr.vosk_engine import VoskEngine
 from recordings.importer import diarized_split, import_recording
 from recordings.qa import DEFAULT_RATE, check_month, coverage, draw_sample
+from voicebot.audit import AuditLog
 from voicebot.cli.base import (
     cli_errors,
     db_option,
@@ -32,13 +34,37 @@ def audit() -> None:
     """Verify and export the tamper-evident audit log."""
 
 
+def shared_log_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`--pg URL` and `--key PATH`: the audit log several nodes share in PostgreSQL, instead of the local one."""
+    fn = click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
+                      help="The shared log's key file, the same on every node (default: <data folder>/audit.key).")(fn)
+    return click.option("--pg", "pg_url", envvar="VOICEBOT_PG", metavar="URL",
+                        help="postgresql://… of the shared audit log (or set VOICEBOT_PG, which keeps a password "
+                             "off the command line).")(fn)
+
+
+def open_log(config: Config, db_path: Path | None, pg_url: str | None, key_path: Path | None) -> AuditLog:
+    """The local audit log, or with `pg_url` the one several nodes share."""
+    if not pg_url:
+        return open_audit(config, db_path)
+    try:
+        from voicebot.audit_pg import PgAuditLog, SharedStoreError
+    except ImportError:
+        raise click.ClickException("--pg needs the `cluster` extra: pip install -e '.[cluster]'") from None
+    try:
+        return PgAuditLog.open(pg_url, key_path or config.data_dir / "audit.key")
+    except SharedStoreError as e:
+        raise click.ClickException(str(e)) from None
+
+
 @audit.command("verify")
 @db_option
+@shared_log_options
 @click.pass_obj
 @cli_errors
-def audit_verify(config: Config, db_path: Path | None) -> None:
+def audit_verify(config: Config, db_path: Path | None, pg_url: str | None, key_path: Path | None) -> None:
     """Check the hash chain; report the first altered, deleted or reordered record (exit 4)."""
-    with open_audit(config, db_path) as log:
+    with open_log(config, db_path, pg_url, key_path) as log:
         report = log.verify()
     if report.ok:
         click.echo(f"ok: {report.records} records, chain intact")
@@ -51,11 +77,13 @@ def audit_verify(config: Config, db_path: Path | None) -> None:
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
 @click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-")
 @db_option
+@shared_log_options
 @click.pass_obj
 @cli_errors
-def audit_export(config: Config, fmt: str, output: TextIO, db_path: Path | None) -> None:
+def audit_export(config: Config, fmt: str, output: TextIO, db_path: Path | None, pg_url: str | None,
+                 key_path: Path | None) -> None:
     """Write every audit record as JSONL or CSV."""
-    with open_audit(config, db_path) as log:
+    with open_log(config, db_path, pg_url, key_path) as log:
         count = log.export(output, fmt)  # type: ignore[arg-type]
     click.echo(f"{count} records exported", err=True)
 
