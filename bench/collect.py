@@ -21,10 +21,11 @@ if not __package__:  # run as a file: the project root must come first on the pa
 from bench.figures import emit
 from compliance_rules.pack import load_pack
 from voicebot.audit import AuditLog
+from voicebot.campaigns.accounts import Account
 from voicebot.campaigns.collect import Planner
 from voicebot.campaigns.importer import parse_text
 from voicebot.campaigns.lifecycle import DebtBook
-from voicebot.campaigns.store import Account, CampaignStore
+from voicebot.campaigns.store import CampaignStore
 from voicebot.campaigns.strategy import load_strategy
 from voicebot.campaigns.tasks import TaskBook
 

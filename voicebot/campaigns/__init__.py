@@ -1,5 +1,6 @@
 """Outbound reminder campaigns: import accounts from CSV, dial them within the rules, retry, store outcomes."""
 
+from voicebot.campaigns.accounts import Account, CampaignError
 from voicebot.campaigns.crypto import PiiCipher, PiiKeyError
 from voicebot.campaigns.dialer import (
     CallResult,
@@ -23,7 +24,7 @@ from voicebot.campaigns.importer import (
 from voicebot.campaigns.live import run_sip_campaign
 from voicebot.campaigns.report import campaign_report, format_report
 from voicebot.campaigns.runner import AttemptReport, CampaignRunner, RetryPolicy
-from voicebot.campaigns.store import Account, CampaignError, CampaignStore
+from voicebot.campaigns.store import CampaignStore
 
 __all__ = [
     "Account",

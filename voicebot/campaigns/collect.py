@@ -8,9 +8,10 @@ from datetime import datetime
 
 from compliance_rules.pack import RulePack
 from compliance_rules.timing import Attempt, pre_dial_check
+from voicebot.campaigns.accounts import Account, Step
 from voicebot.campaigns.importer import stage_for
 from voicebot.campaigns.lifecycle import DebtBook, DebtStatus
-from voicebot.campaigns.store import Account, CampaignStore, Step
+from voicebot.campaigns.store import CampaignStore
 from voicebot.campaigns.strategy import Strategy
 from voicebot.campaigns.tasks import TaskBook
 

@@ -11,7 +11,7 @@ from typing import Literal, Self
 import sqlite_utils
 
 from voicebot.audit import AuditLog
-from voicebot.campaigns.store import Account, stamp
+from voicebot.campaigns.accounts import Account, stamp
 from voicebot.store_base import LockedStore, open_private_db
 
 Scope = Literal["account", "campaign", "pack"]

@@ -15,11 +15,12 @@ from zoneinfo import ZoneInfo
 from compliance_rules.pack import RulePack
 from compliance_rules.timing import Decision, pre_dial_check, resolve_zones
 from voicebot.audit import AuditLog
+from voicebot.campaigns.accounts import Account, Step, stamp
 from voicebot.campaigns.collect import Planner
 from voicebot.campaigns.dialer import CallResult, DebtorCall, Dialer
 from voicebot.campaigns.lifecycle import DebtBook, DebtStatus
 from voicebot.campaigns.pauses import Pauses, is_paused
-from voicebot.campaigns.store import Account, CampaignStore, Step, stamp
+from voicebot.campaigns.store import CampaignStore
 from voicebot.campaigns.strategy import Strategy
 from voicebot.campaigns.tasks import TaskBook
 
@@ -198,32 +199,34 @@ class CampaignRunner:
                              if not is_paused(paused, a, self.pack.name)])
         limit = asyncio.Semaphore(self.concurrency)
 
-        async def turn(account: Account) -> AttemptReport:
+        async def turn(account: Account) -> AttemptReport | None:
             async with limit:
                 report = await self.attempt(account)
-            if self.on_attempt is not None:
+            if report is not None and self.on_attempt is not None:
                 self.on_attempt(report)
             return report
 
-        return list(await asyncio.gather(*(turn(a) for a in due)))
+        return [r for r in await asyncio.gather(*(turn(a) for a in due)) if r is not None]
 
-    async def attempt(self, account: Account) -> AttemptReport:
-        """Gate one account now; record a refusal, or dial it and record the result and the next step."""
+    async def attempt(self, account: Account) -> AttemptReport | None:
+        """Claim and gate one account now; record a refusal, or dial it and record the result and the next step
+        (None: another dialler on the same database is dialling the debt, or already moved the account on)."""
         at = self.now()
         status = await asyncio.to_thread(self.book.status, account.debt)
         if status.stopped:
             return await self._stopped(account, at, status)
-        history = await asyncio.to_thread(self.store.history, account.debt)
         agreement = account.agreement(self.policy.callback_grace.total_seconds())
-        decision = pre_dial_check(self.pack, at, account.zones, [a for a, _ in history], agreement)
-        if not decision.allowed:
-            return await self._refused(account, at, decision)
-        dialled = 1 + len(history) - _last_answer(history)
-        debt = await asyncio.to_thread(partial(self.store.debtor_call, account, attempt=dialled, agreement=agreement,
-                                               at=at))
-        if self.planner is not None:
-            debt = replace(debt, script=self.planner.strategy.stage(debt.days_overdue).script)
-        attempt_id = await asyncio.to_thread(self.store.begin_attempt, account, at)
+        debt = await asyncio.to_thread(partial(self.store.debtor_call, account, attempt=1, agreement=agreement, at=at))
+        claim = await asyncio.to_thread(self.store.claim, account, at, lambda attempts: pre_dial_check(
+            self.pack, at, account.zones, attempts, agreement))
+        if claim.decision is None:
+            return None
+        if claim.attempt_id is None:
+            return await self._refused(account, at, claim.decision)
+        attempt_id, decision = claim.attempt_id, claim.decision
+        dialled = 1 + len(claim.history) - _last_answer(claim.history)
+        debt = replace(debt, attempt=dialled, script=self.planner.strategy.stage(debt.days_overdue).script
+                       if self.planner is not None else debt.script)
         await self._audit("dial_attempt", account, None, attempt_id=attempt_id, at=stamp(at), attempt=dialled,
                           allowed=True, zones=list(decision.zones), evidence=decision.evidence, stage=account.stage)
         result = await self._dial(debt)

@@ -3,34 +3,37 @@
 from __future__ import annotations
 
 import json
-import re
 import threading
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Self
 
 import sqlite_utils
 
-from compliance_rules.timing import Agreement, Attempt
+from compliance_rules.timing import Agreement, Attempt, Decision
+from voicebot.campaigns.accounts import (
+    ACTIVE,
+    Account,
+    CampaignError,
+    Claim,
+    ImportReport,
+    Step,
+    check_campaign_name,
+    stamp,
+    unstamp,
+)
 from voicebot.campaigns.crypto import PiiCipher, PiiKeyError, default_key_path, load_pii_key
 from voicebot.campaigns.dialer import DebtorCall
-from voicebot.campaigns.importer import DebtRow, RowProblem, Stage, stage_for
+from voicebot.campaigns.importer import DebtRow, RowProblem, stage_for
 from voicebot.store_base import LockedStore, open_private_db
 
-
-class CampaignError(ValueError):
-    """A campaign name that is malformed or names no campaign in the database."""
-
-
 BUSY_TIMEOUT_S = 10.0
-State = Literal["pending", "retry", "callback", "done", "exhausted", "blocked"]
-ACTIVE: tuple[State, ...] = ("pending", "retry", "callback")
+STALE_DIAL = timedelta(minutes=20)
+"""A dial still marked `dialling` this long after it began has lost its dialler (no call runs past 15 minutes)."""
 SEALED = ("name", "phone", "id_last4")
-_NAME = re.compile(r"[^\x00-\x1f|/]{1,64}")
 SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
     "pii_meta": ({"id": int, "check_mac": str, "created_at": str}, "id"),
     "campaigns": ({"name": str, "created_at": str, "updated_at": str, "source": str}, "name"),
@@ -47,79 +50,6 @@ SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
 }
 INDEXES = (("accounts", ["state", "next_due"]), ("accounts", ["phone_hmac"]), ("attempts", ["debt", "started_at"]),
            ("attempts", ["campaign"]), ("outcomes", ["campaign"]))
-
-
-def stamp(at: datetime) -> str:
-    """A stored time: UTC ISO-8601 to the second, so text order is time order."""
-    if at.tzinfo is None:
-        raise ValueError("campaign times must be timezone-aware")
-    return at.astimezone(UTC).isoformat(timespec="seconds")
-
-
-def unstamp(text: str | None) -> datetime | None:
-    """A stored time back as an aware datetime."""
-    return datetime.fromisoformat(text) if text else None
-
-
-def check_campaign_name(name: str) -> str:
-    """1-64 printable characters without | or /."""
-    if not _NAME.fullmatch(name or ""):
-        raise CampaignError(f"campaign name must be 1-64 printable characters without | or /, not {name!r}")
-    return name
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Account:
-    """An account of a campaign as stored, without its personal fields (those stay sealed until dialled)."""
-
-    campaign: str
-    account_id: str
-    debt: str
-    """`lender/account_id`: dial cadence and retries are counted per debt, across campaigns."""
-    phone_hmac: str = field(repr=False)
-    zones: tuple[str, ...]
-    amount: Decimal
-    days_overdue: int
-    stage: Stage
-    lender: str
-    due_date: date | None
-    agent_id: str | None
-    language: str
-    state: State
-    next_due: datetime | None
-    callback_at: datetime | None = None
-    callback_evidence: str | None = None
-    imported_at: datetime | None = None
-    """When the account was (last) imported: its days overdue count from then."""
-
-    def days_overdue_at(self, at: datetime) -> int:
-        """Days overdue at `at`: as imported, plus the whole days since."""
-        return self.days_overdue + (max(0, (at - self.imported_at).days) if self.imported_at else 0)
-
-    def agreement(self, grace_s: float) -> Agreement | None:
-        """The debtor's agreed callback as a timing Agreement, from the agreed time until `grace_s` after it."""
-        if self.state != "callback" or self.callback_at is None or not self.callback_evidence:
-            return None
-        return Agreement(self.callback_at, self.callback_at + timedelta(seconds=grace_s), self.callback_evidence)
-
-
-@dataclass(frozen=True, slots=True)
-class ImportReport:
-    """What an import did: accounts added and updated, and rows refused as duplicates."""
-
-    added: int
-    updated: int
-    problems: list[RowProblem]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Step:
-    """What happens to an account after a dial: its new state, when it is next due, an agreed callback."""
-
-    state: State
-    next_due: datetime | None
-    callback_at: datetime | None = None
-    callback_evidence: str | None = None
 
 
 class CampaignStore(LockedStore):
@@ -289,15 +219,29 @@ class CampaignStore(LockedStore):
                                                            bool(r["conversation"])))
         return times
 
-    def begin_attempt(self, account: Account, at: datetime) -> str:
-        """Record a dial before it is placed (so a crash mid-call still counts it); returns the attempt id."""
-        attempt_id = uuid.uuid4().hex
+    def claim(self, account: Account, at: datetime, gate: Callable[[list[Attempt]], Decision]) -> Claim:
+        """Take a due account for one dial in one write transaction, so diallers sharing the database never dial a
+        debt twice at once nor past its cadence: nothing while another dial of the debt runs or once the account is
+        no longer due; otherwise the gate judges the history read in the same transaction, and an allowed dial is
+        recorded before it is placed (a crash mid-call still counts it)."""
         with self._write():
+            self._close_stale(at)
+            row = self._first("SELECT state, next_due FROM accounts WHERE campaign = ? AND account_id = ?",
+                              [account.campaign, account.account_id])
+            due = row is not None and row["state"] in ACTIVE and (unstamp(row["next_due"]) or at) <= at
+            if not due or self._first("SELECT 1 AS busy FROM attempts WHERE debt = ? AND status = 'dialling'",
+                                      [account.debt]):
+                return Claim(None, [], None)
+            history = self.history(account.debt)
+            decision = gate([a for a, _ in history])
+            if not decision.allowed:
+                return Claim(None, history, decision)
+            attempt_id = uuid.uuid4().hex
             self._db.table("attempts").insert({
                 "attempt_id": attempt_id, "campaign": account.campaign, "account_id": account.account_id,
                 "debt": account.debt, "started_at": stamp(at), "status": "dialling", "conversation": 0,
                 "detail": "{}"})
-        return attempt_id
+        return Claim(attempt_id, history, decision)
 
     def record_refusal(self, account: Account, at: datetime, detail: dict[str, Any], step: Step) -> str:
         """Record a dial the gate refused, with its reasons and next allowed time, and reschedule the account."""
@@ -346,11 +290,16 @@ class CampaignStore(LockedStore):
             return cursor.rowcount
 
     def close_interrupted(self, now: datetime) -> int:
-        """Mark dials left `dialling` by a run that died as failed (they still count for cadence); returns how many."""
+        """Mark dials whose dialler died (left `dialling` over STALE_DIAL) as failed; they still count for cadence,
+        and another dialler may take their accounts over. Returns how many."""
         with self._write():
-            cursor = self._db.execute("UPDATE attempts SET status = 'failed', ended_at = ?, detail = ? "
-                                      "WHERE status = 'dialling'", [stamp(now), _json({"error": "interrupted"})])
-            return cursor.rowcount
+            return self._close_stale(now)
+
+    def _close_stale(self, now: datetime) -> int:
+        cursor = self._db.execute("UPDATE attempts SET status = 'failed', ended_at = ?, detail = ? "
+                                  "WHERE status = 'dialling' AND started_at < ?",
+                                  [stamp(now), _json({"error": "interrupted"}), stamp(now - STALE_DIAL)])
+        return cursor.rowcount
 
     def _set_step(self, account: Account, step: Step, at: datetime) -> None:
         self._update_steps([(account, step)], at)

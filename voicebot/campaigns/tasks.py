@@ -14,8 +14,8 @@ from typing import Any, Literal, Self
 import sqlite_utils
 
 from voicebot.audit import AuditLog
+from voicebot.campaigns.accounts import stamp
 from voicebot.campaigns.crypto import PiiCipher, PiiKeyError
-from voicebot.campaigns.store import stamp
 from voicebot.store_base import LockedStore, open_private_db
 
 TaskStatus = Literal["open", "done"]

@@ -1,0 +1,82 @@
+"""Two diallers working one campaign on one database, each on its own connection as two processes are: a debt is
+never dialled twice at once nor past its cadence, and the dial of a dialler that died is kept and taken over."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from test_campaign import Clock, csv_text, load, row
+
+from compliance_rules.pack import load_pack
+from compliance_rules.timing import Attempt, pre_dial_check
+from voicebot.audit import AuditLog
+from voicebot.campaigns import CallResult, CampaignRunner, CampaignStore, DebtorCall, RetryPolicy
+from voicebot.campaigns.accounts import Account
+from voicebot.campaigns.store import STALE_DIAL
+
+MONDAY_9 = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
+PACK = load_pack("cn-collection")
+
+
+class RingingDialer:
+    """Keeps each call ringing a moment, and notes a debt dialled while it is already ringing."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock, self.ringing, self.overlaps = clock, set(), []
+        self.calls: list[tuple[datetime, DebtorCall]] = []
+
+    async def call(self, debt: DebtorCall) -> CallResult:
+        if debt.account_id in self.ringing:
+            self.overlaps.append(debt.account_id)
+        self.ringing.add(debt.account_id)
+        self.calls.append((self.clock(), debt))
+        await asyncio.sleep(0.02)
+        self.ringing.discard(debt.account_id)
+        return CallResult(status="no_answer")
+
+
+def diallers(tmp_path: Path, clock: Clock, dialer: RingingDialer) -> tuple[AuditLog, list[CampaignRunner]]:
+    audit = AuditLog.open(tmp_path / "voicebot.db")
+    stores = [CampaignStore.open(audit.path) for _ in range(2)]
+    policy = RetryPolicy(max_attempts=5, retry_after=timedelta(minutes=30))
+    return audit, [CampaignRunner(store, dialer, PACK, audit, now=clock, sleep=clock.sleep, policy=policy)
+                   for store in stores]
+
+
+async def test_two_diallers_never_dial_a_debt_at_once_nor_past_its_cadence(tmp_path: Path) -> None:
+    clock = Clock(MONDAY_9)
+    dialer = RingingDialer(clock)
+    audit, runners = diallers(tmp_path, clock, dialer)
+    load(runners[0].store, csv_text(*(row(f"A{i}", phone=f"+861391234{i:04d}") for i in range(12))), at=clock())
+    for _ in range(5):
+        await asyncio.gather(*(r.run_once() for r in runners))
+        clock.set(clock() + timedelta(hours=2))
+    assert dialer.overlaps == [], "no debt was dialled while it was ringing"
+    per_account = Counter(debt.account_id for _, debt in dialer.calls)
+    assert per_account == dict.fromkeys((f"A{i}" for i in range(12)), 3), "3 a day, the pack's cadence, in all"
+    for account in per_account:
+        dials = [at for at, debt in dialer.calls if debt.account_id == account]
+        for i, at in enumerate(dials):
+            assert pre_dial_check(PACK, at, ["Asia/Shanghai"], [Attempt(d) for d in dials[:i]]).allowed
+    assert audit.verify().ok
+
+
+async def test_a_dial_whose_dialler_died_is_kept_and_taken_over(tmp_path: Path) -> None:
+    clock = Clock(MONDAY_9)
+    dialer = RingingDialer(clock)
+    _, (dead, alive) = diallers(tmp_path, clock, dialer)
+    load(dead.store, csv_text(row("A1")), at=clock())
+    account: Account = dead.store.due(clock())[0]
+    claim = dead.store.claim(account, clock(), lambda attempts: pre_dial_check(PACK, clock(), ["Asia/Shanghai"]))
+    assert claim.attempt_id is not None  # ... and its dialler is killed mid-call
+
+    clock.set(clock() + timedelta(minutes=5))
+    assert await alive.run_once() == [] and dialer.calls == [], "a dial that may still be ringing is left alone"
+    clock.set(MONDAY_9 + STALE_DIAL + timedelta(minutes=1))
+    [report] = await alive.run_once()
+    assert report.account_id == "A1" and len(dialer.calls) == 1, "the other dialler took the account over"
+    kept = alive.store.query("SELECT status, detail FROM attempts WHERE attempt_id = ?", [claim.attempt_id])
+    assert kept == [{"status": "failed", "detail": '{"error": "interrupted"}'}], "the dead dialler's dial is kept"
