@@ -1,5 +1,6 @@
 """Several nodes' figures: audit appends per second into one chain, from one process and from three at once, on a
-PostgreSQL server (--pg URL, a database this may fill) against the SQLite log (a temporary file).
+PostgreSQL server (--pg URL, a database this may fill) against the SQLite log (a temporary file); and dial claims
+per second by two diallers sharing one SQLite campaign database (claims on PostgreSQL come with its campaign store).
 
 Prints one JSON line per figure. Usage: python bench/cluster.py --pg postgresql://user@host:port/db [--records 2000]
 """
@@ -10,15 +11,20 @@ import argparse
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 if not __package__:  # run as a file: the project root must come first on the path
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from bench.collect import START, campaign_csv
 from bench.figures import emit
+from compliance_rules.timing import Decision
 from voicebot.audit import AuditLog
 from voicebot.audit_pg import PgAuditLog
+from voicebot.campaigns.importer import parse_text
+from voicebot.campaigns.store import CampaignStore
 
 NODE = """
 import sys
@@ -45,6 +51,29 @@ def appends(where: str, key: Path, records: int, nodes: int) -> float:
     return nodes * records / (time.perf_counter() - started)
 
 
+def claims(db: Path, accounts: int) -> tuple[float, int]:
+    """Claims per second when two diallers, each on its own connection, claim every due account at once; and how
+    many accounts both claimed (0 is right)."""
+    with CampaignStore.open(db) as store:
+        store.import_rows("bench", parse_text(campaign_csv(accounts)).rows, source="bench.csv", now=START)
+    won: list[list[str]] = [[], []]
+    allow = Decision(allowed=True, reasons=(), zones=("Asia/Shanghai",))
+
+    def dialler(n: int) -> None:
+        with CampaignStore.open(db) as store:
+            for account in store.due(START):
+                if store.claim(account, START, lambda attempts: allow).attempt_id:
+                    won[n].append(account.debt)
+
+    threads = [threading.Thread(target=dialler, args=(n,)) for n in range(2)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return 2 * accounts / (time.perf_counter() - started), len(set(won[0]) & set(won[1]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pg", required=True, help="a PostgreSQL database URL the bench may write to")
@@ -59,6 +88,8 @@ def main() -> None:
         with PgAuditLog.open(args.pg, key) as log:
             report = log.verify()
         emit("audit_chain_verified_postgresql", float(report.ok), "bool", records=report.records)
+        rate, both = claims(Path(tmp) / "campaign.db", 5000)
+        emit("dial_claims_sqlite_2_diallers", rate, "claims/s", accounts=5000, claimed_by_both=both)
 
 
 if __name__ == "__main__":
