@@ -9,10 +9,14 @@ import asyncio
 import base64
 import contextlib
 import json
+import os
 import re
 import socket
 import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -160,6 +164,45 @@ async def listening(port: int) -> None:
 async def finished(proc: asyncio.subprocess.Process, timeout_s: float = 45) -> int:
     """The exit code of a peer, once it has exited."""
     return await asyncio.wait_for(proc.wait(), timeout_s)
+
+
+# --- `voicebot serve` in its own process ---------------------------------------------------------------
+
+def health(port: int) -> tuple[int, dict]:
+    """`/healthz` of a server on this machine: status and body."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def start_serve(port: int, data: Path, log: Path, *options: str, env: dict[str, str] | None = None
+                ) -> subprocess.Popen[bytes]:
+    """`voicebot serve --rules-only` with its database and recordings in `data` (and `options`, `env` added);
+    returns once /healthz answers."""
+    env = {**os.environ, "VOICEBOT_MEDIA_TOKEN": "m" * 32, "VOICEBOT_DATA_DIR": str(data), **(env or {})}
+    voicebot = str(Path(sys.executable).parent / "voicebot")
+    with log.open("wb") as out:
+        proc = subprocess.Popen([voicebot, "serve", "--port", str(port), "--db", str(data / "v.db"), "--rules-only",
+                                 *options], env=env, stdout=out, stderr=subprocess.STDOUT)
+    for _ in range(300):
+        with contextlib.suppress(OSError, ValueError):
+            health(port)
+            return proc
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError(f"voicebot serve did not start: {log.read_text()[-500:]}")
+
+
+def stop_serve(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 # --- an emulated Twilio Media Streams peer ---------------------------------------------------------

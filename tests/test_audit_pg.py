@@ -3,15 +3,19 @@ processes, the schema migrated by yoyo, UPDATE and DELETE refused, tampering fou
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
+import aiohttp
 import psycopg
 import pytest
+from live_peers import CONNECTED, free_port, health, send_media, start_message, start_serve, stop_serve, ulaw_packets
 
 from voicebot.audit import AuditLog, AuditTamperedError
 from voicebot.audit_pg import PgAuditLog
@@ -112,3 +116,39 @@ def test_cli_verifies_and_exports_the_shared_log(pg_url: str, tmp_path: Path) ->
                               "--key", str(key)], capture_output=True, text=True, env=env, timeout=60)
     assert refused.returncode == 1 and "cannot open the shared audit log at 127.0.0.1:9/" in refused.stderr
     assert "s3cret" not in refused.stderr + refused.stdout and "Traceback" not in refused.stderr
+
+
+async def test_two_serve_nodes_write_their_calls_into_one_shared_log(pg_url: str, tmp_path: Path, shared: Path,
+                                                                   midday_zone: str) -> None:
+    key, ports = tmp_path / "audit.key", [free_port(udp=(), tcp=(0,)) for _ in range(2)]
+    nodes = [start_serve(port, tmp_path / f"node{n}", tmp_path / f"node{n}.log", "--audit-key", str(key),
+                         env={"VOICEBOT_PG": pg_url}) for n, port in enumerate(ports)]
+    try:
+        speech = ulaw_packets(shared / "audio" / "tts-cmn" / "b02.wav")
+        async with aiohttp.ClientSession() as session:
+            for port in ports:
+                ws = await session.ws_connect(f"http://127.0.0.1:{port}/media/twilio/{'m' * 32}")
+                for message in (CONNECTED, start_message(["inbound"], debtor_tz=midday_zone, agent_id=f"n{port}")):
+                    await ws.send_json(message)
+                await send_media(ws, {"inbound": speech})
+                await ws.close()
+        for port in ports:
+            for _ in range(100):
+                if not health(port)[1]["calls"]:
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        for node in nodes:
+            stop_serve(node)
+    with PgAuditLog.open(pg_url, key) as log:
+        report, records = log.verify(), list(log.records())
+    assert report.ok, report
+    starts = {r.data.get("agent_id") or r.actor for r in records if r.kind == "call_start"}
+    assert starts == {f"n{port}" for port in ports}, "each node's call is in the one chain"
+    assert sum(r.kind == "call_end" for r in records) == 2
+    assert not (tmp_path / "node0" / "v.db").exists() or "audit" not in _tables(tmp_path / "node0" / "v.db")
+
+
+def _tables(db: Path) -> set[str]:
+    with sqlite3.connect(db) as conn:
+        return {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

@@ -5,21 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
 import signal
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
 import aiohttp
 import pytest
 from aiohttp import web
-from live_peers import CONNECTED, free_port, send_media, start_message, ulaw_packets
+from live_peers import CONNECTED, free_port, health, send_media, start_message, start_serve, ulaw_packets
 from test_live_call import SHANGHAI_NOON
 
 from recordings.store import RecordingStore
@@ -98,31 +93,6 @@ async def test_a_disk_filling_up_mid_call_makes_the_call_fail_safe(engine, cn_ru
     engines.shutdown()
     recordings.close()
     audit.close()
-
-
-def health(port: int) -> tuple[int, dict]:
-    """`/healthz` of a server on this machine: status and body."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-
-
-def start_serve(port: int, data: Path, log: Path) -> subprocess.Popen[bytes]:
-    """`voicebot serve` with its database and recordings in `data`; returns once /healthz answers."""
-    env = {**os.environ, "VOICEBOT_MEDIA_TOKEN": "m" * 32, "VOICEBOT_DATA_DIR": str(data)}
-    voicebot = str(Path(sys.executable).parent / "voicebot")
-    with log.open("wb") as out:
-        proc = subprocess.Popen([voicebot, "serve", "--port", str(port), "--db", str(data / "v.db"), "--rules-only"],
-                                env=env, stdout=out, stderr=subprocess.STDOUT)
-    for _ in range(300):
-        with contextlib.suppress(OSError, ValueError):
-            health(port)
-            return proc
-        time.sleep(0.2)
-    proc.kill()
-    raise AssertionError(f"voicebot serve did not start: {log.read_text()[-500:]}")
 
 
 async def stream_until_hung_up(ws: aiohttp.ClientWebSocketResponse, packets: list[bytes]) -> None:

@@ -3,52 +3,26 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import re
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from live_peers import Peers, fill, finished, free_port, listening, sip_port
+from live_peers import Peers, fill, finished, free_port, health, listening, sip_port, start_serve, stop_serve
 from test_sip import Server, kamailio, live_test, serve  # noqa: F401 (serve is a fixture)
 
 DISPATCHER = Path(__file__).resolve().parent.parent / "deploy" / "kamailio" / "voicebot-dispatcher.cfg"
 
 
-def health(port: int) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-        return json.loads(r.read())
-
-
 @pytest.fixture
 def one_call_node(tmp_path: Path, midday_zone: str) -> Iterator[tuple[int, int]]:
     """`voicebot serve` in its own process, taking one call at a time on SIP: (web port, SIP port)."""
-    web, sip, data = free_port(), sip_port(), tmp_path / "node-b"
-    env = {**os.environ, "VOICEBOT_MEDIA_TOKEN": "n" * 32, "VOICEBOT_DATA_DIR": str(data)}
-    with (tmp_path / "node-b.log").open("wb") as log:
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "voicebot"), "serve", "--port", str(web),
-                                 "--db", str(data / "v.db"), "--rules-only", "--sip-listen", f"127.0.0.1:{sip}",
-                                 "--tz", midday_zone, "--max-calls", "1", "--idle-timeout", "300"],
-                                env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        for _ in range(300):
-            with contextlib.suppress(OSError, ValueError):
-                health(web)
-                break
-            time.sleep(0.2)
-        yield web, sip
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    web, sip = free_port(), sip_port()
+    proc = start_serve(web, tmp_path / "node-b", tmp_path / "node-b.log", "--sip-listen", f"127.0.0.1:{sip}",
+                       "--tz", midday_zone, "--max-calls", "1", "--idle-timeout", "300")
+    yield web, sip
+    stop_serve(proc)
 
 
 @live_test
@@ -61,10 +35,10 @@ async def test_kamailio_skips_a_node_that_is_down_and_one_that_is_full(serve, on
     hold = fill("uac_play_wait_bye.xml", tmp_path / "hold.xml", AUDIO=phone_audio["b02"], HEADERS="")
     await peers.sipp("hold", hold, f"127.0.0.1:{full_sip}", "-s", "4100")
     for _ in range(100):
-        if health(full_web)["calls"]:
+        if health(full_web)[1]["calls"]:
             break
         time.sleep(0.1)
-    assert health(full_web)["full"], "the other node holds its one call"
+    assert health(full_web)[1]["full"], "the other node holds its one call"
 
     down = sip_port()  # nothing listens there
     nodes = tmp_path / "nodes.list"
@@ -79,4 +53,4 @@ async def test_kamailio_skips_a_node_that_is_down_and_one_that_is_full(serve, on
     log = peers.log("kamailio")
     skipped = {int(code) for code in re.findall(r"did not take call \S+ \(status (\d+)\)", log)}
     assert {408, 486} <= skipped, log
-    assert health(full_web)["calls"] == 1, "the full node kept its own call and took none of these"
+    assert health(full_web)[1]["calls"] == 1, "the full node kept its own call and took none of these"

@@ -26,6 +26,11 @@ class AuditKeyError(RuntimeError):
     """The audit key file is missing for an existing log, empty, or unreadable."""
 
 
+class SharedStoreError(RuntimeError):
+    """The PostgreSQL server of a shared store cannot be reached or refused us; the message names the database,
+    never a password."""
+
+
 class AuditTamperedError(RuntimeError):
     """The head anchor is missing or its mac is wrong, so nothing more may be appended."""
 

@@ -14,13 +14,9 @@ import psycopg
 from psycopg.rows import dict_row
 from yoyo import get_backend, read_migrations
 
-from voicebot.audit import GENESIS_HASH, AuditLog, load_audit_key
+from voicebot.audit import GENESIS_HASH, AuditLog, SharedStoreError, load_audit_key
 
 MIGRATIONS = Path(__file__).with_name("migrations") / "postgresql"
-
-
-class SharedStoreError(RuntimeError):
-    """The PostgreSQL server cannot be reached or refused us; the message names the database, never a password."""
 
 
 def migrate(url: str) -> None:

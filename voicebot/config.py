@@ -117,6 +117,10 @@ class ServeConfig:
     """Reverse proxies (addresses or networks) whose X-Forwarded-For and X-Forwarded-Proto are believed."""
     https: bool = False
     """The console is reached over HTTPS even when no proxy says so: Secure cookies and HSTS on every response."""
+    audit_pg: str | None = field(default=None, repr=False)
+    """postgresql://… of the audit log several nodes share; None: this node's own log in `db`."""
+    audit_key: Path | None = None
+    """The shared audit log's key file, the same on every node (None: <data folder>/audit.key)."""
 
     def __post_init__(self) -> None:
         if self.mode not in ("in-path", "tap"):

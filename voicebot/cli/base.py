@@ -27,7 +27,7 @@ from recordings.qa import QaError
 from recordings.sealed import RecordingTamperedError
 from recordings.store import RecordingNotFound, RecordingStore
 from voicebot.adapters.sip import SipCallError, SipConfigError
-from voicebot.audit import AuditKeyError, AuditLog
+from voicebot.audit import AuditKeyError, AuditLog, SharedStoreError
 from voicebot.bot import BotSetupError
 from voicebot.call import Engines
 from voicebot.campaigns import (
@@ -48,7 +48,7 @@ EXPECTED_ERRORS = (AudioFormatError, ModelMissingError, ModelFetchError, ConfigE
                    AuthError, SipCallError, SipConfigError, CampaignFileError, CampaignError, PiiKeyError,
                    DialPlanError, IntentModelMissingError, LabelledDataError, TokenizerMissingError, QaError,
                    RecordingKeyError, RecordingTamperedError, RecordingNotFound, SemanticModelError,
-                   ExamplesError, BotSetupError, TtsEngineMissingError, SynthesisError)
+                   ExamplesError, BotSetupError, TtsEngineMissingError, SynthesisError, SharedStoreError)
 
 
 def cli_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

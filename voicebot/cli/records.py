@@ -17,6 +17,7 @@ from asr.vosk_engine import VoskEngine
 from recordings.importer import diarized_split, import_recording
 from recordings.qa import DEFAULT_RATE, check_month, coverage, draw_sample
 from voicebot.audit import AuditLog
+from voicebot.audit_pg import PgAuditLog
 from voicebot.cli.base import (
     cli_errors,
     db_option,
@@ -47,14 +48,7 @@ def open_log(config: Config, db_path: Path | None, pg_url: str | None, key_path:
     """The local audit log, or with `pg_url` the one several nodes share."""
     if not pg_url:
         return open_audit(config, db_path)
-    try:
-        from voicebot.audit_pg import PgAuditLog, SharedStoreError
-    except ImportError:
-        raise click.ClickException("--pg needs the `cluster` extra: pip install -e '.[cluster]'") from None
-    try:
-        return PgAuditLog.open(pg_url, key_path or config.data_dir / "audit.key")
-    except SharedStoreError as e:
-        raise click.ClickException(str(e)) from None
+    return PgAuditLog.open(pg_url, key_path or config.data_dir / "audit.key")
 
 
 @audit.command("verify")

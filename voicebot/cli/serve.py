@@ -51,6 +51,11 @@ from voicebot.web.app import create_app
                    "(repeat for several); none: such headers are ignored.")
 @click.option("--https", is_flag=True, help="The console is reached over HTTPS (e.g. TLS ends at a proxy that "
                                            "sends no X-Forwarded-Proto): Secure cookies and HSTS.")
+@click.option("--audit-pg", metavar="URL", envvar="VOICEBOT_PG",
+              help="Append to the audit log several nodes share in PostgreSQL (postgresql://…; or set VOICEBOT_PG, "
+                   "which keeps a password off the command line).")
+@click.option("--audit-key", type=click.Path(dir_okay=False, path_type=Path),
+              help="The shared audit log's key file, the same on every node (default: <data folder>/audit.key).")
 @db_option
 @click.pass_obj
 @cli_errors
@@ -58,7 +63,7 @@ def serve(config: Config, host: str, port: int, pack_name: str, mode: str, audio
           audiosocket_host: str, audiosocket_peers: tuple[str, ...], sip_listen: str | None,
           sip_forward: str | None, zones: tuple[str, ...], pbx_webhook: str | None,
           rules_only: bool, max_calls: int, idle_timeout_s: float, trusted_proxies: tuple[str, ...], https: bool,
-          db_path: Path | None) -> None:
+          audit_pg: str | None, audit_key: Path | None, db_path: Path | None) -> None:
     """Run the supervisor console, the media endpoints and the telephony adapters."""
     load_pack(pack_name)
     settings = ServeConfig(db=db_path or config.data_dir / "voicebot.db", media_token=media_token(config.data_dir),
@@ -66,7 +71,7 @@ def serve(config: Config, host: str, port: int, pack_name: str, mode: str, audio
                            audiosocket_host=audiosocket_host, audiosocket_peers=audiosocket_peers,
                            sip_listen=sip_listen, sip_forward=sip_forward, zones=zones, pbx_webhook=pbx_webhook,
                            semantic_model=not rules_only, max_calls=max_calls, idle_timeout_s=idle_timeout_s,
-                           trusted_proxies=trusted_proxies, https=https)
+                           trusted_proxies=trusted_proxies, https=https, audit_pg=audit_pg, audit_key=audit_key)
     try:
         web.run_app(create_app(config, settings), host=host, port=port, print=lambda line: click.echo(line, err=True))
     except TtsEngineMissingError as e:  # an OSError too, but no port is at fault
