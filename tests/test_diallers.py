@@ -8,6 +8,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from test_campaign import Clock, csv_text, load, row
 
 from compliance_rules.pack import load_pack
@@ -15,6 +16,7 @@ from compliance_rules.timing import Attempt, pre_dial_check
 from voicebot.audit import AuditLog
 from voicebot.campaigns import CallResult, CampaignRunner, CampaignStore, DebtorCall, RetryPolicy
 from voicebot.campaigns.accounts import Account
+from voicebot.campaigns.crypto import PiiKeyError
 from voicebot.campaigns.store import STALE_DIAL
 
 MONDAY_9 = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
@@ -80,3 +82,17 @@ async def test_a_dial_whose_dialler_died_is_kept_and_taken_over(tmp_path: Path) 
     assert report.account_id == "A1" and len(dialer.calls) == 1, "the other dialler took the account over"
     kept = alive.store.query("SELECT status, detail FROM attempts WHERE attempt_id = ?", [claim.attempt_id])
     assert kept == [{"status": "failed", "detail": '{"error": "interrupted"}'}], "the dead dialler's dial is kept"
+
+
+async def test_a_claimed_account_whose_sealed_fields_do_not_open_is_left_unclaimed(tmp_path: Path) -> None:
+    clock = Clock(MONDAY_9)
+    dialer = RingingDialer(clock)
+    _, (runner, _) = diallers(tmp_path, clock, dialer)
+    load(runner.store, csv_text(row("A1"), row("A2", phone="+8613900000002")), at=clock())
+    blob = runner.store.query("SELECT phone_sealed FROM accounts WHERE account_id = 'A2'")[0]["phone_sealed"]
+    runner.store._db.execute("UPDATE accounts SET phone_sealed = ? WHERE account_id = 'A1'", [blob])
+    runner.store._db.conn.commit()
+    with pytest.raises(PiiKeyError, match="phone field does not open"):
+        await runner.attempt(runner.store.account("c1", "A1"))
+    assert dialer.calls == [] and runner.store.query("SELECT * FROM attempts") == [], \
+        "nothing was dialled, and no dial is left claimed"

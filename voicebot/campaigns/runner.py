@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from compliance_rules.pack import RulePack
-from compliance_rules.timing import Decision, pre_dial_check, resolve_zones
+from compliance_rules.timing import Agreement, Decision, pre_dial_check, resolve_zones
 from voicebot.audit import AuditLog
 from voicebot.campaigns.accounts import Account, Step, stamp
 from voicebot.campaigns.collect import Planner
@@ -216,7 +216,6 @@ class CampaignRunner:
         if status.stopped:
             return await self._stopped(account, at, status)
         agreement = account.agreement(self.policy.callback_grace.total_seconds())
-        debt = await asyncio.to_thread(partial(self.store.debtor_call, account, attempt=1, agreement=agreement, at=at))
         claim = await asyncio.to_thread(self.store.claim, account, at, lambda attempts: pre_dial_check(
             self.pack, at, account.zones, attempts, agreement))
         if claim.decision is None:
@@ -225,8 +224,7 @@ class CampaignRunner:
             return await self._refused(account, at, claim.decision)
         attempt_id, decision = claim.attempt_id, claim.decision
         dialled = 1 + len(claim.history) - _last_answer(claim.history)
-        debt = replace(debt, attempt=dialled, script=self.planner.strategy.stage(debt.days_overdue).script
-                       if self.planner is not None else debt.script)
+        debt = await asyncio.to_thread(self._debtor_call, account, attempt_id, dialled, agreement, at)
         await self._audit("dial_attempt", account, None, attempt_id=attempt_id, at=stamp(at), attempt=dialled,
                           allowed=True, zones=list(decision.zones), evidence=decision.evidence, stage=account.stage)
         result = await self._dial(debt)
@@ -256,6 +254,17 @@ class CampaignRunner:
                  f" ({kind})" if kind else "", step.state)
         return AttemptReport(campaign=account.campaign, account_id=account.account_id, status=result.status,
                              kind=kind, state=step.state, next_due=step.next_due)
+
+    def _debtor_call(self, account: Account, attempt_id: str, dialled: int, agreement: Agreement | None,
+                     at: datetime) -> DebtorCall:
+        """The claimed dial's call, personal fields opened only now; if they cannot be, the claim is dropped."""
+        try:
+            debt = self.store.debtor_call(account, attempt=dialled, agreement=agreement, at=at)
+        except Exception:
+            self.store.unclaim(attempt_id)
+            raise
+        return replace(debt, script=self.planner.strategy.stage(debt.days_overdue).script) \
+            if self.planner is not None else debt
 
     async def _refused(self, account: Account, at: datetime, decision: Decision) -> AttemptReport:
         step = refusal_step(account, decision)

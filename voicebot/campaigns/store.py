@@ -243,6 +243,11 @@ class CampaignStore(LockedStore):
                 "detail": "{}"})
         return Claim(attempt_id, history, decision)
 
+    def unclaim(self, attempt_id: str) -> None:
+        """Drop a claimed dial that was never placed (nothing was dialled or audited), freeing its account."""
+        with self._write():
+            self._db.execute("DELETE FROM attempts WHERE attempt_id = ? AND status = 'dialling'", [attempt_id])
+
     def record_refusal(self, account: Account, at: datetime, detail: dict[str, Any], step: Step) -> str:
         """Record a dial the gate refused, with its reasons and next allowed time, and reschedule the account."""
         attempt_id = uuid.uuid4().hex
