@@ -15,6 +15,7 @@ from psycopg.rows import dict_row
 from yoyo import get_backend, read_migrations
 
 from voicebot.audit import GENESIS_HASH, AuditLog, SharedStoreError, load_audit_key
+from voicebot.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations") / "postgresql"
 
@@ -100,3 +101,11 @@ class PgAuditLog(AuditLog):
         with psycopg.connect(self.url) as conn:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             yield PgQuery(conn)
+
+
+def open_audit_log(config: Config, db: Path, shared: str | None, key: Path | None) -> AuditLog:
+    """A node's audit log: the one several nodes share in PostgreSQL at `shared` (keyed by `key`, by default
+    <data folder>/audit.key), or else its own in the SQLite file `db`."""
+    if not shared:
+        return AuditLog.open(db)
+    return PgAuditLog.open(shared, key or config.data_dir / "audit.key")

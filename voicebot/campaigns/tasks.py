@@ -124,7 +124,7 @@ class TaskBook(LockedStore):
         return self.get(task_id)
 
     def done(self, task_id: str, *, by: str, note: str, at: datetime) -> Task:
-        """Close an open task with a note (no personal data; at most 500 characters)."""
+        """Close an open task with a note (sealed; at most 500 characters)."""
         if not note.strip() or len(note) > MAX_NOTE_CHARS:
             raise TaskError(f"closing a task needs a note of 1 to {MAX_NOTE_CHARS} characters")
         if self.cipher is None:

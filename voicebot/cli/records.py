@@ -16,8 +16,7 @@ from asr.diarize import Diarizer
 from asr.vosk_engine import VoskEngine
 from recordings.importer import diarized_split, import_recording
 from recordings.qa import DEFAULT_RATE, check_month, coverage, draw_sample
-from voicebot.audit import AuditLog
-from voicebot.audit_pg import PgAuditLog
+from voicebot.audit_pg import open_audit_log
 from voicebot.cli.base import (
     cli_errors,
     db_option,
@@ -44,13 +43,6 @@ def shared_log_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                              "off the command line).")(fn)
 
 
-def open_log(config: Config, db_path: Path | None, pg_url: str | None, key_path: Path | None) -> AuditLog:
-    """The local audit log, or with `pg_url` the one several nodes share."""
-    if not pg_url:
-        return open_audit(config, db_path)
-    return PgAuditLog.open(pg_url, key_path or config.data_dir / "audit.key")
-
-
 @audit.command("verify")
 @db_option
 @shared_log_options
@@ -58,7 +50,7 @@ def open_log(config: Config, db_path: Path | None, pg_url: str | None, key_path:
 @cli_errors
 def audit_verify(config: Config, db_path: Path | None, pg_url: str | None, key_path: Path | None) -> None:
     """Check the hash chain; report the first altered, deleted or reordered record (exit 4)."""
-    with open_log(config, db_path, pg_url, key_path) as log:
+    with open_audit_log(config, db_path or config.data_dir / "voicebot.db", pg_url, key_path) as log:
         report = log.verify()
     if report.ok:
         click.echo(f"ok: {report.records} records, chain intact")
@@ -77,7 +69,7 @@ def audit_verify(config: Config, db_path: Path | None, pg_url: str | None, key_p
 def audit_export(config: Config, fmt: str, output: TextIO, db_path: Path | None, pg_url: str | None,
                  key_path: Path | None) -> None:
     """Write every audit record as JSONL or CSV."""
-    with open_log(config, db_path, pg_url, key_path) as log:
+    with open_audit_log(config, db_path or config.data_dir / "voicebot.db", pg_url, key_path) as log:
         count = log.export(output, fmt)  # type: ignore[arg-type]
     click.echo(f"{count} records exported", err=True)
 

@@ -19,8 +19,7 @@ from voicebot.adapters.pbx import PbxWebhook
 from voicebot.adapters.sip import SipAdapter
 from voicebot.adapters.twilio import setup as setup_twilio
 from voicebot.admission import Admission
-from voicebot.audit import AuditLog
-from voicebot.audit_pg import PgAuditLog
+from voicebot.audit_pg import open_audit_log
 from voicebot.bot import BotSetupError, load_kit
 from voicebot.call import CallBoard, Engines
 from voicebot.config import Config, ServeConfig
@@ -53,13 +52,6 @@ def create_app(config: Config, serve: ServeConfig, engines: Engines | None = Non
     return app
 
 
-def open_audit_log(config: Config, serve: ServeConfig) -> AuditLog:
-    """This node's audit log: the one several nodes share in PostgreSQL (`audit_pg`), or its own in `db`."""
-    if serve.audit_pg is None:
-        return AuditLog.open(serve.db)
-    return PgAuditLog.open(serve.audit_pg, serve.audit_key or config.data_dir / "audit.key")
-
-
 def _engines_ctx(given: Engines | None):
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         config, serve = app[CONFIG], app[SERVE]
@@ -70,7 +62,7 @@ def _engines_ctx(given: Engines | None):
             return
         loop = asyncio.get_running_loop()
         asr = await loop.run_in_executor(None, VoskEngine.load, config.vosk_model, LIVE_DECODING)
-        audit = await loop.run_in_executor(None, open_audit_log, config, serve)
+        audit = await loop.run_in_executor(None, open_audit_log, config, serve.db, serve.audit_pg, serve.audit_key)
         session, pbx = None, None
         if serve.pbx_webhook:
             session = aiohttp.ClientSession()
