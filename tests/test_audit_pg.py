@@ -116,6 +116,11 @@ def test_cli_verifies_and_exports_the_shared_log(pg_url: str, tmp_path: Path) ->
                               "--key", str(key)], capture_output=True, text=True, env=env, timeout=60)
     assert refused.returncode == 1 and "cannot open the shared audit log at 127.0.0.1:9/" in refused.stderr
     assert "s3cret" not in refused.stderr + refused.stdout and "Traceback" not in refused.stderr
+    for bad in ("postgresql://voicebot:s3cret@h:notaport/db", "mysql://voicebot:s3cret@h/db"):
+        malformed = subprocess.run([voicebot, "audit", "verify", "--pg", bad, "--key", str(key)], capture_output=True,
+                                   text=True, env=env, timeout=60)
+        assert malformed.returncode == 1 and "postgresql://user@host:port/database URL" in malformed.stderr
+        assert "s3cret" not in malformed.stderr and "Traceback" not in malformed.stderr
 
 
 async def test_two_serve_nodes_write_their_calls_into_one_shared_log(pg_url: str, tmp_path: Path, shared: Path,

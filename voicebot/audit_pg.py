@@ -31,9 +31,16 @@ def migrate(url: str) -> None:
 
 
 def display_name(url: str) -> str:
-    """The database as messages name it: host, port and database, never the user or password."""
-    parts = urlsplit(url)
-    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
+    """The database as messages name it: host, port and database, never the user or password; SharedStoreError
+    (without the URL, which may hold a password) when it is not a postgresql:// URL."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        port, parts = None, None
+    if parts is None or parts.scheme not in ("postgresql", "postgres") or len(url) > 1000:
+        raise SharedStoreError("the shared store must be named by a postgresql://user@host:port/database URL")
+    return f"{parts.hostname or 'localhost'}:{port or 5432}{parts.path}"
 
 
 class PgQuery:
@@ -62,15 +69,16 @@ class PgAuditLog(AuditLog):
         need a copy of it."""
         if key_path is None:
             raise ValueError("a shared audit log needs its key file (the same on every node)")
+        name = display_name(url)
         try:
             migrate(url)
             conn = psycopg.connect(url, autocommit=True, row_factory=dict_row)
         except psycopg.OperationalError as e:
             reason = str(e).strip().splitlines()[-1][:200] if str(e).strip() else type(e).__name__
-            raise SharedStoreError(f"cannot open the shared audit log at {display_name(url)}: {reason}") from None
+            raise SharedStoreError(f"cannot open the shared audit log at {name}: {reason}") from None
         try:
             new = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM audit_head) AS new").fetchone()["new"]
-            log = cls(conn, load_audit_key(key_path, create=new, db_path=display_name(url)), url)
+            log = cls(conn, load_audit_key(key_path, create=new, db_path=name), url)
             conn.execute("INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, 0, %s, %s) "
                          "ON CONFLICT (id) DO NOTHING", [GENESIS_HASH, log._head_mac(0, GENESIS_HASH)])
         except BaseException:
