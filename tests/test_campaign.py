@@ -250,8 +250,8 @@ def test_wrong_or_missing_key_is_refused_with_a_clear_error(tmp_path: Path) -> N
     key.write_bytes(good)
     with CampaignStore.open(path) as store:  # a sealed field moved to another row does not open there
         blob = store.query("SELECT phone_sealed FROM accounts WHERE account_id = 'A2'")[0]["phone_sealed"]
-        store._db.execute("UPDATE accounts SET phone_sealed = ? WHERE account_id = 'A1'", [blob])
-        store._db.conn.commit()
+        with store._db.write():
+            store._db.execute("UPDATE accounts SET phone_sealed = ? WHERE account_id = 'A1'", [blob])
         with pytest.raises(PiiKeyError, match="phone field does not open"):
             store.debtor_call(store.account("c1", "A1"), attempt=1, agreement=None)
 

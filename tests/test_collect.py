@@ -79,7 +79,7 @@ async def test_calls_hand_hardship_and_late_broken_promises_to_people(db) -> Non
     runner = CampaignRunner(store, dialer, load_pack("cn-collection"), audit, now=clock, sleep=clock.sleep,
                             book=book, strategy=load_strategy("cn-standard"), idle=timedelta(hours=6))
     await runner.run(until=ASSIGNED + timedelta(days=6))
-    tasks = TaskBook.open(store.path, audit)
+    tasks = TaskBook.open(store.target, audit)
     raised = {(t.account_id, t.kind, t.assignee, t.cause.split(":")[0]) for t in tasks.tasks()}
     assert raised == {("A1", "broken_promise", "col1", "lifecycle"), ("A2", "hardship", None, "call")}
     task_events = [(r.data["event"], r.data["kind"]) for r in audit.records() if r.kind == "task"]

@@ -90,8 +90,8 @@ async def test_a_claimed_account_whose_sealed_fields_do_not_open_is_left_unclaim
     _, (runner, _) = diallers(tmp_path, clock, dialer)
     load(runner.store, csv_text(row("A1"), row("A2", phone="+8613900000002")), at=clock())
     blob = runner.store.query("SELECT phone_sealed FROM accounts WHERE account_id = 'A2'")[0]["phone_sealed"]
-    runner.store._db.execute("UPDATE accounts SET phone_sealed = ? WHERE account_id = 'A1'", [blob])
-    runner.store._db.conn.commit()
+    with runner.store._db.write():
+        runner.store._db.execute("UPDATE accounts SET phone_sealed = ? WHERE account_id = 'A1'", [blob])
     with pytest.raises(PiiKeyError, match="phone field does not open"):
         await runner.attempt(runner.store.account("c1", "A1"))
     assert dialer.calls == [] and runner.store.query("SELECT * FROM attempts") == [], \

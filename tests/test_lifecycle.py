@@ -164,7 +164,7 @@ async def test_paused_accounts_campaigns_and_packs_are_not_dialled_until_resumed
     clock = Clock(MONDAY_10)
     load(store, csv_text(row("A1"), row("A2", phone="+8613912345679")))
     dialer = ScriptedDialer(clock)
-    pauses = Pauses.open(store.path, audit)
+    pauses = Pauses.open(store.target, audit)
     pauses.pause("account", "c1/A1", by="lee", at=clock())
     assert [r.account_id for r in await runner(store, audit, dialer, book=book).run_once()] == ["A2"]
     pauses.pause("pack", "cn-collection", by="lee", at=clock())
@@ -177,5 +177,5 @@ async def test_paused_accounts_campaigns_and_packs_are_not_dialled_until_resumed
                       ("resume", "account", "lee")]
     pauses.close()
     run = subprocess.run([VOICEBOT, "campaign", "pause", "--campaign", "c1", "--pack", "x", "--user", "lee",
-                          "--db", str(store.path)], capture_output=True, text=True, timeout=60)
+                          "--db", str(store.target)], capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "exactly one of" in run.stderr

@@ -26,9 +26,6 @@ class AuditKeyError(RuntimeError):
     """The audit key file is missing for an existing log, empty, or unreadable."""
 
 
-class SharedStoreError(RuntimeError):
-    """The PostgreSQL server of a shared store cannot be reached or refused us; the message names the database,
-    never a password."""
 
 
 class AuditTamperedError(RuntimeError):

@@ -8,39 +8,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
-from urllib.parse import urlsplit
 
 import psycopg
 from psycopg.rows import dict_row
-from yoyo import get_backend, read_migrations
 
-from voicebot.audit import GENESIS_HASH, AuditLog, SharedStoreError, load_audit_key
+from voicebot.audit import GENESIS_HASH, AuditLog, load_audit_key
 from voicebot.config import Config
-
-MIGRATIONS = Path(__file__).with_name("migrations") / "postgresql"
-
-
-def migrate(url: str) -> None:
-    """Bring the database at `url` to the project's schema (yoyo; safe when several nodes start at once)."""
-    backend = get_backend(url.replace("postgresql://", "postgresql+psycopg://", 1))
-    try:
-        with backend.lock():
-            backend.apply_migrations(backend.to_apply(read_migrations(str(MIGRATIONS))))
-    finally:
-        backend.connection.close()
-
-
-def display_name(url: str) -> str:
-    """The database as messages name it: host, port and database, never the user or password; SharedStoreError
-    (without the URL, which may hold a password) when it is not a postgresql:// URL."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        port, parts = None, None
-    if parts is None or parts.scheme not in ("postgresql", "postgres") or len(url) > 1000:
-        raise SharedStoreError("the shared store must be named by a postgresql://user@host:port/database URL")
-    return f"{parts.hostname or 'localhost'}:{port or 5432}{parts.path}"
+from voicebot.sql import SharedStoreError, connect_pg, display_name, failure_reason, migrate, pg_sql
 
 
 class PgQuery:
@@ -51,7 +25,7 @@ class PgQuery:
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
         """The rows of `sql`."""
-        yield from self.conn.cursor(row_factory=dict_row).execute(sql.replace("?", "%s"), list(params))
+        yield from self.conn.cursor(row_factory=dict_row).execute(pg_sql(sql), list(params))
 
 
 class PgAuditLog(AuditLog):
@@ -72,10 +46,9 @@ class PgAuditLog(AuditLog):
         name = display_name(url)
         try:
             migrate(url)
-            conn = psycopg.connect(url, autocommit=True, row_factory=dict_row)
         except psycopg.OperationalError as e:
-            reason = str(e).strip().splitlines()[-1][:200] if str(e).strip() else type(e).__name__
-            raise SharedStoreError(f"cannot open the shared audit log at {name}: {reason}") from None
+            raise SharedStoreError(f"cannot open the shared audit log at {name}: {failure_reason(e)}") from None
+        conn = connect_pg(url)
         try:
             new = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM audit_head) AS new").fetchone()["new"]
             log = cls(conn, load_audit_key(key_path, create=new, db_path=name), url)

@@ -8,19 +8,15 @@ number, paid or closed is dialled by no campaign.
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Literal, Self
-
-import sqlite_utils
 
 from voicebot.audit import AuditLog
 from voicebot.campaigns.accounts import stamp
 from voicebot.campaigns.crypto import PiiCipher, PiiKeyError
-from voicebot.store_base import LockedStore, open_private_db
+from voicebot.sql import Db, SqlStore, Target, open_db
 
 DebtState = Literal["new", "reminding", "promised", "promise_kept", "promise_broken", "disputed", "cease",
                     "wrong_number", "paid", "closed"]
@@ -68,53 +64,42 @@ class DebtStatus:
         return STOPPED.get(self.state)
 
 
-class DebtBook(LockedStore):
-    """The `debts` and `debt_history` tables beside a campaign store's accounts (same SQLite file, WAL)."""
+class DebtBook(SqlStore):
+    """The `debts` and `debt_history` tables beside a campaign store's accounts (same database)."""
 
-    def __init__(self, db: sqlite_utils.Database, audit: AuditLog, cipher: PiiCipher | None) -> None:
+    def __init__(self, db: Db, audit: AuditLog, cipher: PiiCipher | None) -> None:
         self._db, self.audit, self.cipher = db, audit, cipher
-        self._lock = threading.RLock()
-        with self._write():
-            for name, (columns, pk) in TABLES.items():
-                self._db.table(name).create(columns, pk=pk, if_not_exists=True)
-            if "note_sealed" not in self._db.table("debt_history").columns_dict:  # a book from before
-                self._db.table("debt_history").add_column("note_sealed", bytes)
-            self._db.table("debt_history").create_index(["debt", "at"], if_not_exists=True)
+        db.create(TABLES, [("debt_history", ["debt", "at"])])
 
     @classmethod
-    def open(cls, path: Path, audit: AuditLog, cipher: PiiCipher | None = None) -> Self:
-        """Open (creating the tables if needed) the debts kept in the campaign database at `path`; a user's note is
-        written and read with the database's PII `cipher`."""
-        return cls(open_private_db(path, synchronous_full=True), audit, cipher)
+    def open(cls, target: Target, audit: AuditLog, cipher: PiiCipher | None = None) -> Self:
+        """Open (creating the tables if needed) the debts kept in the campaign database at `target`; a user's note
+        is written and read with the database's PII `cipher`."""
+        return cls(open_db(target, synchronous_full=True), audit, cipher)
 
     def status(self, debt: str) -> DebtStatus:
         """Where a debt stands (`new` when nothing happened to it yet)."""
-        with self._lock:
-            row = next(self._db.query("SELECT * FROM debts WHERE debt = ?", [debt]), None)
+        row = self._db.first("SELECT * FROM debts WHERE debt = ?", [debt])
         return _status(row) if row else DebtStatus(debt=debt)
 
     def all_statuses(self) -> dict[str, DebtStatus]:
         """Every debt that has a state, by debt."""
-        with self._lock:
-            return {r["debt"]: _status(r) for r in self._db.query("SELECT * FROM debts")}
+        return {r["debt"]: _status(r) for r in self._db.rows("SELECT * FROM debts")}
 
     def last_changes(self) -> dict[str, datetime]:
         """When each debt's state last changed."""
-        with self._lock:
-            return {r["debt"]: datetime.fromisoformat(r["at"])
-                    for r in self._db.query("SELECT debt, max(at) AS at FROM debt_history GROUP BY debt")}
+        return {r["debt"]: datetime.fromisoformat(r["at"])
+                for r in self._db.rows("SELECT debt, max(at) AS at FROM debt_history GROUP BY debt")}
 
     def changes_to(self, states: tuple[str, ...]) -> list[dict[str, Any]]:
         """Every change into one of `states` (debt, time, state), oldest first."""
-        with self._lock:
-            return list(self._db.query(f"SELECT debt, at, to_state FROM debt_history WHERE to_state IN "
-                                       f"({', '.join('?' * len(states))}) ORDER BY id", list(states)))
+        return self._db.rows(f"SELECT debt, at, to_state FROM debt_history WHERE to_state IN "
+                             f"({', '.join('?' * len(states))}) ORDER BY id", list(states))
 
     def history(self, debt: str) -> list[dict[str, Any]]:
         """Every change of a debt's state, oldest first, with its note (None without the PII key)."""
-        with self._lock:
-            rows = list(self._db.query("SELECT at, from_state, to_state, cause, detail, note_sealed FROM debt_history "
-                                       "WHERE debt = ? ORDER BY id", [debt]))
+        rows = self._db.rows("SELECT at, from_state, to_state, cause, detail, note_sealed FROM debt_history "
+                             "WHERE debt = ? ORDER BY id", [debt])
         return [{**{k: v for k, v in r.items() if k != "note_sealed"}, "detail": json.loads(r["detail"]),
                  "note": self.cipher.open(r["note_sealed"], f"debt_note|{debt}|{r['at']}")
                  if r["note_sealed"] and self.cipher else None} for r in rows]
@@ -132,8 +117,8 @@ class DebtBook(LockedStore):
         with self._write():
             before = self.status(debt)
             kept = {k: v for k, v in stored.items() if k in ("promise_date", "promise_amount", "paid")}
-            self._db.table("debts").upsert({"debt": debt, "state": state, "updated_at": stamp(at), **kept}, pk="debt")
-            self._db.table("debt_history").insert({"debt": debt, "at": stamp(at), "from_state": before.state,
+            self._db.upsert("debts", {"debt": debt, "state": state, "updated_at": stamp(at), **kept}, pk="debt")
+            self._db.insert("debt_history", {"debt": debt, "at": stamp(at), "from_state": before.state,
                                                    "to_state": state, "cause": cause, "detail": json.dumps(stored),
                                                    "note_sealed": sealed})
         self.audit.append("debt_state", {"debt": debt, "from": before.state, "to": state, "cause": cause, **stored},
@@ -181,17 +166,15 @@ class DebtBook(LockedStore):
     def break_overdue_promises(self, now: datetime) -> list[str]:
         """Mark broken every promise whose date (and a day's grace) has passed unpaid; the debts it marked."""
         cutoff = (now - PROMISE_GRACE).date().isoformat()
-        with self._lock:
-            due = [r["debt"] for r in self._db.query(
-                "SELECT debt FROM debts WHERE state = 'promised' AND promise_date < ?", [cutoff])]
+        due = [r["debt"] for r in self._db.rows(
+            "SELECT debt FROM debts WHERE state = 'promised' AND promise_date < ?", [cutoff])]
         for debt in due:
             self.change(debt, "promise_broken", cause="lifecycle:promise_date_passed", at=now)
         return due
 
     def counts(self) -> dict[str, int]:
         """How many debts are in each state (those never dialled are not counted)."""
-        with self._lock:
-            return {r["state"]: r["n"] for r in self._db.query("SELECT state, count(*) AS n FROM debts GROUP BY state")}
+        return {r["state"]: r["n"] for r in self._db.rows("SELECT state, count(*) AS n FROM debts GROUP BY state")}
 
 
 def _status(row: dict[str, Any]) -> DebtStatus:

@@ -3,60 +3,51 @@ each pause and resume audited with who made it."""
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime
-from pathlib import Path
 from typing import Literal, Self
-
-import sqlite_utils
 
 from voicebot.audit import AuditLog
 from voicebot.campaigns.accounts import Account, stamp
-from voicebot.store_base import LockedStore, open_private_db
+from voicebot.sql import Db, SqlStore, Target, open_db
 
 Scope = Literal["account", "campaign", "pack"]
 SCOPES: tuple[Scope, ...] = ("account", "campaign", "pack")
 
 
-class Pauses(LockedStore):
-    """The `pauses` table beside the campaign accounts (same SQLite file, WAL)."""
+class Pauses(SqlStore):
+    """The `pauses` table beside the campaign accounts (same database)."""
 
-    def __init__(self, db: sqlite_utils.Database, audit: AuditLog) -> None:
+    def __init__(self, db: Db, audit: AuditLog) -> None:
         self._db, self.audit = db, audit
-        self._lock = threading.RLock()
-        with self._lock, self._db.conn:
-            self._db.table("pauses").create({"scope": str, "name": str, "by": str, "at": str}, pk=("scope", "name"),
-                                            if_not_exists=True)
+        db.create({"pauses": ({"scope": str, "name": str, "by": str, "at": str}, ("scope", "name"))})
 
     @classmethod
-    def open(cls, path: Path, audit: AuditLog) -> Self:
-        """Open (creating the table if needed) the pauses kept in the database at `path`."""
-        return cls(open_private_db(path), audit)
+    def open(cls, target: Target, audit: AuditLog) -> Self:
+        """Open (creating the table if needed) the pauses kept in the database at `target`."""
+        return cls(open_db(target), audit)
 
     def pause(self, scope: Scope, name: str, *, by: str, at: datetime) -> None:
         """Stop dialling an account (`campaign/account_id`), a campaign or a pack until resumed."""
-        with self._lock, self._db.conn:
-            self._db.table("pauses").upsert({"scope": _scope(scope), "name": name, "by": by, "at": stamp(at)},
-                                            pk=("scope", "name"))
+        with self._write():
+            self._db.upsert("pauses", {"scope": _scope(scope), "name": name, "by": by, "at": stamp(at)},
+                            pk=("scope", "name"))
         self.audit.append("pause", {"scope": scope, "name": name}, actor=by)
 
     def resume(self, scope: Scope, name: str, *, by: str) -> bool:
         """Dial it again; False when it was not paused."""
-        with self._lock, self._db.conn:
-            gone = self._db.execute("DELETE FROM pauses WHERE scope = ? AND name = ?", [_scope(scope), name]).rowcount
+        with self._write():
+            gone = self._db.execute("DELETE FROM pauses WHERE scope = ? AND name = ?", [_scope(scope), name])
         if gone:
             self.audit.append("resume", {"scope": scope, "name": name}, actor=by)
         return bool(gone)
 
     def listed(self) -> list[dict[str, str]]:
         """Every pause with who made it and when, newest first."""
-        with self._lock:
-            return list(self._db.query("SELECT scope, name, by, at FROM pauses ORDER BY at DESC, scope, name"))
+        return self._db.rows('SELECT scope, name, "by", at FROM pauses ORDER BY at DESC, scope, name')
 
     def paused(self) -> set[tuple[str, str]]:
         """Every pause as (scope, name)."""
-        with self._lock:
-            return {(r["scope"], r["name"]) for r in self._db.query("SELECT scope, name FROM pauses")}
+        return {(r["scope"], r["name"]) for r in self._db.rows("SELECT scope, name FROM pauses")}
 
 
 def is_paused(paused: set[tuple[str, str]], account: Account, pack: str) -> bool:

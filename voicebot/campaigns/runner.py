@@ -149,9 +149,9 @@ class CampaignRunner:
             raise ValueError("concurrency must be at least 1")
         self.store, self.dialer, self.pack, self.audit = store, dialer, pack, audit
         self._own_book = book is None
-        self.book = book or DebtBook.open(store.path, audit)
-        self.pauses = Pauses.open(store.path, audit)
-        self.planner = Planner(store, self.book, strategy, TaskBook.open(store.path, audit), pack) \
+        self.book = book or DebtBook.open(store.target, audit)
+        self.pauses = Pauses.open(store.target, audit)
+        self.planner = Planner(store, self.book, strategy, TaskBook.open(store.target, audit), pack) \
             if strategy is not None else None
         """With a strategy, accounts are worked until their debts stop (a collection run), not retried by count."""
         self.idle = idle

@@ -1,17 +1,15 @@
-"""Campaigns in the project's SQLite file: accounts (personal fields sealed), dial attempts and call outcomes."""
+"""Campaigns in the project's database (SQLite, or PostgreSQL shared by several nodes): accounts (personal fields
+sealed), dial attempts and call outcomes."""
 
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Self
-
-import sqlite_utils
 
 from compliance_rules.timing import Agreement, Attempt, Decision
 from voicebot.campaigns.accounts import (
@@ -28,7 +26,7 @@ from voicebot.campaigns.accounts import (
 from voicebot.campaigns.crypto import PiiCipher, PiiKeyError, default_key_path, load_pii_key
 from voicebot.campaigns.dialer import DebtorCall
 from voicebot.campaigns.importer import DebtRow, RowProblem, stage_for
-from voicebot.store_base import LockedStore, open_private_db
+from voicebot.sql import Db, SqlStore, Target, is_url, open_db
 
 BUSY_TIMEOUT_S = 10.0
 STALE_DIAL = timedelta(minutes=20)
@@ -52,54 +50,47 @@ INDEXES = (("accounts", ["state", "next_due"]), ("accounts", ["phone_hmac"]), ("
            ("attempts", ["campaign"]), ("outcomes", ["campaign"]))
 
 
-class CampaignStore(LockedStore):
-    """Campaign accounts, attempts and outcomes in one SQLite file (WAL), personal fields sealed with `<db>.pii.key`."""
+class CampaignStore(SqlStore):
+    """Campaign accounts, attempts and outcomes, personal fields sealed with the PII key (`<db>.pii.key` beside a
+    SQLite file; a shared store's key is named, and every node holds a copy)."""
 
-    def __init__(self, db: sqlite_utils.Database, path: Path, cipher: PiiCipher | None) -> None:
-        self._db, self.path, self._cipher = db, path, cipher
-        self._lock = threading.RLock()
+    def __init__(self, db: Db, target: Target, cipher: PiiCipher | None) -> None:
+        self._db, self.target, self._cipher = db, target, cipher
 
     @classmethod
-    def open(cls, path: Path, *, key_path: Path | None = None, pii: bool = True) -> Self:
+    def open(cls, target: Target, *, key_path: Path | None = None, pii: bool = True) -> Self:
         """Open or create the store; `pii=False` opens without the key (reports need no personal data)."""
-        db = open_private_db(path, timeout_s=BUSY_TIMEOUT_S, synchronous_full=True)
+        if pii and key_path is None and is_url(target):
+            raise PiiKeyError("a shared campaign store needs its PII key file named (the same on every node)")
+        db = open_db(target, timeout_s=BUSY_TIMEOUT_S, synchronous_full=True)
         try:
-            store = cls(db, path, None)
-            store._create_schema()
+            store = cls(db, target, None)
+            db.create(SCHEMA, INDEXES)
             if pii:
-                store._cipher = store._unlock(key_path or default_key_path(path))
+                store._cipher = store._unlock(key_path or default_key_path(Path(target)))
         except BaseException:
             db.close()
             raise
         return store
 
-    def _create_schema(self) -> None:
-        with self._write():
-            for table, (columns, pk) in SCHEMA.items():
-                self._db.table(table).create(columns, pk=pk, if_not_exists=True)
-                for name in columns.keys() - self._db.table(table).columns_dict.keys():  # a store from before it
-                    self._db.table(table).add_column(name, columns[name])
-            for table, columns in INDEXES:
-                self._db.table(table).create_index(columns, if_not_exists=True)
-
     def _unlock(self, key_path: Path) -> PiiCipher:
         meta = self._first("SELECT check_mac FROM pii_meta WHERE id = 1")
-        cipher = PiiCipher(load_pii_key(key_path, create=meta is None, db_path=self.path))
+        cipher = PiiCipher(load_pii_key(key_path, create=meta is None, db_path=self._db.name))
         if meta is None:
             with self._write():
-                self._db.table("pii_meta").insert({"id": 1, "check_mac": cipher.check,
-                                                   "created_at": stamp(datetime.now(UTC))}, ignore=True)
+                self._db.insert("pii_meta", {"id": 1, "check_mac": cipher.check,
+                                             "created_at": stamp(datetime.now(UTC))}, ignore=True)
             meta = self._first("SELECT check_mac FROM pii_meta WHERE id = 1") or {}
         if meta.get("check_mac") != cipher.check:
-            raise PiiKeyError(f"PII key {key_path} is not the key the personal data in {self.path} was sealed with; "
-                              "restore the right key file")
+            raise PiiKeyError(f"PII key {key_path} is not the key the personal data in {self._db.name} was sealed "
+                              "with; restore the right key file")
         return cipher
 
     @property
     def cipher(self) -> PiiCipher:
         """The cipher; PiiKeyError when the store was opened without its key."""
         if self._cipher is None:
-            raise PiiKeyError(f"{self.path} was opened without its PII key; personal fields cannot be used")
+            raise PiiKeyError(f"{self._db.name} was opened without its PII key; personal fields cannot be used")
         return self._cipher
 
     # --- import ------------------------------------------------------------------------------------
@@ -109,10 +100,9 @@ class CampaignStore(LockedStore):
         check_campaign_name(campaign)
         at, added, updated, seen, problems = stamp(now), 0, 0, {}, []
         with self._write():
-            campaigns = self._db.table("campaigns")
-            if not self._first("SELECT 1 FROM campaigns WHERE name = ?", [campaign]):
-                campaigns.insert({"name": campaign, "created_at": at, "updated_at": at, "source": source})
-            campaigns.update(campaign, {"updated_at": at, "source": source})
+            self._db.insert("campaigns", {"name": campaign, "created_at": at, "updated_at": at, "source": source},
+                            ignore=True)
+            self._db.update("campaigns", {"name": campaign}, {"updated_at": at, "source": source})
             for row in rows:
                 account_id = row.account_id or self.derived_id(row)
                 if account_id in seen:
@@ -120,12 +110,11 @@ class CampaignStore(LockedStore):
                     continue
                 seen[account_id] = row.line
                 record = self._account_record(campaign, account_id, row, at)
-                key = (campaign, account_id)
-                if self._first("SELECT 1 FROM accounts WHERE campaign = ? AND account_id = ?", key):
-                    self._db.table("accounts").update(key, record)
+                key = {"campaign": campaign, "account_id": account_id}
+                if self._db.update("accounts", key, record):
                     updated += 1
                 else:
-                    self._db.table("accounts").insert({**record, "state": "pending", "next_due": at})
+                    self._db.insert("accounts", {**record, "state": "pending", "next_due": at})
                     added += 1
         return ImportReport(added=added, updated=updated, problems=problems)
 
@@ -152,7 +141,7 @@ class CampaignStore(LockedStore):
         """The campaign's name if it exists; CampaignError naming the known ones otherwise."""
         if campaign not in self.campaigns():
             known = ", ".join(self.campaigns()) or "none yet"
-            raise CampaignError(f"no campaign {campaign!r} in {self.path} (campaigns: {known}); "
+            raise CampaignError(f"no campaign {campaign!r} in {self._db.name} (campaigns: {known}); "
                                 "import one with `voicebot campaign import FILE.csv`")
         return campaign
 
@@ -226,8 +215,7 @@ class CampaignStore(LockedStore):
         recorded before it is placed (a crash mid-call still counts it)."""
         with self._write():
             self._close_stale(at)
-            row = self._first("SELECT state, next_due FROM accounts WHERE campaign = ? AND account_id = ?",
-                              [account.campaign, account.account_id])
+            row = self._lock_account(account)
             due = row is not None and row["state"] in ACTIVE and (unstamp(row["next_due"]) or at) <= at
             if not due or self._first("SELECT 1 AS busy FROM attempts WHERE debt = ? AND status = 'dialling'",
                                       [account.debt]):
@@ -237,11 +225,24 @@ class CampaignStore(LockedStore):
             if not decision.allowed:
                 return Claim(None, history, decision)
             attempt_id = uuid.uuid4().hex
-            self._db.table("attempts").insert({
+            self._db.insert("attempts", {
                 "attempt_id": attempt_id, "campaign": account.campaign, "account_id": account.account_id,
                 "debt": account.debt, "started_at": stamp(at), "status": "dialling", "conversation": 0,
                 "detail": "{}"})
         return Claim(attempt_id, history, decision)
+
+    def _lock_account(self, account: Account) -> dict[str, Any] | None:
+        """Inside a write transaction: the account's state and due time. SQLite's transaction already holds the
+        database; on PostgreSQL the debt's account rows are locked, and when another dialler holds any of them
+        (SKIP LOCKED) the account counts as taken."""
+        key = [account.campaign, account.account_id]
+        if self._db.kind == "sqlite":
+            return self._first("SELECT state, next_due FROM accounts WHERE campaign = ? AND account_id = ?", key)
+        locked = self._rows("SELECT campaign, account_id, state, next_due FROM accounts WHERE debt = ? "
+                            "FOR UPDATE SKIP LOCKED", [account.debt])
+        total = self._first("SELECT count(*) AS n FROM accounts WHERE debt = ?", [account.debt])
+        mine = [r for r in locked if [r["campaign"], r["account_id"]] == key]
+        return mine[0] if mine and total and len(locked) == total["n"] else None
 
     def unclaim(self, attempt_id: str) -> None:
         """Drop a claimed dial that was never placed (nothing was dialled or audited), freeing its account."""
@@ -252,7 +253,7 @@ class CampaignStore(LockedStore):
         """Record a dial the gate refused, with its reasons and next allowed time, and reschedule the account."""
         attempt_id = uuid.uuid4().hex
         with self._write():
-            self._db.table("attempts").insert({
+            self._db.insert("attempts", {
                 "attempt_id": attempt_id, "campaign": account.campaign, "account_id": account.account_id,
                 "debt": account.debt, "started_at": stamp(at), "ended_at": stamp(at), "status": "refused",
                 "conversation": 0, "detail": _json(detail)})
@@ -264,11 +265,11 @@ class CampaignStore(LockedStore):
         """Store a dial's result, the call's outcome when answered, and the account's next step, all at once."""
         kind = outcome.get("kind") if status == "answered" else None
         with self._write():
-            self._db.table("attempts").update(attempt_id, {
+            self._db.update("attempts", {"attempt_id": attempt_id}, {
                 "ended_at": stamp(ended), "status": status, "outcome": kind, "conversation": int(conversation),
                 "call_id": call_id, "detail": _json(detail)})
             if status == "answered":
-                self._db.table("outcomes").insert({
+                self._db.insert("outcomes", {
                     "attempt_id": attempt_id, "campaign": account.campaign, "account_id": account.account_id,
                     "call_id": call_id, "at": stamp(ended), "kind": str(kind or "answered"),
                     "ptp_date": _text(outcome.get("ptp_date")), "ptp_amount": _text(outcome.get("ptp_amount")),
@@ -290,9 +291,8 @@ class CampaignStore(LockedStore):
     def release(self, debt: str, now: datetime) -> int:
         """Make a debt's blocked accounts due again (its dispute was resolved); how many."""
         with self._write():
-            cursor = self._db.execute("UPDATE accounts SET state = 'pending', next_due = ?, updated_at = ? "
-                                      "WHERE debt = ? AND state = 'blocked'", [stamp(now), stamp(now), debt])
-            return cursor.rowcount
+            return self._db.execute("UPDATE accounts SET state = 'pending', next_due = ?, updated_at = ? "
+                                    "WHERE debt = ? AND state = 'blocked'", [stamp(now), stamp(now), debt])
 
     def close_interrupted(self, now: datetime) -> int:
         """Mark dials whose dialler died (left `dialling` over STALE_DIAL) as failed; they still count for cadence,
@@ -301,17 +301,16 @@ class CampaignStore(LockedStore):
             return self._close_stale(now)
 
     def _close_stale(self, now: datetime) -> int:
-        cursor = self._db.execute("UPDATE attempts SET status = 'failed', ended_at = ?, detail = ? "
-                                  "WHERE status = 'dialling' AND started_at < ?",
-                                  [stamp(now), _json({"error": "interrupted"}), stamp(now - STALE_DIAL)])
-        return cursor.rowcount
+        return self._db.execute("UPDATE attempts SET status = 'failed', ended_at = ?, detail = ? "
+                                "WHERE status = 'dialling' AND started_at < ?",
+                                [stamp(now), _json({"error": "interrupted"}), stamp(now - STALE_DIAL)])
 
     def _set_step(self, account: Account, step: Step, at: datetime) -> None:
         self._update_steps([(account, step)], at)
 
     def _update_steps(self, steps: Sequence[tuple[Account, Step]], at: datetime) -> None:
         """Inside a write transaction: set each account's state and next due time."""
-        self._db.conn.executemany(
+        self._db.executemany(
             "UPDATE accounts SET state = ?, next_due = ?, callback_at = ?, callback_evidence = ?, updated_at = ? "
             "WHERE campaign = ? AND account_id = ?",
             [(*_step_values(step, at), account.campaign, account.account_id) for account, step in steps])
@@ -321,12 +320,10 @@ class CampaignStore(LockedStore):
         return self._rows(sql, args)
 
     def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        with self._lock:
-            return list(self._db.query(sql, list(args)))
+        return self._db.rows(sql, args)
 
     def _first(self, sql: str, args: Sequence[Any] = ()) -> dict[str, Any] | None:
-        rows = self._rows(sql, args)
-        return rows[0] if rows else None
+        return self._db.first(sql, args)
 
 
 def _step_values(step: Step, at: datetime) -> tuple[str, str | None, str | None, str | None, str]:
@@ -334,9 +331,9 @@ def _step_values(step: Step, at: datetime) -> tuple[str, str | None, str | None,
             stamp(step.callback_at) if step.callback_at else None, step.callback_evidence, stamp(at))
 
 
-def pii_cipher(path: Path) -> PiiCipher:
-    """The PII cipher of the campaign database at `path`, its key checked as the store checks it (made if new)."""
-    with CampaignStore.open(path) as store:
+def pii_cipher(target: Target, key_path: Path | None = None) -> PiiCipher:
+    """The PII cipher of the campaign database at `target`, its key checked as the store checks it (made if new)."""
+    with CampaignStore.open(target, key_path=key_path) as store:
         return store.cipher
 
 

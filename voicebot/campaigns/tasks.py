@@ -4,19 +4,15 @@ with a note; every change audited with who made it."""
 
 from __future__ import annotations
 
-import threading
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, Literal, Self
-
-import sqlite_utils
 
 from voicebot.audit import AuditLog
 from voicebot.campaigns.accounts import stamp
 from voicebot.campaigns.crypto import PiiCipher, PiiKeyError
-from voicebot.store_base import LockedStore, open_private_db
+from voicebot.sql import Db, SqlStore, Target, open_db
 
 TaskStatus = Literal["open", "done"]
 DUE_AFTER: dict[str, timedelta] = {"complaint": timedelta(days=1), "transfer": timedelta(hours=2),
@@ -58,46 +54,39 @@ class Task:
         return asdict(self)
 
 
-class TaskBook(LockedStore):
-    """The `tasks` table beside the campaign accounts (same SQLite file, WAL)."""
+class TaskBook(SqlStore):
+    """The `tasks` table beside the campaign accounts (same database)."""
 
-    def __init__(self, db: sqlite_utils.Database, audit: AuditLog, cipher: PiiCipher | None) -> None:
+    def __init__(self, db: Db, audit: AuditLog, cipher: PiiCipher | None) -> None:
         self._db, self.audit, self.cipher = db, audit, cipher
-        self._lock = threading.RLock()
-        with self._lock, self._db.conn:
-            table = self._db.table("tasks")
-            table.create(COLUMNS, pk="task_id", if_not_exists=True)
-            if "note_sealed" not in table.columns_dict:  # a book from before notes were sealed
-                table.add_column("note_sealed", bytes)
-            table.create_index(["status", "due_at"], if_not_exists=True)
+        db.create({"tasks": (COLUMNS, "task_id")}, [("tasks", ["status", "due_at"])])
 
     @classmethod
-    def open(cls, path: Path, audit: AuditLog, cipher: PiiCipher | None = None) -> Self:
-        """Open (creating the table if needed) the tasks kept in the database at `path`; closing a task or reading
-        its note needs the database's PII `cipher`."""
-        return cls(open_private_db(path), audit, cipher)
+    def open(cls, target: Target, audit: AuditLog, cipher: PiiCipher | None = None) -> Self:
+        """Open (creating the table if needed) the tasks kept in the database at `target`; closing a task or
+        reading its note needs the database's PII `cipher`."""
+        return cls(open_db(target), audit, cipher)
 
     def raise_task(self, kind: str, *, debt: str, campaign: str, account_id: str, cause: str, at: datetime,
                    assignee: str | None = None) -> Task:
         """Queue a task, due by its kind's delay; one open task per debt and kind (a second is not raised)."""
-        with self._lock, self._db.conn:
-            open_one = next(self._db.query("SELECT * FROM tasks WHERE debt = ? AND kind = ? AND status = 'open'",
-                                           [debt, kind]), None)
+        with self._write():
+            open_one = self._db.first("SELECT * FROM tasks WHERE debt = ? AND kind = ? AND status = 'open'",
+                                      [debt, kind])
             if open_one is not None:
                 return self._task(open_one)
             row = {"task_id": uuid.uuid4().hex, "debt": debt, "campaign": campaign, "account_id": account_id,
                    "kind": kind, "status": "open", "assignee": assignee,
                    "due_at": stamp(at + DUE_AFTER.get(kind, timedelta(days=1))), "created_at": stamp(at),
                    "cause": cause}
-            self._db.table("tasks").insert(row)
+            self._db.insert("tasks", row)
         self.audit.append("task", {"event": "raised", "task_id": row["task_id"], "kind": kind, "debt": debt,
                                    "assignee": assignee, "cause": cause}, actor="lifecycle")
         return self.get(row["task_id"])
 
     def get(self, task_id: str) -> Task:
         """One task; TaskError if there is none with this id."""
-        with self._lock:
-            row = next(self._db.query("SELECT * FROM tasks WHERE task_id = ?", [task_id]), None)
+        row = self._db.first("SELECT * FROM tasks WHERE task_id = ?", [task_id])
         if row is None:
             raise TaskError("no task with this id")
         return self._task(row)
@@ -111,14 +100,13 @@ class TaskBook(LockedStore):
         if assignee is not None:
             sql += " AND (assignee = ?" + (" OR assignee IS NULL)" if unassigned_too else ")")
             args.append(assignee)
-        with self._lock:
-            return [self._task(r) for r in self._db.query(sql + " ORDER BY due_at, created_at", args)]
+        return [self._task(r) for r in self._db.rows(sql + " ORDER BY due_at, created_at", args)]
 
     def assign(self, task_id: str, assignee: str | None, *, by: str, at: datetime) -> Task:
         """Give an open task to a user (None: back to the queue)."""
         task = self._open(task_id)
-        with self._lock, self._db.conn:
-            self._db.table("tasks").update(task_id, {"assignee": assignee})
+        with self._write():
+            self._db.update("tasks", {"task_id": task_id}, {"assignee": assignee})
         self.audit.append("task", {"event": "assigned", "task_id": task_id, "kind": task.kind, "debt": task.debt,
                                    "assignee": assignee, "at": stamp(at)}, actor=by)
         return self.get(task_id)
@@ -131,9 +119,9 @@ class TaskBook(LockedStore):
             raise PiiKeyError("closing a task seals its note: open the task book with the PII key")
         task = self._open(task_id)
         sealed = self.cipher.seal(note.strip(), f"task_note|{task_id}")
-        with self._lock, self._db.conn:
-            self._db.table("tasks").update(task_id, {"status": "done", "note_sealed": sealed, "done_at": stamp(at),
-                                                     "done_by": by})
+        with self._write():
+            self._db.update("tasks", {"task_id": task_id}, {"status": "done", "note_sealed": sealed,
+                                                            "done_at": stamp(at), "done_by": by})
         self.audit.append("task", {"event": "done", "task_id": task_id, "kind": task.kind, "debt": task.debt},
                           actor=by)
         return self.get(task_id)

@@ -27,7 +27,7 @@ from recordings.qa import QaError
 from recordings.sealed import RecordingTamperedError
 from recordings.store import RecordingNotFound, RecordingStore
 from voicebot.adapters.sip import SipCallError, SipConfigError
-from voicebot.audit import AuditKeyError, AuditLog, SharedStoreError
+from voicebot.audit import AuditKeyError, AuditLog
 from voicebot.bot import BotSetupError
 from voicebot.call import Engines
 from voicebot.campaigns import (
@@ -41,6 +41,7 @@ from voicebot.models import ModelFetchError
 from voicebot.nlu.classify import IntentModelMissingError
 from voicebot.nlu.data import LabelledDataError
 from voicebot.nlu.train import TokenizerMissingError
+from voicebot.sql import SharedStoreError
 from voicebot.tts import SynthesisError, TtsEngineMissingError
 from voicebot.web.auth import AuthError
 
