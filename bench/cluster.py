@@ -1,6 +1,6 @@
 """Several nodes' figures: audit appends per second into one chain, from one process and from three at once, on a
 PostgreSQL server (--pg URL, a database this may fill) against the SQLite log (a temporary file); and dial claims
-per second by two diallers sharing one SQLite campaign database (claims on PostgreSQL come with its campaign store).
+per second by two diallers sharing one campaign database, PostgreSQL against SQLite.
 
 Prints one JSON line per figure. Usage: python bench/cluster.py --pg postgresql://user@host:port/db [--records 2000]
 """
@@ -13,6 +13,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 if not __package__:  # run as a file: the project root must come first on the path
@@ -51,17 +52,18 @@ def appends(where: str, key: Path, records: int, nodes: int) -> float:
     return nodes * records / (time.perf_counter() - started)
 
 
-def claims(db: Path, accounts: int) -> tuple[float, int]:
-    """Claims per second when two diallers, each on its own connection, claim every due account at once; and how
-    many accounts both claimed (0 is right)."""
-    with CampaignStore.open(db) as store:
-        store.import_rows("bench", parse_text(campaign_csv(accounts)).rows, source="bench.csv", now=START)
+def claims(target: Path | str, key: Path, accounts: int) -> tuple[float, int]:
+    """Claims per second when two diallers, each on its own connection, claim every due account of a fresh campaign
+    at once; and how many accounts both claimed (0 is right)."""
+    campaign = f"bench-{uuid.uuid4().hex[:8]}"
+    with CampaignStore.open(target, key_path=key) as store:
+        store.import_rows(campaign, parse_text(campaign_csv(accounts)).rows, source="bench.csv", now=START)
     won: list[list[str]] = [[], []]
     allow = Decision(allowed=True, reasons=(), zones=("Asia/Shanghai",))
 
     def dialler(n: int) -> None:
-        with CampaignStore.open(db) as store:
-            for account in store.due(START):
+        with CampaignStore.open(target, key_path=key) as store:
+            for account in store.due(START, campaign):
                 if store.claim(account, START, lambda attempts: allow).attempt_id:
                     won[n].append(account.debt)
 
@@ -88,8 +90,9 @@ def main() -> None:
         with PgAuditLog.open(args.pg, key) as log:
             report = log.verify()
         emit("audit_chain_verified_postgresql", float(report.ok), "bool", records=report.records)
-        rate, both = claims(Path(tmp) / "campaign.db", 5000)
-        emit("dial_claims_sqlite_2_diallers", rate, "claims/s", accounts=5000, claimed_by_both=both)
+        for store, target in (("sqlite", Path(tmp) / "campaign.db"), ("postgresql", args.pg)):
+            rate, both = claims(target, Path(tmp) / "pii.key", 5000)
+            emit(f"dial_claims_{store}_2_diallers", rate, "claims/s", accounts=5000, claimed_by_both=both)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ from pg_server import PostgresServer, pg_bin
 from playwright.async_api import Browser, async_playwright
 
 from asr.vosk_engine import LIVE_DECODING, VoskEngine
+from voicebot.audit import AuditLog
+from voicebot.audit_pg import PgAuditLog
 from voicebot.config import Config, ServeConfig, load_config
 from voicebot.web.app import create_app
 from voicebot.web.keys import AUTH
@@ -136,6 +138,18 @@ def pg_url(postgres: PostgresServer) -> str:
     return postgres.database()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def audit_log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AuditLog]:
+    """An audit log in the embedded SQLite file or in a shared PostgreSQL database; a test's stores open at its
+    `path` beside it, so the test runs against both stores."""
+    if request.param == "sqlite":
+        log = AuditLog.open(tmp_path / "voicebot.db")
+    else:
+        log = PgAuditLog.open(request.getfixturevalue("pg_url"), tmp_path / "audit.key")
+    yield log
+    log.close()
+
+
 @pytest.fixture
 async def peers(tmp_path: Path) -> AsyncIterator[Peers]:
     """Start real SIP peers; they are stopped after the test."""
@@ -161,3 +175,4 @@ async def console_server(engines, config) -> AsyncIterator[tuple[str, web.Applic
         app[AUTH].store.add_user("sup", "supervisor", PASSWORD)
         app[AUTH].store.add_user("quinn", "qa", PASSWORD)
         yield base, app
+

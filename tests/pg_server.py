@@ -55,3 +55,18 @@ class PostgresServer:
         done = subprocess.run([*self._as, *args], capture_output=True, text=True, timeout=60, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"{Path(args[0]).name} failed: {done.stdout[-500:]} {done.stderr[-500:]}")
+
+
+def database_bytes(url: str) -> bytes:
+    """Every row of every table in the database at `url`, as bytes (to check what is stored in the clear)."""
+    with psycopg.connect(url) as conn:
+        tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        rows = [repr(conn.execute(f'SELECT * FROM "{t}"').fetchall()) for t in tables]
+    return "\n".join(rows).encode()
+
+
+def stored_bytes(target: Path | str) -> bytes:
+    """What a database holds: a SQLite file with its side files (WAL included), or every PostgreSQL row."""
+    if isinstance(target, str):
+        return database_bytes(target)
+    return b"".join(p.read_bytes() for p in target.parent.glob(target.name + "*"))

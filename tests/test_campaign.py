@@ -95,13 +95,11 @@ class ScriptedDialer:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[tuple[CampaignStore, AuditLog]]:
-    """A fresh store and audit log sharing one SQLite file, as the CLI opens them."""
-    audit = AuditLog.open(tmp_path / "voicebot.db")
-    store = CampaignStore.open(audit.path)
-    yield store, audit
+def db(audit_log: AuditLog, tmp_path: Path) -> Iterator[tuple[CampaignStore, AuditLog]]:
+    """A fresh store beside the audit log, in one SQLite file as the CLI opens them or in PostgreSQL."""
+    store = CampaignStore.open(audit_log.path, key_path=tmp_path / "voicebot.db.pii.key")
+    yield store, audit_log
     store.close()
-    audit.close()
 
 
 def load(store: CampaignStore, text: str, campaign: str = "c1", at: datetime | None = None) -> None:

@@ -4,6 +4,7 @@ never dialled twice at once nor past its cadence, and the dial of a dialler that
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,18 +41,18 @@ class RingingDialer:
         return CallResult(status="no_answer")
 
 
-def diallers(tmp_path: Path, clock: Clock, dialer: RingingDialer) -> tuple[AuditLog, list[CampaignRunner]]:
-    audit = AuditLog.open(tmp_path / "voicebot.db")
-    stores = [CampaignStore.open(audit.path) for _ in range(2)]
+def diallers(audit: AuditLog, tmp_path: Path, clock: Clock, dialer: RingingDialer) -> list[CampaignRunner]:
+    """Two runners, each on its own connection to the database beside `audit` (SQLite or PostgreSQL)."""
+    stores = [CampaignStore.open(audit.path, key_path=tmp_path / "pii.key") for _ in range(2)]
     policy = RetryPolicy(max_attempts=5, retry_after=timedelta(minutes=30))
-    return audit, [CampaignRunner(store, dialer, PACK, audit, now=clock, sleep=clock.sleep, policy=policy)
+    return [CampaignRunner(store, dialer, PACK, audit, now=clock, sleep=clock.sleep, policy=policy)
                    for store in stores]
 
 
-async def test_two_diallers_never_dial_a_debt_at_once_nor_past_its_cadence(tmp_path: Path) -> None:
+async def test_two_diallers_never_dial_a_debt_at_once_nor_past_its_cadence(audit_log: AuditLog, tmp_path: Path) -> None:
     clock = Clock(MONDAY_9)
     dialer = RingingDialer(clock)
-    audit, runners = diallers(tmp_path, clock, dialer)
+    runners = diallers(audit_log, tmp_path, clock, dialer)
     load(runners[0].store, csv_text(*(row(f"A{i}", phone=f"+861391234{i:04d}") for i in range(12))), at=clock())
     for _ in range(5):
         await asyncio.gather(*(r.run_once() for r in runners))
@@ -63,13 +64,13 @@ async def test_two_diallers_never_dial_a_debt_at_once_nor_past_its_cadence(tmp_p
         dials = [at for at, debt in dialer.calls if debt.account_id == account]
         for i, at in enumerate(dials):
             assert pre_dial_check(PACK, at, ["Asia/Shanghai"], [Attempt(d) for d in dials[:i]]).allowed
-    assert audit.verify().ok
+    assert audit_log.verify().ok
 
 
-async def test_a_dial_whose_dialler_died_is_kept_and_taken_over(tmp_path: Path) -> None:
+async def test_a_dial_whose_dialler_died_is_kept_and_taken_over(audit_log: AuditLog, tmp_path: Path) -> None:
     clock = Clock(MONDAY_9)
     dialer = RingingDialer(clock)
-    _, (dead, alive) = diallers(tmp_path, clock, dialer)
+    dead, alive = diallers(audit_log, tmp_path, clock, dialer)
     load(dead.store, csv_text(row("A1")), at=clock())
     account: Account = dead.store.due(clock())[0]
     claim = dead.store.claim(account, clock(), lambda attempts: pre_dial_check(PACK, clock(), ["Asia/Shanghai"]))
@@ -84,10 +85,11 @@ async def test_a_dial_whose_dialler_died_is_kept_and_taken_over(tmp_path: Path) 
     assert kept == [{"status": "failed", "detail": '{"error": "interrupted"}'}], "the dead dialler's dial is kept"
 
 
-async def test_a_claimed_account_whose_sealed_fields_do_not_open_is_left_unclaimed(tmp_path: Path) -> None:
+async def test_a_claimed_account_whose_sealed_fields_do_not_open_is_left_unclaimed(audit_log: AuditLog,
+                                                                                    tmp_path: Path) -> None:
     clock = Clock(MONDAY_9)
     dialer = RingingDialer(clock)
-    _, (runner, _) = diallers(tmp_path, clock, dialer)
+    runner, _ = diallers(audit_log, tmp_path, clock, dialer)
     load(runner.store, csv_text(row("A1"), row("A2", phone="+8613900000002")), at=clock())
     blob = runner.store.query("SELECT phone_sealed FROM accounts WHERE account_id = 'A2'")[0]["phone_sealed"]
     with runner.store._db.write():
@@ -96,3 +98,25 @@ async def test_a_claimed_account_whose_sealed_fields_do_not_open_is_left_unclaim
         await runner.attempt(runner.store.account("c1", "A1"))
     assert dialer.calls == [] and runner.store.query("SELECT * FROM attempts") == [], \
         "nothing was dialled, and no dial is left claimed"
+
+
+def test_diallers_on_their_own_threads_and_connections_claim_each_account_once(audit_log: AuditLog,
+                                                                                tmp_path: Path) -> None:
+    with CampaignStore.open(audit_log.path, key_path=tmp_path / "pii.key") as store:
+        load(store, csv_text(*(row(f"A{i}", phone=f"+861391234{i:04d}") for i in range(60))), at=MONDAY_9)
+    won: list[list[str]] = [[], [], []]
+
+    def dialler(n: int) -> None:
+        with CampaignStore.open(audit_log.path, key_path=tmp_path / "pii.key") as own:
+            for account in own.due(MONDAY_9):
+                gate = lambda attempts: pre_dial_check(PACK, MONDAY_9, ["Asia/Shanghai"], attempts)  # noqa: E731
+                if own.claim(account, MONDAY_9, gate).attempt_id:
+                    won[n].append(account.account_id)
+
+    threads = [threading.Thread(target=dialler, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    claimed = [a for w in won for a in w]
+    assert sorted(claimed) == sorted(f"A{i}" for i in range(60)), "each account claimed exactly once, by one dialler"

@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from pg_server import stored_bytes
 from test_campaign import VOICEBOT, Clock, ScriptedDialer, csv_text, load, row
 
 from compliance_rules.pack import load_pack
@@ -27,14 +28,12 @@ DEBT = "示例银行/A1"
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[tuple[CampaignStore, AuditLog, DebtBook]]:
-    audit = AuditLog.open(tmp_path / "voicebot.db")
-    store = CampaignStore.open(audit.path)
-    book = DebtBook.open(audit.path, audit, store.cipher)
-    yield store, audit, book
+def db(audit_log: AuditLog, tmp_path: Path) -> Iterator[tuple[CampaignStore, AuditLog, DebtBook]]:
+    store = CampaignStore.open(audit_log.path, key_path=tmp_path / "voicebot.db.pii.key")
+    book = DebtBook.open(audit_log.path, audit_log, store.cipher)
+    yield store, audit_log, book
     book.close()
     store.close()
-    audit.close()
 
 
 def runner(store: CampaignStore, audit: AuditLog, dialer: ScriptedDialer, *, book: DebtBook,
@@ -64,7 +63,7 @@ async def test_a_dispute_pauses_every_campaign_until_a_user_resolves_it(db) -> N
     book.resolve(DEBT, user="lee", note="王女士 sent the statement: amount correct", at=clock())
     assert store.release(DEBT, clock()) == 1
     assert book.history(DEBT)[-1]["note"] == "王女士 sent the statement: amount correct"
-    assert "王女士".encode() not in b"".join(p.read_bytes() for p in audit.path.parent.glob("voicebot.db*")), \
+    assert "王女士".encode() not in stored_bytes(audit.path), \
         "a user's note is sealed at rest (and not in the audit log)"
     with DebtBook.open(audit.path, audit) as keyless:
         assert keyless.history(DEBT)[-1]["note"] is None

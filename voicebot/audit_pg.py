@@ -33,6 +33,7 @@ class PgAuditLog(AuditLog):
 
     def __init__(self, conn: psycopg.Connection, key: bytes, url: str) -> None:
         self._conn, self._key, self.url = conn, key, url
+        self.path = url  # the stores beside the log open it here, as they open a SQLite log's file
         self.name = display_name(url)
         self._lock = threading.Lock()
         self.fault: str | None = None

@@ -33,8 +33,8 @@ class SharedStoreError(RuntimeError):
 
 
 def is_url(target: Target) -> bool:
-    """Whether `target` names a PostgreSQL server rather than a SQLite file."""
-    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
+    """Whether `target` is a URL (which must name a PostgreSQL server) rather than a SQLite file."""
+    return isinstance(target, str) and "://" in target
 
 
 def display_name(url: str) -> str:
@@ -77,9 +77,9 @@ def failure_reason(error: Exception) -> str:
 
 
 def pg_sql(sql: str) -> str:
-    """SQLite's `?` placeholders as psycopg's `%s` (a literal `%` doubled), outside quoted strings."""
-    parts = _QUOTED.split(sql)
-    return "".join(p if i % 2 else p.replace("%", "%%").replace("?", "%s") for i, p in enumerate(parts))
+    """SQLite's `?` placeholders, outside quoted strings, as psycopg's `%s`; every literal `%` doubled."""
+    parts = _QUOTED.split(sql.replace("%", "%%"))
+    return "".join(p if i % 2 else p.replace("?", "%s") for i, p in enumerate(parts))
 
 
 class Db:
