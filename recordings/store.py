@@ -1,4 +1,5 @@
-"""The recording store: sealed recordings in a folder, their metadata in SQLite, retention and key rotation."""
+"""The recording store: sealed recordings in a folder, their metadata in the database (SQLite, or PostgreSQL shared
+by several nodes with the folder), retention and key rotation."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import json
 import os
 import secrets
 import socket
-import sqlite3
 import threading
 import uuid
 from collections.abc import Sequence
@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, Self
 
-import sqlite_utils
 from cryptography.exceptions import InvalidTag
 
 from recordings.call_recording import LEGS, CallRecording
@@ -29,7 +28,7 @@ from recordings.sealed import (
     rewrap,
 )
 from voicebot.audit import AuditLog
-from voicebot.store_base import LockedStore
+from voicebot.sql import Db, SqlStore, Target, is_url, open_db
 
 RETENTION_DAYS = 3 * 366
 """At least three years, as the regulators ask."""
@@ -92,12 +91,14 @@ def stamp(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="seconds")
 
 
-class RecordingStore(LockedStore):
-    """Sealed recordings under `folder`, keys in `<db>.recordings.keys`, metadata in the `recordings` table."""
+class RecordingStore(SqlStore):
+    """Sealed recordings under `folder`, keys in `<db>.recordings.keys` (a shared store's are named, and every node
+    holds a copy), metadata in the `recordings` table."""
 
-    def __init__(self, db: sqlite_utils.Database, folder: Path, ring: KeyRing, retention_days: int) -> None:
+    def __init__(self, db: Db, folder: Path, ring: KeyRing, retention_days: int) -> None:
         self._db = db
         self._lock = threading.RLock()
+        """Held while the key ring changes."""
         self.folder = folder
         self.ring = ring
         self.retention = timedelta(days=retention_days)
@@ -105,30 +106,27 @@ class RecordingStore(LockedStore):
         """The last failure to write a recording's audio, until a write succeeds again (shown by /healthz)."""
 
     @classmethod
-    def open(cls, db_path: Path, folder: Path | None = None, *, key_path: Path | None = None,
+    def open(cls, target: Target, folder: Path | None = None, *, key_path: Path | None = None,
              retention_days: int = RETENTION_DAYS) -> Self:
-        """Open or create the store (files under `folder`, default `recordings/` beside the database); the key
-        file is created with the recordings table. Recordings a crashed process left open become `incomplete`."""
+        """Open or create the store (files under `folder`, default `recordings/` beside a SQLite database); the
+        key file is created with the recordings table. Recordings a crashed process left open become `incomplete`."""
         if retention_days < RETENTION_DAYS:
             raise ValueError(f"recordings must be kept at least three years ({RETENTION_DAYS} days), "
                              f"not {retention_days}")
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(db_path), timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None)
+        if is_url(target) and (folder is None or key_path is None):
+            raise ValueError("a shared recording store needs its folder and key file named (the same on every node)")
+        db = open_db(target, timeout_s=BUSY_TIMEOUT_S, synchronous_full=True)
         try:
-            db = sqlite_utils.Database(conn)
-            db.enable_wal()
-            db.execute("PRAGMA synchronous = FULL")
-            fresh = "recordings" not in db.table_names()
-            ring = KeyRing.load(key_path or db_path.with_name(db_path.name + ".recordings.keys"), create=fresh)
-            db.table("recordings").create(SCHEMA, pk="recording_id", if_not_exists=True)
-            for name in SCHEMA.keys() - db.table("recordings").columns_dict.keys():  # a store from before it
-                db.table("recordings").add_column(name, SCHEMA[name])
-            db.table("recordings").create_index(["month", "agent_id"], if_not_exists=True)
-            db.table("recordings").create_index(["status", "retain_until"], if_not_exists=True)
+            fresh = not db.first("SELECT 1 AS found FROM recordings LIMIT 1") if db.kind == "postgresql" else \
+                "recordings" not in db.db.table_names()
+            path = Path(target)
+            ring = KeyRing.load(key_path or path.with_name(path.name + ".recordings.keys"), create=fresh)
+            db.create({"recordings": (SCHEMA, "recording_id")},
+                      [("recordings", ["month", "agent_id"]), ("recordings", ["status", "retain_until"])])
         except BaseException:
-            conn.close()
+            db.close()
             raise
-        store = cls(db, folder or db_path.parent / "recordings", ring, retention_days)
+        store = cls(db, folder or path.parent / "recordings", ring, retention_days)
         store.recover()
         return store
 
@@ -138,8 +136,8 @@ class RecordingStore(LockedStore):
                  adapter: str | None = None, agent_id: str | None = None, account_id: str | None = None,
                  original_name: str | None = None) -> None:
         """Add a recording's row, status `recording`, before its audio is written."""
-        with self._lock:
-            self._db.table("recordings").insert({
+        with self._write():
+            self._db.insert("recordings", {
                 "recording_id": recording_id, "file": _file_name(recording_id, started_at), "source": source,
                 "adapter": adapter, "agent_id": agent_id, "account_id": account_id, "started_at": stamp(started_at),
                 "month": f"{started_at.astimezone(UTC):%Y-%m}", "sample_rate": 0, "legs": json.dumps(LEGS),
@@ -158,8 +156,8 @@ class RecordingStore(LockedStore):
         ({start_s, end_s, text}, sealed: they hold the debtor's details)."""
         lines = None if agent_lines is None else self.seal_text(
             "agent_lines", recording_id, json.dumps(list(agent_lines), ensure_ascii=False))
-        with self._lock:
-            self._db.table("recordings").update(recording_id, {
+        with self._write():
+            self._db.update("recordings", {"recording_id": recording_id}, {
                 "ended_at": stamp(ended_at), "duration_s": round(duration_s, 2), "sample_rate": sample_rate,
                 "status": "complete" if complete else "incomplete", "outcome": outcome,
                 "flags": json.dumps(list(flags), ensure_ascii=False), "flag_count": len(flags),
@@ -168,9 +166,9 @@ class RecordingStore(LockedStore):
     def recover(self) -> int:
         """Mark recordings left open by a process that is gone (a crash, kill -9) as incomplete, readable up to their
         last flushed piece; those a running process on this host still writes stay open. Returns how many."""
-        with self._lock:
-            rows = self._db.execute("SELECT recording_id, owner FROM recordings WHERE status = 'recording'").fetchall()
-            orphans = [rid for rid, owner in rows if not _running(owner)]
+        with self._write():
+            rows = self._db.rows("SELECT recording_id, owner FROM recordings WHERE status = 'recording'")
+            orphans = [r["recording_id"] for r in rows if not _running(r["owner"])]
             for rid in orphans:
                 self._db.execute("UPDATE recordings SET status = 'incomplete' WHERE recording_id = ? AND "
                                  "status = 'recording'", [rid])
@@ -230,7 +228,8 @@ class RecordingStore(LockedStore):
             for row in self._rows("SELECT recording_id, file FROM recordings WHERE status IN "
                                   "('complete', 'incomplete') AND key_id != ?", [self.ring.current_id]):
                 key_id = rewrap(self.folder / row["file"], self.ring)
-                self._db.table("recordings").update(row["recording_id"], {"key_id": key_id})
+                with self._write():
+                    self._db.update("recordings", {"recording_id": row["recording_id"]}, {"key_id": key_id})
                 done += 1
         audit.append("recording_key_rotated", {"key_id": self.ring.current_id, "rewrapped": done}, actor=actor)
         return self.ring.current_id, done
@@ -241,9 +240,9 @@ class RecordingStore(LockedStore):
         for row in self._rows("SELECT * FROM recordings WHERE status IN ('complete', 'incomplete') "
                               "AND retain_until <= ? ORDER BY retain_until", [stamp(now)]):
             (self.folder / row["file"]).unlink(missing_ok=True)
-            with self._lock:
-                self._db.table("recordings").update(row["recording_id"], {"status": "purged",
-                                                                          "purged_at": stamp(now)})
+            with self._write():
+                self._db.update("recordings", {"recording_id": row["recording_id"]},
+                                {"status": "purged", "purged_at": stamp(now)})
             audit.append("recording_purged", {"recording_id": row["recording_id"], "agent_id": row["agent_id"],
                                               "started_at": row["started_at"], "retain_until": row["retain_until"]},
                          call_id=row["recording_id"], actor=actor)
@@ -271,36 +270,29 @@ class RecordingStore(LockedStore):
     def create_table(self, name: str, columns: dict[str, type], *, pk: str | tuple[str, ...]) -> None:
         """Create a table of this database if it does not exist yet (screening and QA keep theirs here); one made by
         an earlier release gains the columns added since, empty."""
-        with self._lock:
-            table = self._db.table(name)
-            table.create(columns, pk=pk, if_not_exists=True)
-            for column, kind in columns.items():
-                if column not in table.columns_dict:
-                    table.add_column(column, kind)
+        self._db.create({name: (columns, pk)})
 
     def upsert(self, table: str, row: dict[str, Any], *, pk: str | tuple[str, ...]) -> None:
         """Insert or update one row."""
-        with self._lock:
-            self._db.table(table).upsert(row, pk=pk)
+        with self._write():
+            self._db.upsert(table, row, pk=pk)
 
     def insert(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
         """Insert rows in one transaction."""
-        with self._lock, self._db.conn:
-            self._db.conn.execute("BEGIN IMMEDIATE")
-            self._db.table(table).insert_all(rows)
+        with self._write():
+            self._db.insert(table, rows)
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
         """Run one write statement in its own transaction; the number of rows changed."""
-        with self._lock:
-            return self._db.execute(sql, list(args)).rowcount
+        with self._write():
+            return self._db.execute(sql, args)
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Rows of a read-only query on the store's database (reports)."""
         return self._rows(sql, args)
 
     def _rows(self, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
-        with self._lock:
-            return list(self._db.query(sql, list(args)))
+        return self._db.rows(sql, args)
 
 
 def _file_name(recording_id: str, started_at: datetime) -> str:

@@ -179,13 +179,14 @@ def health(port: int) -> tuple[int, dict]:
 
 def start_serve(port: int, data: Path, log: Path, *options: str, env: dict[str, str] | None = None
                 ) -> subprocess.Popen[bytes]:
-    """`voicebot serve --rules-only` with its database and recordings in `data` (and `options`, `env` added);
-    returns once /healthz answers."""
+    """`voicebot serve --rules-only` with its database (unless `env` names VOICEBOT_DB) and recordings in `data`
+    (and `options`, `env` added); returns once /healthz answers."""
     env = {**os.environ, "VOICEBOT_MEDIA_TOKEN": "m" * 32, "VOICEBOT_DATA_DIR": str(data), **(env or {})}
     voicebot = str(Path(sys.executable).parent / "voicebot")
     with log.open("wb") as out:
-        proc = subprocess.Popen([voicebot, "serve", "--port", str(port), "--db", str(data / "v.db"), "--rules-only",
-                                 *options], env=env, stdout=out, stderr=subprocess.STDOUT)
+        db = [] if "VOICEBOT_DB" in env else ["--db", str(data / "v.db")]
+        proc = subprocess.Popen([voicebot, "serve", "--port", str(port), *db, "--rules-only", *options], env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
     for _ in range(300):
         with contextlib.suppress(OSError, ValueError):
             health(port)

@@ -7,6 +7,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from recordings import qa, screening
+from recordings.store import RecordingStore
 from voicebot.audit import AuditLog
 from voicebot.audit_pg import PgAuditLog
 from voicebot.campaigns.lifecycle import DebtBook
@@ -14,16 +16,19 @@ from voicebot.campaigns.pauses import Pauses
 from voicebot.campaigns.store import CampaignStore
 from voicebot.campaigns.tasks import TaskBook
 from voicebot.sql import SharedStoreError, open_db, pg_sql
+from voicebot.web.auth import UserStore
 
-PG_TYPES = {"text": "TEXT", "bigint": "INTEGER", "bytea": "BLOB", "double precision": "FLOAT"}
+PG_TYPES = {"text": "TEXT", "bigint": "INTEGER", "bytea": "BLOB", "double precision": "REAL"}
 """How a PostgreSQL column type reads as the SQLite type sqlite-utils gives the same column."""
 
 
 def open_every_store(log: AuditLog, tmp_path: Path) -> None:
     """Open (so create or migrate) every store that lives beside the audit log."""
     with CampaignStore.open(log.path, key_path=tmp_path / "pii.key"), DebtBook.open(log.path, log), \
-            TaskBook.open(log.path, log), Pauses.open(log.path, log):
-        pass
+            TaskBook.open(log.path, log), Pauses.open(log.path, log), UserStore.open(log.path), \
+            RecordingStore.open(log.path, tmp_path / "recordings", key_path=tmp_path / "rec.keys") as recordings:
+        qa.create_tables(recordings)
+        screening.create_tables(recordings)
 
 
 def sqlite_columns(path: Path) -> dict[str, dict[str, str]]:

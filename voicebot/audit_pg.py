@@ -13,7 +13,6 @@ import psycopg
 from psycopg.rows import dict_row
 
 from voicebot.audit import GENESIS_HASH, AuditLog, load_audit_key
-from voicebot.config import Config
 from voicebot.sql import SharedStoreError, connect_pg, display_name, failure_reason, migrate, pg_sql
 
 
@@ -84,10 +83,3 @@ class PgAuditLog(AuditLog):
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             yield PgQuery(conn)
 
-
-def open_audit_log(config: Config, db: Path, shared: str | None, key: Path | None) -> AuditLog:
-    """A node's audit log: the one several nodes share in PostgreSQL at `shared` (keyed by `key`, by default
-    <data folder>/audit.key), or else its own in the SQLite file `db`."""
-    if not shared:
-        return AuditLog.open(db)
-    return PgAuditLog.open(shared, key or config.data_dir / "audit.key")

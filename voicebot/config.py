@@ -86,8 +86,9 @@ def _read_toml(path: Path, names: set[str]) -> dict[str, object]:
 class ServeConfig:
     """How `voicebot serve` listens and what it supervises with; built by the CLI from options and VOICEBOT_*."""
 
-    db: Path
-    """SQLite file holding the audit log and the console's users and sessions."""
+    db: Path | str = field(repr=False)
+    """The SQLite file holding the audit log, users, sessions and the rest, or the postgresql:// URL of the store
+    several nodes share (it may hold a password)."""
     media_token: str = field(repr=False)
     """Shared secret every media connection must present (Twilio `?token=`, AudioSocket peer allow-list aside)."""
     host: str = "127.0.0.1"
@@ -117,10 +118,13 @@ class ServeConfig:
     """Reverse proxies (addresses or networks) whose X-Forwarded-For and X-Forwarded-Proto are believed."""
     https: bool = False
     """The console is reached over HTTPS even when no proxy says so: Secure cookies and HSTS on every response."""
-    audit_pg: str | None = field(default=None, repr=False)
-    """postgresql://… of the audit log several nodes share; None: this node's own log in `db`."""
     audit_key: Path | None = None
-    """The shared audit log's key file, the same on every node (None: <data folder>/audit.key)."""
+    """A shared store's audit key file, the same on every node (None: <data folder>/audit.key)."""
+    node: str = ""
+    """This node's name among the nodes sharing a store (empty: host:port)."""
+    recordings_dir: Path | None = None
+    """The recordings' folder, shared by every node of a shared store (None: beside the SQLite file, or
+    <data folder>/recordings)."""
 
     def __post_init__(self) -> None:
         if self.mode not in ("in-path", "tap"):

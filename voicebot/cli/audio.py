@@ -25,6 +25,7 @@ from voicebot.cli.base import (
 )
 from voicebot.config import Config
 from voicebot.demo import demo_audio, run_demo
+from voicebot.sql import Target
 
 RAW_SUFFIXES = {".ul": "ulaw", ".ulaw": "ulaw", ".mulaw": "ulaw", ".al": "alaw", ".alaw": "alaw",
                 ".pcm": "pcm16", ".raw": "pcm16", ".s16": "pcm16"}
@@ -65,7 +66,7 @@ def transcribe(config: Config, files: tuple[Path, ...], as_json: bool, no_vad: b
 @db_option
 @click.pass_obj
 @cli_errors
-def demo(config: Config, model: Path | None, speed: float, db_path: Path | None) -> None:
+def demo(config: Config, model: Path | None, speed: float, db_path: Target | None) -> None:
     """The bot reminds a simulated debtor and records a promise to pay; then an agent's threat is cut off live."""
     tts = config.shared_dir / "audio" / "tts-cmn"
     missing = [str(p) for p in demo_audio(tts) if not p.is_file()]
@@ -114,7 +115,7 @@ def _leg_line(path: Path, leg: LegTranscript) -> str:
 @click.pass_obj
 @cli_errors
 def monitor(config: Config, files: tuple[Path, ...], pack_name: str, start_text: str | None, zones: tuple[str, ...],
-            speed: float, model: Path | None, db_path: Path | None) -> None:
+            speed: float, model: Path | None, db_path: Target | None) -> None:
     """Replay a stereo call (or agent and customer files) through the live path; print one JSON line per event."""
     audio = load_call_audio(list(files))
     start = parse_start(start_text, zones)

@@ -41,7 +41,8 @@ from voicebot.models import ModelFetchError
 from voicebot.nlu.classify import IntentModelMissingError
 from voicebot.nlu.data import LabelledDataError
 from voicebot.nlu.train import TokenizerMissingError
-from voicebot.sql import SharedStoreError
+from voicebot.sql import SharedStoreError, Target, is_url
+from voicebot.stores import open_audit_log, open_recordings
 from voicebot.tts import SynthesisError, TtsEngineMissingError
 from voicebot.web.auth import AuthError
 
@@ -77,14 +78,21 @@ def main(ctx: click.Context, verbose: bool) -> None:
 
 
 def db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The `--db PATH` option every state-writing command takes (default: the data folder's voicebot.db)."""
-    return click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
-                        help="SQLite database (default: <data folder>/voicebot.db).")(fn)
+    """The `--db PATH|URL` option every state-writing command takes (default: the data folder's voicebot.db)."""
+    return click.option("--db", "db_path", envvar="VOICEBOT_DB", callback=_db_target, metavar="PATH|URL",
+                        help="SQLite file (default: <data folder>/voicebot.db), or postgresql://… of the store several "
+                             "nodes share (or set VOICEBOT_DB, which keeps a password off the command line).")(fn)
 
 
-def open_audit(config: Config, db_path: Path | None) -> AuditLog:
-    """The audit log in `db_path`, or in the data folder's voicebot.db."""
-    return AuditLog.open(db_path or config.data_dir / "voicebot.db")
+def _db_target(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | str | None:
+    if value is None or is_url(value):
+        return value
+    return Path(value)
+
+
+def open_audit(config: Config, db_path: Path | str | None) -> AuditLog:
+    """The audit log in `db_path` (a SQLite file or a shared store), or in the data folder's voicebot.db."""
+    return open_audit_log(config, db_path or config.data_dir / "voicebot.db")
 
 
 
@@ -117,21 +125,21 @@ def zone_info(name: str) -> ZoneInfo:
                                  param_hint="--tz") from e
 
 
-def load_engines(config: Config, pack_name: str, db_path: Path | None, model: Path | None = None) -> Engines:
+def load_engines(config: Config, pack_name: str, db_path: Target | None, model: Path | None = None) -> Engines:
     """Load what live calls share: the recognizer, the rule pack, the audit log."""
     rules = RuleEngine.from_pack(pack_name)
     asr = VoskEngine.load(model or config.vosk_model, LIVE_DECODING)
     audit = open_audit(config, db_path)
-    recordings = RecordingStore.open(audit.path)
+    recordings = open_recordings(config, audit.path)
     return Engines(asr=asr, rules=rules, audit=audit, recordings=recordings,
                    meaning=SemanticDetector.for_pack(rules.pack))
 
 
-def open_recordings(config: Config, db_path: Path | None) -> tuple[AuditLog, RecordingStore]:
+def open_log_and_recordings(config: Config, db_path: Path | str | None) -> tuple[AuditLog, RecordingStore]:
     """The audit log and the recording store of one database."""
     audit = open_audit(config, db_path)
     try:
-        return audit, RecordingStore.open(audit.path)
+        return audit, open_recordings(config, audit.path)
     except BaseException:
         audit.close()
         raise

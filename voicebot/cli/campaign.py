@@ -35,6 +35,8 @@ from voicebot.cli.base import (
     open_audit,
 )
 from voicebot.config import Config
+from voicebot.sql import Target, is_url
+from voicebot.stores import pii_key
 
 
 @main.group()
@@ -48,13 +50,13 @@ def campaign() -> None:
 @db_option
 @click.pass_obj
 @cli_errors
-def campaign_import(config: Config, file: Path, name: str | None, db_path: Path | None) -> None:
+def campaign_import(config: Config, file: Path, name: str | None, db_path: Target | None) -> None:
     """Import accounts from CSV; bad rows are reported by line and left out (exit 3), good ones imported."""
     if _import_campaign(config, file, name, db_path)[1]:
         sys.exit(3)
 
 
-def _import_campaign(config: Config, file: Path, name: str | None, db_path: Path | None) -> tuple[str, int]:
+def _import_campaign(config: Config, file: Path, name: str | None, db_path: Target | None) -> tuple[str, int]:
     """Import a campaign file, report its rejected rows and warnings; returns the name and the rows rejected."""
     parsed = read_campaign_file(file)
     name = name or file.stem
@@ -62,7 +64,7 @@ def _import_campaign(config: Config, file: Path, name: str | None, db_path: Path
         for problem in parsed.problems:
             click.echo(f"rejected: {problem}", err=True)
         raise click.ClickException(f"no valid row in {file}; nothing imported")
-    with open_audit(config, db_path) as log, CampaignStore.open(log.path) as store:
+    with open_audit(config, db_path) as log, CampaignStore.open(log.path, key_path=pii_key(config, log.path)) as store:
         done = store.import_rows(name, parsed.rows, source=file.name, now=datetime.now(UTC))
         problems = sorted(parsed.problems + done.problems, key=lambda p: p.line)
         rejected = len({p.line for p in problems})
@@ -104,7 +106,7 @@ def _import_campaign(config: Config, file: Path, name: str | None, db_path: Path
 @cli_errors
 def campaign_run(config: Config, file: Path | None, name: str | None, pack_name: str, proxies: tuple[str, ...],
                  sip_listen: str, max_attempts: int, retry_after_min: int, dial_timeout_s: float, concurrency: int,
-                 once: bool, strategy_name: str | None, bot: bool, model: Path | None, db_path: Path | None) -> None:
+                 once: bool, strategy_name: str | None, bot: bool, model: Path | None, db_path: Target | None) -> None:
     """Dial a campaign within the rules: one JSON line per account turn; without --once, until none is left."""
     plan = DialPlan.parse(proxies)
     strategy = load_strategy(strategy_name) if strategy_name else None
@@ -115,7 +117,7 @@ def campaign_run(config: Config, file: Path | None, name: str | None, pack_name:
         raise click.UsageError("give a campaign FILE or --name")
     engines = load_engines(config, pack_name, db_path, model)
     try:
-        with CampaignStore.open(engines.audit.path) as store:
+        with CampaignStore.open(engines.audit.path, key_path=pii_key(config, engines.audit.path)) as store:
             store.require(name)
             reports = asyncio.run(run_sip_campaign(
                 engines, store, engines.rules.pack, plan, listen=sip_listen, campaign=name, policy=policy,
@@ -138,15 +140,15 @@ def campaign_run(config: Config, file: Path | None, name: str | None, pack_name:
 @click.pass_obj
 @cli_errors
 def campaign_report_cmd(config: Config, name: str | None, accounts: bool, as_json: bool,
-                        db_path: Path | None) -> None:
+                        db_path: Target | None) -> None:
     """Accounts by stage and state, dials by result, refusals, outcomes and promised amounts; no personal data."""
     path = db_path or config.data_dir / "voicebot.db"
-    if not path.is_file():
+    if not is_url(path) and not Path(path).is_file():
         raise click.ClickException(f"no database at {path}; import a campaign first")
     with CampaignStore.open(path, pii=False) as store:
         names = [store.require(name)] if name else store.campaigns()
         if not names:
-            raise click.ClickException(f"no campaigns in {path}; import one with `voicebot campaign import`")
+            raise click.ClickException("no campaigns yet; import one with `voicebot campaign import`")
         for n in names:
             report = campaign_report(store, n, accounts=accounts)
             click.echo(json.dumps(report, ensure_ascii=False) if as_json else format_report(report))
@@ -154,7 +156,7 @@ def campaign_report_cmd(config: Config, name: str | None, accounts: bool, as_jso
 
 
 
-def _list_file(config: Config, file: Path, kind: ListKind, db_path: Path | None) -> None:
+def _list_file(config: Config, file: Path, kind: ListKind, db_path: Target | None) -> None:
     """Validate a payments or cease file, apply its good rows to the debts, report; exit 3 if rows were refused."""
     rows, problems = read_list_file(file, kind)
     with open_audit(config, db_path) as log, CampaignStore.open(log.path, pii=False) as store, \
@@ -178,7 +180,7 @@ def _list_file(config: Config, file: Path, kind: ListKind, db_path: Path | None)
 @db_option
 @click.pass_obj
 @cli_errors
-def campaign_payments(config: Config, file: Path, db_path: Path | None) -> None:
+def campaign_payments(config: Config, file: Path, db_path: Target | None) -> None:
     """Import payments (CSV: lender, account_id, amount, paid_on): a debt is paid once its balance is covered, a
     promise kept by its amount by its date."""
     _list_file(config, file, "payments", db_path)
@@ -189,7 +191,7 @@ def campaign_payments(config: Config, file: Path, db_path: Path | None) -> None:
 @db_option
 @click.pass_obj
 @cli_errors
-def campaign_cease(config: Config, file: Path, db_path: Path | None) -> None:
+def campaign_cease(config: Config, file: Path, db_path: Target | None) -> None:
     """Import cease requests and do-not-call entries (CSV: lender, account_id): no campaign dials them again."""
     _list_file(config, file, "cease", db_path)
 
@@ -201,10 +203,11 @@ def campaign_cease(config: Config, file: Path, db_path: Path | None) -> None:
 @db_option
 @click.pass_obj
 @cli_errors
-def campaign_resolve(config: Config, debt: str, note: str, username: str, db_path: Path | None) -> None:
+def campaign_resolve(config: Config, debt: str, note: str, username: str, db_path: Target | None) -> None:
     """Resolve a disputed DEBT (LENDER/ACCOUNT_ID): reminding resumes and its blocked accounts are due again."""
     now = datetime.now(UTC)
-    with open_audit(config, db_path) as log, CampaignStore.open(log.path) as store, \
+    with open_audit(config, db_path) as log, \
+            CampaignStore.open(log.path, key_path=pii_key(config, log.path)) as store, \
             DebtBook.open(log.path, log, store.cipher) as book:
         try:
             status = book.resolve(debt, user=username, note=note[:500], at=now)
@@ -219,10 +222,10 @@ def campaign_resolve(config: Config, debt: str, note: str, username: str, db_pat
 @db_option
 @click.pass_obj
 @cli_errors
-def campaign_debts(config: Config, debt: str | None, db_path: Path | None) -> None:
+def campaign_debts(config: Config, debt: str | None, db_path: Target | None) -> None:
     """How many debts are in each lifecycle state, or one debt's state and history (notes opened), as JSON."""
     with open_audit(config, db_path) as log, \
-            DebtBook.open(log.path, log, pii_cipher(log.path) if debt else None) as book:
+            DebtBook.open(log.path, log, pii_cipher(log.path, pii_key(config, log.path)) if debt else None) as book:
         if debt is None:
             click.echo(json.dumps(book.counts()))
             return
@@ -257,7 +260,7 @@ def _pause_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.pass_obj
 @cli_errors
 def campaign_pause(config: Config, campaign_name: str | None, account: str | None, pack: str | None, username: str,
-                   db_path: Path | None) -> None:
+                   db_path: Target | None) -> None:
     """Stop dialling an account, a campaign or a pack (runs going on skip it from their next pass) until resumed."""
     scope, name = _pause_target(campaign_name, account, pack)
     with open_audit(config, db_path) as log, Pauses.open(log.path, log) as pauses:
@@ -271,7 +274,7 @@ def campaign_pause(config: Config, campaign_name: str | None, account: str | Non
 @click.pass_obj
 @cli_errors
 def campaign_resume(config: Config, campaign_name: str | None, account: str | None, pack: str | None, username: str,
-                    db_path: Path | None) -> None:
+                    db_path: Target | None) -> None:
     """Dial a paused account, campaign or pack again."""
     scope, name = _pause_target(campaign_name, account, pack)
     with open_audit(config, db_path) as log, Pauses.open(log.path, log) as pauses:

@@ -16,16 +16,17 @@ from asr.diarize import Diarizer
 from asr.vosk_engine import VoskEngine
 from recordings.importer import diarized_split, import_recording
 from recordings.qa import DEFAULT_RATE, check_month, coverage, draw_sample
-from voicebot.audit_pg import open_audit_log
 from voicebot.cli.base import (
     cli_errors,
     db_option,
     main,
     open_audit,
-    open_recordings,
+    open_log_and_recordings,
     parse_start,
 )
 from voicebot.config import Config
+from voicebot.sql import Target
+from voicebot.stores import open_audit_log
 from voicebot.web.auth import ROLES, UserStore, check_password_text
 
 
@@ -34,23 +35,21 @@ def audit() -> None:
     """Verify and export the tamper-evident audit log."""
 
 
-def shared_log_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """`--pg URL` and `--key PATH`: the audit log several nodes share in PostgreSQL, instead of the local one."""
-    fn = click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
-                      help="The shared log's key file, the same on every node (default: <data folder>/audit.key).")(fn)
-    return click.option("--pg", "pg_url", envvar="VOICEBOT_PG", metavar="URL",
-                        help="postgresql://… of the shared audit log (or set VOICEBOT_PG, which keeps a password "
-                             "off the command line).")(fn)
+def key_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`--key PATH`: a shared store's audit key file."""
+    return click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
+                        help="With a shared --db: the audit key file, the same on every node "
+                             "(default: <data folder>/audit.key).")(fn)
 
 
 @audit.command("verify")
 @db_option
-@shared_log_options
+@key_option
 @click.pass_obj
 @cli_errors
-def audit_verify(config: Config, db_path: Path | None, pg_url: str | None, key_path: Path | None) -> None:
+def audit_verify(config: Config, db_path: Path | str | None, key_path: Path | None) -> None:
     """Check the hash chain; report the first altered, deleted or reordered record (exit 4)."""
-    with open_audit_log(config, db_path or config.data_dir / "voicebot.db", pg_url, key_path) as log:
+    with open_audit_log(config, db_path or config.data_dir / "voicebot.db", key_path) as log:
         report = log.verify()
     if report.ok:
         click.echo(f"ok: {report.records} records, chain intact")
@@ -63,13 +62,13 @@ def audit_verify(config: Config, db_path: Path | None, pg_url: str | None, key_p
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
 @click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-")
 @db_option
-@shared_log_options
+@key_option
 @click.pass_obj
 @cli_errors
-def audit_export(config: Config, fmt: str, output: TextIO, db_path: Path | None, pg_url: str | None,
+def audit_export(config: Config, fmt: str, output: TextIO, db_path: Path | str | None,
                  key_path: Path | None) -> None:
     """Write every audit record as JSONL or CSV."""
-    with open_audit_log(config, db_path or config.data_dir / "voicebot.db", pg_url, key_path) as log:
+    with open_audit_log(config, db_path or config.data_dir / "voicebot.db", key_path) as log:
         count = log.export(output, fmt)  # type: ignore[arg-type]
     click.echo(f"{count} records exported", err=True)
 
@@ -87,7 +86,7 @@ def users() -> None:
 @db_option
 @click.pass_obj
 @cli_errors
-def users_add(config: Config, name: str, role: str, password_stdin: bool, db_path: Path | None) -> None:
+def users_add(config: Config, name: str, role: str, password_stdin: bool, db_path: Target | None) -> None:
     """Add a console user; the password is asked for (hidden) or read from stdin, and stored as an scrypt hash."""
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -104,7 +103,7 @@ def users_add(config: Config, name: str, role: str, password_stdin: bool, db_pat
 @db_option
 @click.pass_obj
 @cli_errors
-def users_list(config: Config, db_path: Path | None) -> None:
+def users_list(config: Config, db_path: Target | None) -> None:
     """List console users: name, role, status, created (UTC)."""
     with UserStore.open(db_path or config.data_dir / "voicebot.db") as store:
         for u in store.users():
@@ -117,7 +116,7 @@ def users_list(config: Config, db_path: Path | None) -> None:
 @db_option
 @click.pass_obj
 @cli_errors
-def users_disable(config: Config, name: str, db_path: Path | None) -> None:
+def users_disable(config: Config, name: str, db_path: Target | None) -> None:
     """Disable a user and end their console sessions at once."""
     _set_disabled(config, name, db_path, disabled=True)
 
@@ -127,12 +126,12 @@ def users_disable(config: Config, name: str, db_path: Path | None) -> None:
 @db_option
 @click.pass_obj
 @cli_errors
-def users_enable(config: Config, name: str, db_path: Path | None) -> None:
+def users_enable(config: Config, name: str, db_path: Target | None) -> None:
     """Re-enable a disabled user."""
     _set_disabled(config, name, db_path, disabled=False)
 
 
-def _set_disabled(config: Config, name: str, db_path: Path | None, *, disabled: bool) -> None:
+def _set_disabled(config: Config, name: str, db_path: Target | None, *, disabled: bool) -> None:
     event = "disable" if disabled else "enable"
     with open_audit(config, db_path) as log, UserStore.open(log.path) as store:
         user = store.set_disabled(name, disabled)
@@ -152,9 +151,9 @@ def recordings() -> None:
 @db_option
 @click.pass_obj
 @cli_errors
-def recordings_list(config: Config, month: str | None, agent_id: str | None, db_path: Path | None) -> None:
+def recordings_list(config: Config, month: str | None, agent_id: str | None, db_path: Target | None) -> None:
     """One JSON line per recording: id, agent, times, status, outcome, flag categories."""
-    audit, store = open_recordings(config, db_path)
+    audit, store = open_log_and_recordings(config, db_path)
     with audit, store:
         for r in store.recordings(month=month and check_month(month), agent_id=agent_id):
             click.echo(json.dumps({"recording_id": r.recording_id, "agent_id": r.agent_id, "source": r.source,
@@ -174,13 +173,13 @@ def recordings_list(config: Config, month: str | None, agent_id: str | None, db_
 @click.pass_obj
 @cli_errors
 def recordings_import(config: Config, files: tuple[Path, ...], agent_id: str | None, account_id: str | None,
-                      started_text: str | None, swap: bool, model: Path | None, db_path: Path | None) -> None:
+                      started_text: str | None, swap: bool, model: Path | None, db_path: Target | None) -> None:
     """Seal external recordings (WAV, MP3, FLAC) into the store; mono ones are split into agent and customer by
     speaker diarization. A file that cannot be read is reported and the others are still imported (exit 1)."""
     started = parse_start(started_text, ()) if started_text else None
     split = None
     failed = 0
-    audit, store = open_recordings(config, db_path)
+    audit, store = open_log_and_recordings(config, db_path)
     with audit, store:
         for path in files:
             try:
@@ -207,9 +206,9 @@ def recordings_import(config: Config, files: tuple[Path, ...], agent_id: str | N
 @db_option
 @click.pass_obj
 @cli_errors
-def recordings_rotate_key(config: Config, actor: str, db_path: Path | None) -> None:
+def recordings_rotate_key(config: Config, actor: str, db_path: Target | None) -> None:
     """Add a new recording key, seal new recordings with it and rewrap the finished ones (old keys are kept)."""
-    audit, store = open_recordings(config, db_path)
+    audit, store = open_log_and_recordings(config, db_path)
     with audit, store:
         key_id, rewrapped = store.rotate_key(audit, actor=actor)
     click.echo(f"new key {key_id}; {rewrapped} recording(s) rewrapped; keep {store.ring.path} backed up")
@@ -220,9 +219,9 @@ def recordings_rotate_key(config: Config, actor: str, db_path: Path | None) -> N
 @db_option
 @click.pass_obj
 @cli_errors
-def recordings_purge(config: Config, actor: str, db_path: Path | None) -> None:
+def recordings_purge(config: Config, actor: str, db_path: Target | None) -> None:
     """Delete recordings past their retention (at least three years); each deletion is audited."""
-    audit, store = open_recordings(config, db_path)
+    audit, store = open_log_and_recordings(config, db_path)
     with audit, store:
         purged = store.purge(audit, now=datetime.now(UTC), actor=actor)
     click.echo(f"{len(purged)} recording(s) purged")
@@ -238,7 +237,7 @@ def recordings_purge(config: Config, actor: str, db_path: Path | None) -> None:
 @click.pass_obj
 @cli_errors
 def recordings_screen(config: Config, workers: int | None, ray_address: str | None, limit: int | None,
-                      pack_name: str, db_path: Path | None) -> None:
+                      pack_name: str, db_path: Target | None) -> None:
     """Screen every recording not screened yet: transcribe both legs, run the rule pack, fill the scorecard.
 
     Prints one JSON line per recording (id, score, flag count; never the transcript), then a summary line. Resumable
@@ -249,7 +248,7 @@ def recordings_screen(config: Config, workers: int | None, ray_address: str | No
     from recordings.batch_screening import ScreenModels, screen_pending
     from recordings.screening import ScreeningError
 
-    audit, store = open_recordings(config, db_path)
+    audit, store = open_log_and_recordings(config, db_path)
     with audit, store:
         try:
             report = screen_pending(store, ScreenModels(vosk_model=config.vosk_model, pack=pack_name),
@@ -276,9 +275,9 @@ def qa() -> None:
 @click.pass_obj
 @cli_errors
 def qa_sample(config: Config, month: str, rate: float, seed: int | None, actor: str, as_json: bool,
-              db_path: Path | None) -> None:
+              db_path: Target | None) -> None:
     """Draw the month's QA sample: the rate of each agent's recordings, plus every flagged call; audited."""
-    audit, store = open_recordings(config, db_path)
+    audit, store = open_log_and_recordings(config, db_path)
     with audit, store:
         sample = draw_sample(store, audit, month=month, rate=rate, seed=seed, actor=actor)
     items = [{"recording_id": i.recording_id, "agent_id": i.agent_id, "reason": i.reason} for i in sample.items]
@@ -298,9 +297,9 @@ def qa_sample(config: Config, month: str, rate: float, seed: int | None, actor: 
 @db_option
 @click.pass_obj
 @cli_errors
-def qa_report(config: Config, month: str, as_json: bool, db_path: Path | None) -> None:
+def qa_report(config: Config, month: str, as_json: bool, db_path: Target | None) -> None:
     """Coverage per agent for the month: recordings, sampled and reviewed shares, flagged calls, findings."""
-    audit, store = open_recordings(config, db_path)
+    audit, store = open_log_and_recordings(config, db_path)
     with audit, store:
         rows = coverage(store, check_month(month))
     if not rows:

@@ -23,6 +23,7 @@ from voicebot.cli.base import (
     zone_info,
 )
 from voicebot.config import Config, ServeConfig, media_token
+from voicebot.sql import Target
 from voicebot.tts import TtsEngineMissingError
 from voicebot.web.app import create_app
 
@@ -51,11 +52,12 @@ from voicebot.web.app import create_app
                    "(repeat for several); none: such headers are ignored.")
 @click.option("--https", is_flag=True, help="The console is reached over HTTPS (e.g. TLS ends at a proxy that "
                                            "sends no X-Forwarded-Proto): Secure cookies and HSTS.")
-@click.option("--audit-pg", metavar="URL", envvar="VOICEBOT_PG",
-              help="Append to the audit log several nodes share in PostgreSQL (postgresql://…; or set VOICEBOT_PG, "
-                   "which keeps a password off the command line).")
 @click.option("--audit-key", type=click.Path(dir_okay=False, path_type=Path),
-              help="The shared audit log's key file, the same on every node (default: <data folder>/audit.key).")
+              help="With a shared --db: the audit key file, the same on every node (default: <data folder>/audit.key).")
+@click.option("--node", default="", help="This node's name among the nodes sharing --db (default: host:port).")
+@click.option("--recordings", "recordings_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The recordings' folder; with a shared --db, a folder every node reaches "
+                   "(default: <data folder>/recordings).")
 @db_option
 @click.pass_obj
 @cli_errors
@@ -63,7 +65,7 @@ def serve(config: Config, host: str, port: int, pack_name: str, mode: str, audio
           audiosocket_host: str, audiosocket_peers: tuple[str, ...], sip_listen: str | None,
           sip_forward: str | None, zones: tuple[str, ...], pbx_webhook: str | None,
           rules_only: bool, max_calls: int, idle_timeout_s: float, trusted_proxies: tuple[str, ...], https: bool,
-          audit_pg: str | None, audit_key: Path | None, db_path: Path | None) -> None:
+          audit_key: Path | None, node: str, recordings_dir: Path | None, db_path: Path | str | None) -> None:
     """Run the supervisor console, the media endpoints and the telephony adapters."""
     load_pack(pack_name)
     settings = ServeConfig(db=db_path or config.data_dir / "voicebot.db", media_token=media_token(config.data_dir),
@@ -71,7 +73,8 @@ def serve(config: Config, host: str, port: int, pack_name: str, mode: str, audio
                            audiosocket_host=audiosocket_host, audiosocket_peers=audiosocket_peers,
                            sip_listen=sip_listen, sip_forward=sip_forward, zones=zones, pbx_webhook=pbx_webhook,
                            semantic_model=not rules_only, max_calls=max_calls, idle_timeout_s=idle_timeout_s,
-                           trusted_proxies=trusted_proxies, https=https, audit_pg=audit_pg, audit_key=audit_key)
+                           trusted_proxies=trusted_proxies, https=https, audit_key=audit_key,
+                           node=node or f"{host}:{port}", recordings_dir=recordings_dir)
     try:
         web.run_app(create_app(config, settings), host=host, port=port, print=lambda line: click.echo(line, err=True))
     except TtsEngineMissingError as e:  # an OSError too, but no port is at fault
@@ -98,7 +101,7 @@ def serve(config: Config, host: str, port: int, pack_name: str, mode: str, audio
 @cli_errors
 def softphone(config: Config, agent_input: str | None, agent_output: str | None, customer_input: str | None,
               customer_output: str | None, pack_name: str, zones: tuple[str, ...], agent_id: str | None,
-              list_devices: bool, model: Path | None, db_path: Path | None) -> None:
+              list_devices: bool, model: Path | None, db_path: Target | None) -> None:
     """Bridge the agent's headset and the customer's line at a desk, supervised in-path; one JSON line per event."""
     desk = _softphone_adapter()
     if list_devices:

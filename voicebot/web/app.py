@@ -13,16 +13,15 @@ from aiohttp import web
 from asr.vosk_engine import LIVE_DECODING, VoskEngine
 from compliance_rules.detector import SemanticDetector
 from compliance_rules.engine import RuleEngine
-from recordings.store import RecordingStore
 from voicebot.adapters.audiosocket import AudioSocketServer
 from voicebot.adapters.pbx import PbxWebhook
 from voicebot.adapters.sip import SipAdapter
 from voicebot.adapters.twilio import setup as setup_twilio
 from voicebot.admission import Admission
-from voicebot.audit_pg import open_audit_log
 from voicebot.bot import BotSetupError, load_kit
 from voicebot.call import CallBoard, Engines
 from voicebot.config import Config, ServeConfig
+from voicebot.stores import open_audit_log, open_recordings
 from voicebot.web.access_log import redact_access_log
 from voicebot.web.auth import AuthSettings
 from voicebot.web.console import setup_console
@@ -62,12 +61,12 @@ def _engines_ctx(given: Engines | None):
             return
         loop = asyncio.get_running_loop()
         asr = await loop.run_in_executor(None, VoskEngine.load, config.vosk_model, LIVE_DECODING)
-        audit = await loop.run_in_executor(None, open_audit_log, config, serve.db, serve.audit_pg, serve.audit_key)
+        audit = await loop.run_in_executor(None, open_audit_log, config, serve.db, serve.audit_key)
         session, pbx = None, None
         if serve.pbx_webhook:
             session = aiohttp.ClientSession()
             pbx = PbxWebhook(serve.pbx_webhook, serve.media_token, session)
-        recordings = await loop.run_in_executor(None, RecordingStore.open, serve.db)
+        recordings = await loop.run_in_executor(None, open_recordings, config, serve.db, serve.recordings_dir)
         rules = RuleEngine.from_pack(serve.pack)
         meaning = await loop.run_in_executor(None, SemanticDetector.for_pack, rules.pack) \
             if serve.semantic_model else None

@@ -13,13 +13,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Self
 from zoneinfo import available_timezones
 
-import sqlite_utils
-
-from voicebot.store_base import LockedStore, open_private_db
+from voicebot.sql import Db, SqliteDb, SqlStore, Target, open_db
 
 
 class AuthError(ValueError):
@@ -158,32 +155,34 @@ _DUMMY_HASH = f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(bytes(SALT_BYTES))
 """Checked against for unknown users, so a wrong name costs as long as a wrong password."""
 
 
-class UserStore(LockedStore):
-    """The `users` and `sessions` tables; every method is blocking (run it off the event loop)."""
+class UserStore(SqlStore):
+    """The `users` and `sessions` tables (shared by every node on PostgreSQL); every method is blocking (run it off
+    the event loop)."""
 
-    def __init__(self, db: sqlite_utils.Database, now: Callable[[], float] = time.time) -> None:
+    def __init__(self, db: Db, now: Callable[[], float] = time.time) -> None:
         self._db = db
         self._now = now
-        self._lock = threading.Lock()
-        self._create_schema()
+        if isinstance(db, SqliteDb):  # PostgreSQL's tables come from the migrations
+            self._create_schema(db)
 
     @classmethod
-    def open(cls, path: Path, now: Callable[[], float] = time.time) -> Self:
-        """Open (creating the tables if needed) the store in the SQLite file at `path`."""
-        return cls(open_private_db(path, timeout_s=BUSY_TIMEOUT_S), now)
+    def open(cls, target: Target, now: Callable[[], float] = time.time) -> Self:
+        """Open (creating the tables if needed) the store in the SQLite file or PostgreSQL database at `target`."""
+        return cls(open_db(target, timeout_s=BUSY_TIMEOUT_S), now)
 
-    def _create_schema(self) -> None:
-        with self._lock, self._db.conn:
-            self._db.table("users").create(
+    @staticmethod
+    def _create_schema(sqlite: SqliteDb) -> None:
+        with sqlite.write():
+            sqlite.db.table("users").create(
                 {"username": str, "role": str, "password_hash": str, "disabled": int, "created_at": float},
                 pk="username", not_null={"role", "password_hash", "disabled", "created_at"}, if_not_exists=True)
-            self._db.table("sessions").create(
+            sqlite.db.table("sessions").create(
                 {"token_hash": str, "username": str, "csrf": str, "created_at": float, "expires_at": float,
                  "last_seen_at": float},
                 pk="token_hash", not_null={"username", "csrf", "created_at", "expires_at", "last_seen_at"},
                 foreign_keys=[("username", "users", "username")], if_not_exists=True)
-            self._db.execute("CREATE INDEX IF NOT EXISTS sessions_username ON sessions(username)")
-            users = self._db.table("users")
+            sqlite.db.execute("CREATE INDEX IF NOT EXISTS sessions_username ON sessions(username)")
+            users = sqlite.db.table("users")
             for column in USER_SETTINGS:  # added after the first release: a store made before gains them, empty
                 if column not in users.columns_dict:
                     users.add_column(column, str, not_null_default="")
@@ -193,10 +192,10 @@ class UserStore(LockedStore):
         name, role, password_hash = check_username(username), check_role(role), hash_password(password)
         row = {"username": name, "role": role, "password_hash": password_hash, "disabled": 0,
                "created_at": self._now(), "display_name": check_setting("display_name", display_name)}
-        with self._lock, self._db.conn:
+        with self._write():
             if self._row(name) is not None:
                 raise AuthError(f"user {name!r} already exists")
-            self._db.table("users").insert(row)
+            self._db.insert("users", row)
         return _user(row)
 
     def set_password(self, username: str, password: str) -> None:
@@ -219,38 +218,34 @@ class UserStore(LockedStore):
 
     def _update(self, username: str, values: dict[str, Any], *, end_sessions: bool) -> User:
         name = check_username(username)
-        with self._lock, self._db.conn:
+        with self._write():
             if self._row(name) is None:
                 raise AuthError(f"no user {name!r}; add it with `voicebot users add`")
-            self._db.table("users").update(name, values)
+            self._db.update("users", {"username": name}, values)
             if end_sessions:
                 self._db.execute("DELETE FROM sessions WHERE username = ?", [name])
             return _user(self._row(name))
 
     def users(self) -> list[User]:
         """Every user, by name."""
-        with self._lock:
-            return [_user(r) for r in self._db.query("SELECT * FROM users ORDER BY username")]
+        return [_user(r) for r in self._db.rows("SELECT * FROM users ORDER BY username")]
 
     def has_users(self) -> bool:
         """Whether any user exists (none: nobody can sign in until `voicebot users add`)."""
-        with self._lock:
-            return next(self._db.query("SELECT EXISTS (SELECT 1 FROM users) AS any_user"))["any_user"] == 1
+        return self._db.first("SELECT EXISTS (SELECT 1 FROM users) AS any_user")["any_user"] == 1
 
     def user(self, username: str) -> User | None:
         """One user, or None."""
-        with self._lock:
-            row = self._row(username.strip().lower())
+        row = self._row(username.strip().lower())
         return None if row is None else _user(row)
 
     def _row(self, name: str) -> dict[str, Any] | None:
-        return next(self._db.query("SELECT * FROM users WHERE username = ?", [name]), None)
+        return self._db.first("SELECT * FROM users WHERE username = ?", [name])
 
     def authenticate(self, username: str, password: str) -> tuple[User | None, str]:
         """(user, "ok") when the password is right and the user enabled, else (user or None, why not)."""
         name = username.strip().lower()
-        with self._lock:
-            row = self._row(name) if USERNAME.match(name) else None
+        row = self._row(name) if USERNAME.match(name) else None
         ok = verify_password(password, row["password_hash"] if row else _DUMMY_HASH)
         if row is None:
             return None, "unknown_user"
@@ -265,9 +260,9 @@ class UserStore(LockedStore):
         token, now = secrets.token_urlsafe(TOKEN_BYTES), self._now()
         row = {"token_hash": token_hash(token), "username": username, "csrf": secrets.token_urlsafe(TOKEN_BYTES),
                "created_at": now, "expires_at": now + lifetime_s, "last_seen_at": now}
-        with self._lock, self._db.conn:
+        with self._write():
             self._db.execute("DELETE FROM sessions WHERE expires_at <= ?", [now])
-            self._db.table("sessions").insert(row)
+            self._db.insert("sessions", row)
             role = self._row(username)["role"]
         return token, _session(row, role)
 
@@ -278,10 +273,10 @@ class UserStore(LockedStore):
     def session_by_hash(self, key: str, idle_timeout_s: float) -> Session | None:
         """As `session`, by the stored hash of the token (open event streams re-check with it)."""
         now = self._now()
-        with self._lock, self._db.conn:
-            row = next(self._db.query(
+        with self._write():
+            row = self._db.first(
                 "SELECT s.*, u.role, u.disabled FROM sessions s JOIN users u USING (username) WHERE token_hash = ?",
-                [key]), None)
+                [key])
             if row is None:
                 return None
             if row["disabled"] or now >= row["expires_at"] or now - row["last_seen_at"] > idle_timeout_s:
@@ -293,13 +288,12 @@ class UserStore(LockedStore):
 
     def session_hashes(self, username: str) -> list[str]:
         """The stored token hashes of a user's open sessions."""
-        with self._lock:
-            return [r["token_hash"] for r in self._db.query("SELECT token_hash FROM sessions WHERE username = ?",
-                                                            [username])]
+        return [r["token_hash"] for r in self._db.rows("SELECT token_hash FROM sessions WHERE username = ?",
+                                                       [username])]
 
     def end_session(self, token_hash_hex: str) -> None:
         """Sign a session out."""
-        with self._lock, self._db.conn:
+        with self._write():
             self._db.execute("DELETE FROM sessions WHERE token_hash = ?", [token_hash_hex])
 
 

@@ -11,8 +11,9 @@ from aiohttp import web
 
 from voicebot.campaigns.store import pii_cipher
 from voicebot.campaigns.tasks import TaskBook, TaskError
+from voicebot.stores import pii_key
 from voicebot.web.auth import check_username
-from voicebot.web.keys import ENGINES, SERVE, SESSION
+from voicebot.web.keys import CONFIG, ENGINES, SERVE, SESSION
 from voicebot.web.login import ApiError, json_body, json_text, render, require_csrf, require_role, run_db
 from voicebot.web.prefs import page_settings
 
@@ -31,7 +32,8 @@ def setup_tasks(app: web.Application) -> None:
 
 async def _tasks_ctx(app: web.Application) -> AsyncIterator[None]:
     db = app[SERVE].db
-    app[TASKS] = await run_db(lambda: TaskBook.open(db, app[ENGINES].audit, pii_cipher(db)))
+    cipher = await run_db(pii_cipher, db, pii_key(app[CONFIG], db))
+    app[TASKS] = await run_db(TaskBook.open, db, app[ENGINES].audit, cipher)
     yield
     app[TASKS].close()
 
