@@ -3,6 +3,8 @@ head row, so two nodes never fork it), and it verifies and exports as the SQLite
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -58,6 +60,10 @@ class PgAuditLog(AuditLog):
             conn.close()
             raise
         return log
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A key for `purpose` that every node holding this log's key derives alike (HMAC-SHA256)."""
+        return hmac.new(self._key, f"voicebot {purpose}".encode(), hashlib.sha256).digest()
 
     def close(self) -> None:
         """Close the connection."""

@@ -1,5 +1,5 @@
 """The live board: each call's history, the calls that ended today, and the alerts a supervisor must see, fed to
-every listener (consoles, `voicebot monitor`)."""
+every listener (consoles, `voicebot monitor`); with a shared store, the other nodes' calls too (`voicebot.cluster`)."""
 
 from __future__ import annotations
 
@@ -78,6 +78,38 @@ def _severity(kind: str, event: Event) -> str:
     return event.get("severity") or "high"
 
 
+class RemoteCall:
+    """Another node's live call, as its events tell it."""
+
+    def __init__(self, node: str, call_id: str) -> None:
+        self.node, self.call_id = node, call_id
+        self.start: dict[str, Any] = {}
+        self.events = CallHistory()
+        self.muted: set[str] = set()
+
+    def take(self, event: Event) -> None:
+        """Follow one event: its start names the call, actions (un)mute legs, the rest is history."""
+        if event["type"] == "call_start":
+            self.start = event
+            return
+        if event["type"] == "action" and event.get("action") in ("mute", "unmute"):
+            (self.muted.add if event["action"] == "mute" else self.muted.discard)(event.get("leg") or "agent")
+        self.events.append(event)
+
+    def summary(self, now: datetime) -> dict[str, Any]:
+        """What the console's call list shows of it, with its events."""
+        start = self.start
+        started = start.get("started_at")
+        elapsed = (now - datetime.fromisoformat(started)).total_seconds() if started else 0.0
+        events = list(self.events)
+        return {"call_id": self.call_id, "node": self.node, "adapter": start.get("adapter", ""),
+                "mode": start.get("mode", ""), "agent_id": start.get("agent_id"), "started_at": started,
+                "zones": start.get("zones", []), "muted": sorted(self.muted), "ended": None,
+                "flags": sum(1 for e in events if e["type"] == "flag" and not e.get("signal")),
+                "elapsed_s": round(max(elapsed, 0.0), 1), "warn_heard_by": start.get("warn_heard_by", "agent"),
+                "events": events}
+
+
 class CallBoard:
     """The live calls of a process, the calls that ended in the last day, the alerts raised on them, and the
     listeners that follow every event."""
@@ -87,6 +119,8 @@ class CallBoard:
         self.ended: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
         """Calls that ended, oldest first: each its summary with `events`."""
         self.alerts: collections.OrderedDict[int, dict[str, Any]] = collections.OrderedDict()
+        self.remote: dict[str, RemoteCall] = {}
+        """The other nodes' live calls, by id."""
         self._ids = itertools.count(1)
         self._now = now or (lambda: datetime.now(UTC))
         self._listeners: set[asyncio.Queue[Event]] = set()
@@ -108,6 +142,23 @@ class CallBoard:
         if kind is not None:
             self._send(self._raise(kind, event))
 
+    def take_remote(self, node: str, event: Event) -> None:
+        """An event of another node's call: followed in its mirror (kept as ended at its end), sent to every
+        listener marked with the node, and alerted on as a local call's would be."""
+        event = {**event, "node": node}
+        mirror = self.remote.get(event["call_id"])
+        if mirror is None:
+            mirror = self.remote[event["call_id"]] = RemoteCall(node, event["call_id"])
+        elif event["type"] == "call_start" and mirror.start:  # a node's reminder of a call we follow already
+            return
+        mirror.take(event)
+        if event["type"] == "call_end":
+            summary = mirror.summary(self._now())
+            self.keep_ended({**summary, "ended": event.get("reason") or "ended",
+                             "elapsed_s": event.get("duration_s", summary["elapsed_s"])})
+            del self.remote[event["call_id"]]
+        self.publish(event)
+
     def keep_ended(self, summary: dict[str, Any]) -> None:
         """Keep an ended call (its summary with `events`) for the day's list, stamped with when it ended."""
         self.ended[summary["call_id"]] = {**summary, "ended_at": self._now().isoformat()}
@@ -117,11 +168,14 @@ class CallBoard:
         """A live or ended call's summary with its events, if the board has it."""
         if (live := self.calls.get(call_id)) is not None:
             return {**live.summary(), "events": list(live.events)}
+        if (mirror := self.remote.get(call_id)) is not None:
+            return mirror.summary(self._now())
         return self.ended.get(call_id)
 
     def summaries(self) -> list[dict[str, Any]]:
-        """Every live call's and every kept ended call's summary with its events."""
-        return [{**c.summary(), "events": list(c.events)} for c in self.calls.values()] + list(self.ended.values())
+        """Every live call's (the other nodes' too) and every kept ended call's summary with its events."""
+        return ([{**c.summary(), "events": list(c.events)} for c in self.calls.values()]
+                + [m.summary(self._now()) for m in self.remote.values()] + list(self.ended.values()))
 
     def acknowledge(self, alert_id: int, username: str) -> dict[str, Any]:
         """Mark an alert acknowledged by a user (the first acknowledgement stands) and tell every listener."""
@@ -135,10 +189,11 @@ class CallBoard:
         return alert
 
     def _raise(self, kind: str, event: Event) -> Event:
-        live = self.calls.get(event["call_id"])
+        live, mirror = self.calls.get(event["call_id"]), self.remote.get(event["call_id"])
+        agent = live.info.agent_id if live else mirror.start.get("agent_id") if mirror else None
         words = event.get("matched") or event.get("reason") or event.get("error") or ""
         alert = {"type": "alert", "id": next(self._ids), "kind": kind, "call_id": event["call_id"],
-                 "agent_id": live.info.agent_id if live else None, "leg": event.get("leg"),
+                 "agent_id": agent, "node": event.get("node"), "leg": event.get("leg"),
                  "severity": _severity(kind, event),
                  "category": event.get("category"), "rule": event.get("rule"), "words": words,
                  "audio_s": event.get("audio_s"), "at": self._now().isoformat(), "acked_by": None, "acked_at": None}

@@ -18,14 +18,16 @@ from voicebot.adapters.pbx import PbxWebhook
 from voicebot.adapters.sip import SipAdapter
 from voicebot.adapters.twilio import setup as setup_twilio
 from voicebot.admission import Admission
+from voicebot.audit_pg import PgAuditLog
 from voicebot.bot import BotSetupError, load_kit
 from voicebot.call import CallBoard, Engines
+from voicebot.cluster import ClusterBus
 from voicebot.config import Config, ServeConfig
 from voicebot.stores import open_audit_log, open_recordings
 from voicebot.web.access_log import redact_access_log
 from voicebot.web.auth import AuthSettings
 from voicebot.web.console import setup_console
-from voicebot.web.keys import AUDIOSOCKET, BOARD, CONFIG, ENGINES, SERVE, SIP_ADAPTER, SIP_SETTINGS
+from voicebot.web.keys import AUDIOSOCKET, BOARD, CLUSTER, CONFIG, ENGINES, SERVE, SIP_ADAPTER, SIP_SETTINGS
 from voicebot.web.qa import setup_qa
 from voicebot.web.qa_month import setup_qa_month
 from voicebot.web.qa_reports import setup_qa_reports
@@ -40,7 +42,7 @@ def create_app(config: Config, serve: ServeConfig, engines: Engines | None = Non
     app[CONFIG] = config
     app[SERVE] = serve
     board = app[BOARD] = CallBoard()
-    app.cleanup_ctx.extend([_engines_ctx(engines), _audiosocket_ctx, _sip_ctx])
+    app.cleanup_ctx.extend([_engines_ctx(engines), _cluster_ctx, _audiosocket_ctx, _sip_ctx])
     app.router.add_get("/healthz", healthz)
     setup_console(app, auth or AuthSettings())
     setup_qa(app)
@@ -84,6 +86,20 @@ def _engines_ctx(given: Engines | None):
         audit.close()
 
     return ctx
+
+
+async def _cluster_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Follow the other nodes' calls, and let them follow ours, when the store is shared."""
+    audit = app[ENGINES].audit
+    if not isinstance(audit, PgAuditLog):
+        yield
+        return
+    bus = app[CLUSTER] = ClusterBus(audit.url, app[SERVE].node, audit.derived_key("cluster"), app[BOARD])
+    task = asyncio.create_task(bus.run())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _audiosocket_ctx(app: web.Application) -> AsyncIterator[None]:

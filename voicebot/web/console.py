@@ -12,14 +12,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from aiohttp import WSCloseCode, web
 
 from voicebot.board import CallBoard
+from voicebot.cluster import ClusterUnavailableError
 from voicebot.stages.publish import Event
 from voicebot.web.admin import setup_admin
 from voicebot.web.auth import ACTION_ROLES, AuthSettings
 from voicebot.web.collection import setup_collection
-from voicebot.web.keys import AUTH, BOARD, ENGINES, SESSION, SOCKETS
+from voicebot.web.keys import AUTH, BOARD, CLUSTER, ENGINES, SESSION, SOCKETS
 from voicebot.web.login import (
     WS_CLOSE_SIGNED_OUT,
     ApiError,
@@ -157,6 +159,8 @@ async def post_action(request: web.Request) -> web.Response:
     action, leg = parse_action(body)
     board, call_id = request.app[BOARD], request.match_info["call_id"]
     call = board.calls.get(call_id)
+    if call is None and (mirror := board.remote.get(call_id)) is not None:
+        return await _remote_action(request, mirror.node, call_id, action, leg, session.username)
     if call is None or call.ended_reason is not None:
         if board.call(call_id) is None:
             raise ApiError(404, "no live call with this id")
@@ -164,6 +168,19 @@ async def post_action(request: web.Request) -> web.Response:
     call.act(action, actor=session.username, reason="supervisor", leg=leg)  # type: ignore[arg-type]
     log.info("console action %s on call %s leg %s", action, call.call_id, leg)
     return web.json_response({"ok": True, "call_id": call.call_id, "action": action, "leg": leg}, status=202)
+
+
+async def _remote_action(request: web.Request, node: str, call_id: str, action: str, leg: str | None,
+                         username: str) -> web.Response:
+    """Send an action to the node holding the call; it audits, carries out and shows it as its own."""
+    try:
+        await request.app[CLUSTER].send_action(node, call_id, action, leg, username)
+    except (ClusterUnavailableError, psycopg.Error) as e:
+        log.error("console action %s on call %s of node %s not sent (%s)", action, call_id, node, type(e).__name__)
+        raise ApiError(503, "the call's node cannot be reached now; try again") from None
+    log.info("console action %s on call %s leg %s sent to node %s", action, call_id, leg, node)
+    return web.json_response({"ok": True, "call_id": call_id, "action": action, "leg": leg, "node": node},
+                             status=202)
 
 
 async def events_ws(request: web.Request) -> web.StreamResponse:

@@ -9,6 +9,7 @@ from aiohttp import web
 from voicebot.adapters.audiosocket import AudioSocketServer
 from voicebot.adapters.sip import SipAdapter, SipSettings
 from voicebot.call import CallBoard, Engines
+from voicebot.cluster import ClusterBus
 from voicebot.config import Config, ServeConfig
 from voicebot.web.auth import AuthState, Session
 
@@ -27,3 +28,5 @@ SIP_SETTINGS = web.AppKey("sip_settings", SipSettings)
 """Stack settings for the SIP adapter, when a test sets its own before the app starts."""
 SIP_ADAPTER = web.AppKey("sip_adapter", SipAdapter)
 """The app's running SIP adapter, when `sip_listen` is set (campaigns dial through it)."""
+CLUSTER = web.AppKey("cluster", ClusterBus)
+"""The link to the other nodes, when the store is shared."""

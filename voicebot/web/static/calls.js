@@ -7,7 +7,7 @@
 
   function newCall(id) {
     return {
-      id, adapter: "", mode: "", startedAt: null, agentId: null, zones: [], ended: null, warnHeardBy: "agent",
+      id, node: "", adapter: "", mode: "", startedAt: null, agentId: null, zones: [], ended: null, warnHeardBy: "agent",
       elapsedS: 0, seenAt: Date.now(), muted: new Set(), flags: [], actions: [], lines: [],
       open: { agent: null, customer: null },
     };
@@ -18,8 +18,8 @@
   function apply(call, e) {
     switch (e.type) {
       case "call_start":
-        Object.assign(call, { adapter: e.adapter, mode: e.mode, startedAt: e.started_at, agentId: e.agent_id,
-                              zones: e.zones || [], seenAt: Date.now(), elapsedS: 0 });
+        Object.assign(call, { node: e.node || "", adapter: e.adapter, mode: e.mode, startedAt: e.started_at,
+                              agentId: e.agent_id, zones: e.zones || [], seenAt: Date.now(), elapsedS: 0 });
         break;
       case "partial":
       case "final":
@@ -83,8 +83,9 @@
   // A call as the server summarised it, with its events so far.
   function loadCall(c) {
     const call = newCall(c.call_id);
-    Object.assign(call, { adapter: c.adapter, mode: c.mode, startedAt: c.started_at, agentId: c.agent_id,
-                          zones: c.zones || [], warnHeardBy: c.warn_heard_by, elapsedS: c.elapsed_s || 0 });
+    Object.assign(call, { node: c.node || "", adapter: c.adapter, mode: c.mode, startedAt: c.started_at,
+                          agentId: c.agent_id, zones: c.zones || [], warnHeardBy: c.warn_heard_by,
+                          elapsedS: c.elapsed_s || 0 });
     for (const e of c.events) apply(call, e);
     call.muted = new Set(c.muted);
     call.ended = c.ended;

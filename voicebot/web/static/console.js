@@ -233,7 +233,7 @@
     $("detail").hidden = !call;
     if (!call) return;
     $("detail-id").textContent = call.id;
-    $("detail-meta").textContent = [`${call.adapter} · ${call.mode}`, fmtTime(call.startedAt),
+    $("detail-meta").textContent = [`${call.adapter} · ${call.mode}`, call.node, fmtTime(call.startedAt),
       call.agentId ? t("agent_is", { id: call.agentId }) : "", call.ended ? "" : debtorTime(call)]
       .filter(Boolean).join(" · ");
     const status = $("detail-status");

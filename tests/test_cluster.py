@@ -1,0 +1,132 @@
+"""Nodes sharing one PostgreSQL store follow each other's calls: a supervisor signed in on node A sees a call running
+on node B and hangs it up from A's console (Chromium); sessions work on every node; the messages between nodes are
+sealed, and a foreign, altered or old one is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+from live_peers import (
+    CONNECTED,
+    PASSWORD,
+    SLOW_S,
+    free_port,
+    send_media,
+    signed_in_page,
+    start_message,
+    start_serve,
+    stop_serve,
+    ulaw_packets,
+)
+from playwright.async_api import expect
+
+from voicebot.audit_pg import PgAuditLog
+from voicebot.board import CallBoard
+from voicebot.cluster import EVENTS, ClusterMessageError, seal, unseal
+
+KEY = bytes(range(32))
+
+
+def test_messages_are_sealed_and_a_foreign_altered_or_old_one_is_refused() -> None:
+    now = time.time()
+    payload = seal(KEY, EVENTS, {"event": {"type": "final", "text": "您好"}, "node": "b", "at": now})
+    assert "您好" not in payload and unseal(KEY, EVENTS, payload, now)["event"]["text"] == "您好"
+    for key, channel, text, at in ((bytes(32), EVENTS, payload, now), (KEY, "voicebot_actions", payload, now),
+                                   (KEY, EVENTS, payload[:-4] + "AAAA", now), (KEY, EVENTS, "not base64!", now),
+                                   (KEY, EVENTS, payload, now + 600)):
+        with pytest.raises(ClusterMessageError):
+            unseal(key, channel, text, at)
+    with pytest.raises(ClusterMessageError, match="limit"):
+        seal(KEY, EVENTS, {"text": "x" * 8000})
+
+
+def test_another_nodes_call_is_followed_alerted_on_and_kept_when_it_ends() -> None:
+    board = CallBoard()
+    heard = board.listen()
+    board.take_remote("b", {"type": "call_start", "call_id": "c1", "adapter": "twilio", "mode": "in-path",
+                            "agent_id": "a-9", "started_at": "2026-12-05T04:00:00+00:00", "zones": []})
+    board.take_remote("b", {"type": "flag", "call_id": "c1", "leg": "agent", "rule": "r", "category": "threat",
+                            "severity": "critical", "matched": "打断你的腿"})
+    [live] = board.summaries()
+    assert (live["node"], live["agent_id"], live["flags"], live["ended"]) == ("b", "a-9", 1, None)
+    [alert] = board.alerts.values()
+    assert (alert["agent_id"], alert["node"], alert["severity"]) == ("a-9", "b", "critical")
+    board.take_remote("b", {"type": "call_end", "call_id": "c1", "reason": "hangup: supervisor", "duration_s": 12.0})
+    assert board.remote == {} and board.call("c1")["ended"] == "hangup: supervisor"
+    kinds = [heard.get_nowait()["type"] for _ in range(heard.qsize())]
+    assert kinds == ["call_start", "flag", "alert", "call_end"]
+
+
+def add_user(data: Path, pg_url: str, name: str, role: str) -> None:
+    voicebot = str(Path(sys.executable).parent / "voicebot")
+    done = subprocess.run([voicebot, "users", "add", name, "--role", role, "--password-stdin"], input=PASSWORD + "\n",
+                          capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "VOICEBOT_DATA_DIR": str(data), "VOICEBOT_DB": pg_url})
+    assert done.returncode == 0, done.stderr
+
+
+async def keep_talking(ws: aiohttp.ClientWebSocketResponse, packets: list[bytes], limit_s: float) -> None:
+    """Stream the speech again and again at real time until the server ends the call (or `limit_s` passes)."""
+    started = time.monotonic()
+    with contextlib.suppress(ConnectionResetError):  # the server closed it between two packets
+        while not ws.closed and time.monotonic() - started < limit_s:
+            await send_media(ws, {"inbound": packets}, packet_s=0.02)
+
+
+async def drain(ws: aiohttp.ClientWebSocketResponse) -> None:
+    """Read what the server still sends until it closes the stream."""
+    async for _ in ws:
+        pass
+
+
+@pytest.mark.browser
+async def test_a_supervisor_on_node_a_hangs_up_a_call_running_on_node_b(pg_url: str, tmp_path: Path, shared: Path,
+                                                                         midday_zone: str, browser) -> None:
+    data, ports = tmp_path / "data", [free_port(udp=(), tcp=(0,)) for _ in range(2)]
+    env = {"VOICEBOT_DB": pg_url}
+    nodes = [start_serve(port, data, tmp_path / f"node{n}.log", "--node", name, env=env)
+             for n, (port, name) in enumerate(zip(ports, ("node-a", "node-b"), strict=True))]
+    try:
+        add_user(data, pg_url, "sup", "supervisor")
+        base_a, base_b = (f"http://127.0.0.1:{port}" for port in ports)
+        async with aiohttp.ClientSession() as session:
+            ws = await session.ws_connect(f"{base_b.replace('http', 'ws')}/media/twilio/{'m' * 32}")
+            for message in (CONNECTED, start_message(["inbound"], debtor_tz=midday_zone, agent_id="agent-b")):
+                await ws.send_json(message)
+            talk = asyncio.create_task(keep_talking(
+                ws, ulaw_packets(shared / "audio" / "tts-cmn" / "calls" / "call_ptp.wav"), 120))
+
+            page = await signed_in_page(browser, base_a, "sup", csp := [])
+            row = page.locator("tr", has_text="agent-b")
+            await row.click(timeout=SLOW_S)
+            await expect(page.locator("#detail-meta")).to_contain_text("twilio · in-path · node-b")
+            await expect(page.locator("#transcript .line.leg-customer").first).to_be_visible(timeout=SLOW_S)
+            await page.click('#action-bar button[data-action="hangup"]')
+            await page.click('#action-bar button[data-action="confirm-hangup"]')
+            await expect(page.locator("#detail-status")).to_contain_text("Ended: hangup: supervisor", timeout=SLOW_S)
+            await asyncio.wait_for(talk, 30)
+            await asyncio.wait_for(drain(ws), 10)
+            assert ws.closed, "node B ended the call"
+            assert csp == []
+
+            cookies = {c["name"]: c["value"] for c in await page.context.cookies(base_a)}
+            async with session.get(f"{base_b}/api/calls", cookies=cookies) as on_b:
+                assert on_b.status == 200, "the session signed in on node A works on node B"
+                [ended] = (await on_b.json())["calls"]
+                assert ended["ended"] == "hangup: supervisor"
+    finally:
+        for node in nodes:
+            stop_serve(node)
+    with PgAuditLog.open(pg_url, data / "audit.key") as log:
+        records = list(log.records())
+        assert log.verify().ok
+    hangups = [r for r in records if r.kind == "action" and r.actor == "sup"]
+    assert [(r.data["action"], r.data["reason"]) for r in hangups] == [("hangup", "supervisor")]
+    assert {r.kind for r in records} >= {"call_start", "call_end", "login"}
