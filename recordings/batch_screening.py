@@ -36,6 +36,7 @@ from recordings.screening import (
 )
 from recordings.sealed import RecordingTamperedError
 from recordings.store import RecordingNotFound, RecordingStore, stamp
+from voicebot.sql import Target
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +65,15 @@ class HasVoskModel(Protocol):
 class StorePaths:
     """Where a worker opens the store itself: database, recording folder and key file (shared storage on Ray)."""
 
-    db: Path
+    db: Target
     folder: Path
     keys: Path
     retention_days: int
 
     @classmethod
     def of(cls, store: RecordingStore) -> StorePaths:
-        """The paths of an open store."""
-        db = store.query("PRAGMA database_list")[0]["file"]
-        return cls(Path(db), store.folder, store.ring.path, store.retention.days)
+        """The paths of an open store (its database a SQLite file, or the URL of a shared one)."""
+        return cls(store.target, store.folder, store.ring.path, store.retention.days)
 
     def open(self) -> RecordingStore:
         """Open the store these paths name."""

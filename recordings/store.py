@@ -95,8 +95,8 @@ class RecordingStore(SqlStore):
     """Sealed recordings under `folder`, keys in `<db>.recordings.keys` (a shared store's are named, and every node
     holds a copy), metadata in the `recordings` table."""
 
-    def __init__(self, db: Db, folder: Path, ring: KeyRing, retention_days: int) -> None:
-        self._db = db
+    def __init__(self, db: Db, target: Target, folder: Path, ring: KeyRing, retention_days: int) -> None:
+        self._db, self.target = db, target
         self._lock = threading.RLock()
         """Held while the key ring changes."""
         self.folder = folder
@@ -126,7 +126,7 @@ class RecordingStore(SqlStore):
         except BaseException:
             db.close()
             raise
-        store = cls(db, folder or path.parent / "recordings", ring, retention_days)
+        store = cls(db, target, folder or path.parent / "recordings", ring, retention_days)
         store.recover()
         return store
 

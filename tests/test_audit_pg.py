@@ -3,7 +3,6 @@ processes, the schema migrated by yoyo, UPDATE and DELETE refused, tampering fou
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import subprocess
@@ -11,10 +10,8 @@ import sys
 import threading
 from pathlib import Path
 
-import aiohttp
 import psycopg
 import pytest
-from live_peers import CONNECTED, free_port, health, send_media, start_message, start_serve, stop_serve, ulaw_packets
 
 from voicebot.audit import AuditLog, AuditTamperedError
 from voicebot.audit_pg import PgAuditLog
@@ -120,35 +117,4 @@ def test_cli_verifies_and_exports_the_shared_log(pg_url: str, tmp_path: Path) ->
                                    text=True, env=env, timeout=60)
         assert malformed.returncode == 1 and "postgresql://user@host:port/database URL" in malformed.stderr
         assert "s3cret" not in malformed.stderr and "Traceback" not in malformed.stderr
-
-
-async def test_two_serve_nodes_write_their_calls_into_one_shared_log(pg_url: str, tmp_path: Path, shared: Path,
-                                                                   midday_zone: str) -> None:
-    key, ports = tmp_path / "audit.key", [free_port(udp=(), tcp=(0,)) for _ in range(2)]
-    nodes = [start_serve(port, tmp_path / "data", tmp_path / f"node{n}.log", "--audit-key", str(key),
-                         env={"VOICEBOT_DB": pg_url}) for n, port in enumerate(ports)]  # one machine: the same keys
-    try:
-        speech = ulaw_packets(shared / "audio" / "tts-cmn" / "b02.wav")
-        async with aiohttp.ClientSession() as session:
-            for port in ports:
-                ws = await session.ws_connect(f"http://127.0.0.1:{port}/media/twilio/{'m' * 32}")
-                for message in (CONNECTED, start_message(["inbound"], debtor_tz=midday_zone, agent_id=f"n{port}")):
-                    await ws.send_json(message)
-                await send_media(ws, {"inbound": speech})
-                await ws.close()
-        for port in ports:
-            for _ in range(100):
-                if not health(port)[1]["calls"]:
-                    break
-                await asyncio.sleep(0.1)
-    finally:
-        for node in nodes:
-            stop_serve(node)
-    with PgAuditLog.open(pg_url, key) as log:
-        report, records = log.verify(), list(log.records())
-    assert report.ok, report
-    starts = {r.data.get("agent_id") or r.actor for r in records if r.kind == "call_start"}
-    assert starts == {f"n{port}" for port in ports}, "each node's call is in the one chain"
-    assert sum(r.kind == "call_end" for r in records) == 2
-    assert not list((tmp_path / "data").glob("*.db")), "no node keeps a SQLite store of its own"
 

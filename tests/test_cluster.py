@@ -1,23 +1,29 @@
-"""Nodes sharing one PostgreSQL store follow each other's calls: a supervisor signed in on node A sees a call running
-on node B and hangs it up from A's console (Chromium); sessions work on every node; the messages between nodes are
-sealed, and a foreign, altered or old one is refused."""
+"""Nodes sharing one PostgreSQL store: their calls land in one audit chain and one recordings table, QA samples each
+agent's month across them and screening opens every node's recordings; a supervisor signed in on node A sees a call
+running on node B and hangs it up from A's console (Chromium); sessions work on every node; the messages between
+nodes are sealed, and a foreign, altered or old one is refused."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import subprocess
 import sys
 import time
+from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
+import psycopg
 import pytest
 from live_peers import (
     CONNECTED,
     PASSWORD,
     SLOW_S,
     free_port,
+    health,
     send_media,
     signed_in_page,
     start_message,
@@ -64,12 +70,61 @@ def test_another_nodes_call_is_followed_alerted_on_and_kept_when_it_ends() -> No
     assert kinds == ["call_start", "flag", "alert", "call_end"]
 
 
-def add_user(data: Path, pg_url: str, name: str, role: str) -> None:
-    voicebot = str(Path(sys.executable).parent / "voicebot")
-    done = subprocess.run([voicebot, "users", "add", name, "--role", role, "--password-stdin"], input=PASSWORD + "\n",
-                          capture_output=True, text=True, timeout=60,
+def voicebot(data: Path, pg_url: str, *args: str, stdin: str = "") -> str:
+    """Run a CLI command on the shared store, as any node's operator would; its output."""
+    done = subprocess.run([str(Path(sys.executable).parent / "voicebot"), *args], input=stdin, capture_output=True,
+                          text=True, timeout=300,
                           env={"PATH": "/usr/bin:/bin", "VOICEBOT_DATA_DIR": str(data), "VOICEBOT_DB": pg_url})
     assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+async def short_call(session: aiohttp.ClientSession, port: int, packets: list[bytes], agent: str, zone: str) -> None:
+    """A short Twilio call (emulated peer) with one utterance, to the node at `port`."""
+    ws = await session.ws_connect(f"http://127.0.0.1:{port}/media/twilio/{'m' * 32}")
+    for message in (CONNECTED, start_message(["inbound"], debtor_tz=zone, agent_id=agent)):
+        await ws.send_json(message)
+    await send_media(ws, {"inbound": packets})
+    await ws.close()
+
+
+async def test_two_nodes_share_one_audit_chain_and_recordings_qa_samples_and_screens_across_them(
+        pg_url: str, tmp_path: Path, shared: Path, midday_zone: str) -> None:
+    data, ports = tmp_path / "data", [free_port(udp=(), tcp=(0,)) for _ in range(2)]
+    nodes = [start_serve(port, data, tmp_path / f"node{n}.log", env={"VOICEBOT_DB": pg_url})
+             for n, port in enumerate(ports)]  # one machine: the same key files, one recordings folder
+    try:
+        speech = ulaw_packets(shared / "audio" / "tts-cmn" / "b02.wav")
+        plan = [(ports[0], "a-1")] * 4 + [(ports[1], "a-1")] * 3 + [(ports[0], "a-2"), (ports[1], "a-2")]
+        async with aiohttp.ClientSession() as session:
+            for port, agent in plan:
+                await short_call(session, port, speech, agent, midday_zone)
+        for port in ports:
+            for _ in range(100):
+                if not health(port)[1]["calls"]:
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        for node in nodes:
+            stop_serve(node)
+    with PgAuditLog.open(pg_url, data / "audit.key") as log:
+        report, records = log.verify(), list(log.records())
+    assert report.ok and sum(r.kind == "call_end" for r in records) == len(plan), "every call in the one chain"
+    assert not list(data.glob("*.db")), "no node keeps a SQLite store of its own"
+    with psycopg.connect(pg_url) as conn:
+        owners = {row[0].split(":")[1] for row in conn.execute("SELECT owner FROM recordings")}
+    assert len(owners) == 2, "both nodes' recordings are in the one table"
+
+    month = datetime.now(UTC).strftime("%Y-%m")
+    sample = json.loads(voicebot(data, pg_url, "qa", "sample", "--month", month, "--json"))
+    per_agent = Counter(item["agent_id"] for item in sample["items"])
+    assert per_agent["a-1"] >= 0.15 * 7 and per_agent["a-2"] >= 1, "15% of each agent's month, both nodes' calls"
+    screened = voicebot(data, pg_url, "recordings", "screen", "--workers", "1").splitlines()
+    assert json.loads(screened[-1])["summary"]["screened"] == len(plan), "every node's recording opens and is screened"
+    coverage = [json.loads(line) for line in voicebot(data, pg_url, "qa", "report", "--month", month,
+                                                     "--json").splitlines()]
+    assert {(c["agent_id"], c["recordings"]) for c in coverage} == {("a-1", 7), ("a-2", 2)}
+    assert all(c["sampled_rate"] >= 0.15 for c in coverage)
 
 
 async def keep_talking(ws: aiohttp.ClientWebSocketResponse, packets: list[bytes], limit_s: float) -> None:
@@ -94,7 +149,8 @@ async def test_a_supervisor_on_node_a_hangs_up_a_call_running_on_node_b(pg_url: 
     nodes = [start_serve(port, data, tmp_path / f"node{n}.log", "--node", name, env=env)
              for n, (port, name) in enumerate(zip(ports, ("node-a", "node-b"), strict=True))]
     try:
-        add_user(data, pg_url, "sup", "supervisor")
+        voicebot(data, pg_url, "users", "add", "sup", "--role", "supervisor", "--password-stdin",
+                 stdin=PASSWORD + "\n")
         base_a, base_b = (f"http://127.0.0.1:{port}" for port in ports)
         async with aiohttp.ClientSession() as session:
             ws = await session.ws_connect(f"{base_b.replace('http', 'ws')}/media/twilio/{'m' * 32}")
