@@ -107,22 +107,31 @@ async def one_call(session: aiohttp.ClientSession, url: str, agent: list[bytes],
         return closed.result() - (t0 + threat_end_s)
 
 
-async def round_of(n: int, url: str, frames: tuple[list[bytes], list[bytes], float]) -> list[float | None]:
-    """N concurrent calls, started over 2 s; their phrase-end-to-hang-up delays (None: never hung up)."""
+async def round_of(n: int, url: str | list[str], frames: tuple[list[bytes], list[bytes], float]
+                   ) -> list[float | None]:
+    """N concurrent calls, started over 2 s and dealt in turn to the servers at `url`; their phrase-end-to-hang-up
+    delays (None: never hung up)."""
     agent, customer, threat_end_s = frames
+    urls = [url] if isinstance(url, str) else url
     async with aiohttp.ClientSession() as session:
-        return await asyncio.gather(*(one_call(session, url, agent, customer, threat_end_s, random.uniform(0, 2))
-                                      for _ in range(n)))
+        return await asyncio.gather(*(one_call(session, urls[i % len(urls)], agent, customer, threat_end_s,
+                                               random.uniform(0, 2)) for i in range(n)))
+
+
+def delay_p95(hung: list[float]) -> float:
+    """The 95th percentile of the hang-up delays (infinite when no call was hung up)."""
+    return statistics.quantiles(hung, n=20)[-1] if len(hung) >= 2 else (hung[0] if hung else float("inf"))
 
 
 def start_server(port: int, data: Path, token: str, rules_only: bool = False, *, max_calls: int = 1000,
-                 extra: list[str] | None = None) -> subprocess.Popen[bytes]:
-    """`voicebot serve` on 127.0.0.1 with a fresh database (max_calls 0: as measured); returns once /healthz answers."""
+                 extra: list[str] | None = None, db: str | None = None) -> subprocess.Popen[bytes]:
+    """`voicebot serve` on 127.0.0.1 with a fresh database, or the shared store `db` (max_calls 0: as measured);
+    returns once /healthz answers."""
     env = {**os.environ, "VOICEBOT_MEDIA_TOKEN": token, "VOICEBOT_DATA_DIR": str(data)}
     voicebot = str(Path(sys.executable).parent / "voicebot")
     options = ["--rules-only"] if rules_only else []
-    proc = subprocess.Popen([voicebot, "serve", "--port", str(port), "--db", str(data / "bench.db"), "--max-calls",
-                             str(max_calls), *options, *(extra or [])], env=env,
+    proc = subprocess.Popen([voicebot, "serve", "--port", str(port), "--db", db or str(data / "bench.db"),
+                             "--max-calls", str(max_calls), *options, *(extra or [])], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(300):
         try:
@@ -194,7 +203,7 @@ def main() -> None:
                 emit("server_cpu", (cpu_s(proc.pid) - server_cpu) / wall, "cores", calls=n)
                 emit("load_client_cpu", (cpu_s(os.getpid()) - client_cpu) / wall, "cores", calls=n)
                 hung = [d for d in delays if d is not None]
-                p95 = statistics.quantiles(hung, n=20)[-1] if len(hung) >= 2 else (hung[0] if hung else float("inf"))
+                p95 = delay_p95(hung)
                 emit("hangup_delay_p50", statistics.median(hung) if hung else float("nan"), "s", calls=n,
                      hung_up=len(hung), protocol="twilio")
                 emit("hangup_delay_p95", p95, "s", calls=n, hung_up=len(hung), protocol="twilio")

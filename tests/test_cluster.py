@@ -10,6 +10,7 @@ import contextlib
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -36,6 +37,9 @@ from playwright.async_api import expect
 from voicebot.audit_pg import PgAuditLog
 from voicebot.board import CallBoard
 from voicebot.cluster import EVENTS, ClusterMessageError, seal, unseal
+from voicebot.sql import open_db
+from voicebot.web.auth import AuthSettings
+from voicebot.web.throttle import Attempt, SharedLoginThrottle
 
 KEY = bytes(range(32))
 
@@ -186,3 +190,26 @@ async def test_a_supervisor_on_node_a_hangs_up_a_call_running_on_node_b(pg_url: 
     hangups = [r for r in records if r.kind == "action" and r.actor == "sup"]
     assert [(r.data["action"], r.data["reason"]) for r in hangups] == [("hangup", "supervisor")]
     assert {r.kind for r in records} >= {"call_start", "call_end", "login"}
+
+
+def test_wrong_passwords_spread_over_two_nodes_cannot_exceed_the_throttle(pg_url: str) -> None:
+    nodes = [open_db(pg_url) for _ in range(2)]
+    throttles = [SharedLoginThrottle(db, AuthSettings()) for db in nodes]
+    counted: list[Attempt] = []
+
+    def attacker(n: int) -> None:
+        for _ in range(10):
+            attempt = throttles[n % 2].reserve("sup", f"10.0.0.{n}")
+            if attempt.wait_s == 0:
+                counted.append(attempt)
+
+    threads = [threading.Thread(target=attacker, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(counted) == AuthSettings().max_failures_user, "five passwords checked, whichever node was asked"
+    throttles[1].succeeded(counted[0])
+    assert throttles[0].reserve("sup", "10.0.0.9").wait_s == 0, "a success on one node clears the user everywhere"
+    for db in nodes:
+        db.close()

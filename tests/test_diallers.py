@@ -4,6 +4,10 @@ never dialled twice at once nor past its cadence, and the dial of a dialler that
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -15,6 +19,7 @@ from test_campaign import Clock, csv_text, load, row
 from compliance_rules.pack import load_pack
 from compliance_rules.timing import Attempt, pre_dial_check
 from voicebot.audit import AuditLog
+from voicebot.audit_pg import PgAuditLog
 from voicebot.campaigns import CallResult, CampaignRunner, CampaignStore, DebtorCall, RetryPolicy
 from voicebot.campaigns.accounts import Account
 from voicebot.campaigns.crypto import PiiKeyError
@@ -120,3 +125,51 @@ def test_diallers_on_their_own_threads_and_connections_claim_each_account_once(a
         thread.join()
     claimed = [a for w in won for a in w]
     assert sorted(claimed) == sorted(f"A{i}" for i in range(60)), "each account claimed exactly once, by one dialler"
+
+
+DIALLER = """
+import asyncio, sys
+from datetime import datetime
+from pathlib import Path
+from compliance_rules.pack import load_pack
+from voicebot.audit_pg import PgAuditLog
+from voicebot.campaigns import CampaignRunner, CampaignStore
+url, folder, at = sys.argv[1], Path(sys.argv[2]), datetime.fromisoformat(sys.argv[3])
+
+class Stuck:
+    async def call(self, debt):
+        (folder / "ringing").write_text(debt.account_id)
+        await asyncio.sleep(3600)  # killed here, mid-call
+
+audit = PgAuditLog.open(url, folder / "audit.key")
+store = CampaignStore.open(url, key_path=folder / "pii.key")
+asyncio.run(CampaignRunner(store, Stuck(), load_pack("cn-collection"), audit, now=lambda: at).run_once())
+"""
+
+
+async def test_a_dialler_process_killed_mid_call_loses_no_dial_and_another_takes_its_account_over(
+        pg_url: str, tmp_path: Path) -> None:
+    with PgAuditLog.open(pg_url, tmp_path / "audit.key") as audit, \
+            CampaignStore.open(pg_url, key_path=tmp_path / "pii.key") as store:
+        load(store, csv_text(row("A1")), at=MONDAY_9)
+    node = subprocess.Popen([sys.executable, "-c", DIALLER, pg_url, str(tmp_path), MONDAY_9.isoformat()])
+    for _ in range(300):
+        if (tmp_path / "ringing").exists():
+            break
+        await asyncio.sleep(0.1)
+    os.kill(node.pid, signal.SIGKILL)
+    node.wait()
+    assert (tmp_path / "ringing").read_text() == "A1"
+
+    clock = Clock(MONDAY_9 + timedelta(minutes=5))
+    dialer = RingingDialer(clock)
+    with PgAuditLog.open(pg_url, tmp_path / "audit.key") as audit:
+        [alive, _] = diallers(audit, tmp_path, clock, dialer)
+        assert await alive.run_once() == [], "the killed node's dial may still ring: its account is left alone"
+        clock.set(MONDAY_9 + STALE_DIAL + timedelta(minutes=1))
+        [report] = await alive.run_once()
+        dials = alive.store.query("SELECT status, detail FROM attempts ORDER BY started_at, rowid")
+        assert audit.verify().ok
+    assert report.account_id == "A1" and len(dialer.calls) == 1, "the other node took the account over"
+    assert dials[0] == {"status": "failed", "detail": '{"error": "interrupted"}'}, "the killed node's dial is kept"
+    assert [d["status"] for d in dials] == ["failed", "no_answer"]

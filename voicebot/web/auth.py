@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import base64
-import collections
-import contextlib
 import hashlib
 import hmac
 import re
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +14,7 @@ from typing import Any, Self
 from zoneinfo import available_timezones
 
 from voicebot.sql import Db, SqliteDb, SqlStore, Target, open_db
+from voicebot.web.throttle import LoginThrottle, SharedLoginThrottle
 
 
 class AuthError(ValueError):
@@ -313,70 +311,5 @@ class AuthState:
 
     store: UserStore
     settings: AuthSettings
-    throttle: LoginThrottle
+    throttle: LoginThrottle | SharedLoginThrottle
     secure_cookies: bool
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Attempt:
-    """A sign-in attempt the throttle has counted before its password is checked; `wait_s > 0`: refused, uncounted."""
-
-    username: str
-    ip: str
-    at: float
-    wait_s: float
-
-
-class LoginThrottle:
-    """Counts sign-in attempts per user and per address; too many failures within the window and sign-in waits.
-
-    An attempt is counted before its password is checked, so concurrent attempts cannot pass the limit together.
-    """
-
-    def __init__(self, settings: AuthSettings, max_keys: int = 10_000) -> None:
-        self._settings = settings
-        self._max_keys = max_keys
-        self._failures: dict[str, collections.deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def _limits(self, username: str, ip: str) -> list[tuple[str, int]]:
-        s = self._settings
-        return [(_user_key(username), s.max_failures_user), (f"ip:{ip}", s.max_failures_ip)]
-
-    def reserve(self, username: str, ip: str) -> Attempt:
-        """Count one attempt now, as a failure until `succeeded`; or refuse it, with the seconds to wait."""
-        with self._lock:
-            now = self._settings.now()
-            wait_s = self._wait_s(username, ip, now)
-            if wait_s == 0:
-                self._count(username, ip, now)
-        return Attempt(username=username, ip=ip, at=now, wait_s=wait_s)
-
-    def _wait_s(self, username: str, ip: str, now: float) -> float:
-        window, wait = self._settings.failure_window_s, 0.0
-        for key, limit in self._limits(username, ip):
-            times = self._failures.get(key)
-            if not times:
-                continue
-            while times and times[0] <= now - window:
-                times.popleft()
-            if len(times) >= limit:
-                wait = max(wait, times[-limit] + window - now)
-        return wait
-
-    def _count(self, username: str, ip: str, now: float) -> None:
-        for key, limit in self._limits(username, ip):
-            if key not in self._failures and len(self._failures) >= self._max_keys:
-                self._failures.pop(next(iter(self._failures)))
-            self._failures.setdefault(key, collections.deque(maxlen=limit)).append(now)
-
-    def succeeded(self, attempt: Attempt) -> None:
-        """Forget the user's failures and give the address back this attempt (it keeps its other failures)."""
-        with self._lock:
-            self._failures.pop(_user_key(attempt.username), None)
-            with contextlib.suppress(KeyError, ValueError):
-                self._failures[f"ip:{attempt.ip}"].remove(attempt.at)
-
-
-def _user_key(username: str) -> str:
-    return f"user:{username.strip().lower()}"

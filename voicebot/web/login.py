@@ -17,9 +17,11 @@ from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
-from voicebot.web.auth import AuthSettings, AuthState, LoginThrottle, Session, UserStore, token_hash
+from voicebot.sql import is_url, open_db
+from voicebot.web.auth import AuthSettings, AuthState, Session, UserStore, token_hash
 from voicebot.web.keys import AUTH, ENGINES, SERVE, SESSION, SOCKETS
 from voicebot.web.proxy import client_ip, is_https
+from voicebot.web.throttle import LoginThrottle, SharedLoginThrottle
 from voicebot.web.words import Words, browser_language
 
 log = logging.getLogger(__name__)
@@ -64,11 +66,15 @@ def auth_ctx(settings: AuthSettings) -> Callable[[web.Application], AsyncIterato
         secure = settings.secure_cookies
         if secure is None:
             secure = serve.host not in LOOPBACK_HOSTS
-        app[AUTH] = AuthState(store=store, settings=settings, throttle=LoginThrottle(settings), secure_cookies=secure)
+        shared = await run_db(open_db, serve.db) if is_url(serve.db) else None  # nodes count failures together
+        throttle = SharedLoginThrottle(shared, settings) if shared else LoginThrottle(settings)
+        app[AUTH] = AuthState(store=store, settings=settings, throttle=throttle, secure_cookies=secure)
         if not await run_db(store.has_users):
             log.warning(FIRST_USER_HINT)
         yield
         store.close()
+        if shared:
+            shared.close()
 
     return ctx
 
@@ -273,14 +279,14 @@ async def post_login(request: web.Request) -> web.Response:
         return await login_page(request, status=403, message="The sign-in form expired; please try again.",
                                 next_path=next_path)
     auth = request.app[AUTH]
-    attempt = auth.throttle.reserve(username, client_ip(request))
+    attempt = await run_db(auth.throttle.reserve, username, client_ip(request))
     if attempt.wait_s > 0:
         return await throttled(request, attempt.wait_s, next_path)
     user, why = await run_db(auth.store.authenticate, username, password)
     if why != "ok":
         await audit_login(request, "sign_in_failed", user.username if user else None, reason=why)
         return await login_page(request, status=401, message="Wrong user name or password.", next_path=next_path)
-    auth.throttle.succeeded(attempt)
+    await run_db(auth.throttle.succeeded, attempt)
     if previous := request.cookies.get(SESSION_COOKIE):
         await run_db(auth.store.end_session, token_hash(previous))
     token, session = await run_db(auth.store.create_session, user.username, auth.settings.session_lifetime_s)
