@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -83,6 +84,22 @@ def voicebot(data: Path, pg_url: str, *args: str, stdin: str = "") -> str:
     return done.stdout
 
 
+@contextlib.contextmanager
+def serve_nodes(pg_url: str, data: Path, *names: str) -> Iterator[list[int]]:
+    """`voicebot serve` nodes on the store at `pg_url`, all with the data folder `data` (one machine: the same key
+    files, one recordings folder), logging beside it; their ports. Every node started is stopped after."""
+    procs, ports = [], []
+    try:
+        for name in names:
+            ports.append(free_port(udp=(), tcp=(0,)))
+            procs.append(start_serve(ports[-1], data, data.parent / f"{name}.log", "--node", name,
+                                     env={"VOICEBOT_DB": pg_url}))
+        yield ports
+    finally:
+        for proc in procs:
+            stop_serve(proc)
+
+
 async def short_call(session: aiohttp.ClientSession, port: int, packets: list[bytes], agent: str, zone: str) -> None:
     """A short Twilio call (emulated peer) with one utterance, to the node at `port`."""
     ws = await session.ws_connect(f"http://127.0.0.1:{port}/media/twilio/{'m' * 32}")
@@ -94,10 +111,8 @@ async def short_call(session: aiohttp.ClientSession, port: int, packets: list[by
 
 async def test_two_nodes_share_one_audit_chain_and_recordings_qa_samples_and_screens_across_them(
         pg_url: str, tmp_path: Path, shared: Path, midday_zone: str) -> None:
-    data, ports = tmp_path / "data", [free_port(udp=(), tcp=(0,)) for _ in range(2)]
-    nodes = [start_serve(port, data, tmp_path / f"node{n}.log", env={"VOICEBOT_DB": pg_url})
-             for n, port in enumerate(ports)]  # one machine: the same key files, one recordings folder
-    try:
+    data = tmp_path / "data"
+    with serve_nodes(pg_url, data, "node-a", "node-b") as ports:
         speech = ulaw_packets(shared / "audio" / "tts-cmn" / "b02.wav")
         plan = [(ports[0], "a-1")] * 4 + [(ports[1], "a-1")] * 3 + [(ports[0], "a-2"), (ports[1], "a-2")]
         async with aiohttp.ClientSession() as session:
@@ -108,9 +123,6 @@ async def test_two_nodes_share_one_audit_chain_and_recordings_qa_samples_and_scr
                 if not health(port)[1]["calls"]:
                     break
                 await asyncio.sleep(0.1)
-    finally:
-        for node in nodes:
-            stop_serve(node)
     with PgAuditLog.open(pg_url, data / "audit.key") as log:
         report, records = log.verify(), list(log.records())
     assert report.ok and sum(r.kind == "call_end" for r in records) == len(plan), "every call in the one chain"
@@ -148,11 +160,8 @@ async def drain(ws: aiohttp.ClientWebSocketResponse) -> None:
 @pytest.mark.browser
 async def test_a_supervisor_on_node_a_hangs_up_a_call_running_on_node_b(pg_url: str, tmp_path: Path, shared: Path,
                                                                          midday_zone: str, browser) -> None:
-    data, ports = tmp_path / "data", [free_port(udp=(), tcp=(0,)) for _ in range(2)]
-    env = {"VOICEBOT_DB": pg_url}
-    nodes = [start_serve(port, data, tmp_path / f"node{n}.log", "--node", name, env=env)
-             for n, (port, name) in enumerate(zip(ports, ("node-a", "node-b"), strict=True))]
-    try:
+    data = tmp_path / "data"
+    with serve_nodes(pg_url, data, "node-a", "node-b") as ports:
         voicebot(data, pg_url, "users", "add", "sup", "--role", "supervisor", "--password-stdin",
                  stdin=PASSWORD + "\n")
         base_a, base_b = (f"http://127.0.0.1:{port}" for port in ports)
@@ -181,9 +190,6 @@ async def test_a_supervisor_on_node_a_hangs_up_a_call_running_on_node_b(pg_url: 
                 assert on_b.status == 200, "the session signed in on node A works on node B"
                 [ended] = (await on_b.json())["calls"]
                 assert ended["ended"] == "hangup: supervisor"
-    finally:
-        for node in nodes:
-            stop_serve(node)
     with PgAuditLog.open(pg_url, data / "audit.key") as log:
         records = list(log.records())
         assert log.verify().ok

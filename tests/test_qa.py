@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pg_server import stored_bytes
 
 from recordings.qa import QaError, Review, coverage, draw_sample, latest_sample, reviews, save_review
 from recordings.screening import SCORECARD
@@ -24,14 +26,16 @@ FLAGGED = {"a2-3", "a2-5", "a4-0"}
 
 
 @pytest.fixture
-def db(tmp_path: Path):
-    with AuditLog.open(tmp_path / "voicebot.db") as audit, \
-            RecordingStore.open(audit.path, tmp_path / "recordings") as store:
+def db(audit_log: AuditLog, tmp_path: Path):
+    """A month of recordings beside the audit log, in SQLite or PostgreSQL (a shared store's keys and folder where
+    the CLI looks for them: in the data folder)."""
+    keys = tmp_path / "recordings.keys" if isinstance(audit_log.path, str) else None
+    with RecordingStore.open(audit_log.path, tmp_path / "recordings", key_path=keys) as store:
         for agent, n in CALLS.items():
             for i in range(n):
                 add(store, f"{agent}-{i}", agent, NOV + timedelta(hours=i))
         add(store, "december", "a1", datetime(2026, 12, 1, 9, 0, tzinfo=UTC))
-        yield store, audit
+        yield store, audit_log
 
 
 def add(store: RecordingStore, call_id: str, agent: str, at: datetime) -> None:
@@ -87,7 +91,7 @@ def test_reviews_are_kept_with_sealed_notes_and_counted_in_coverage(db) -> None:
                                      notes="客户张伟明 said the agent was rude"))
     [review] = reviews(store, recording_id="a2-3")
     assert review.notes.startswith("客户张伟明") and review.score == 80.0
-    assert "张伟明".encode() not in Path(store.query("PRAGMA database_list")[0]["file"]).read_bytes()
+    assert "张伟明".encode() not in stored_bytes(store.target)
     assert [r.kind for r in audit.records()][-1] == "qa_review"
     with pytest.raises(QaError, match="verdict"):
         save_review(store, audit, Review(recording_id="a2-3", reviewer="c", marks=marks, verdict="great"))
@@ -102,8 +106,9 @@ def test_reviews_are_kept_with_sealed_notes_and_counted_in_coverage(db) -> None:
 
 def test_cli_sample_and_report(db, tmp_path: Path) -> None:
     store, _ = db
-    db_path = str(store.query("PRAGMA database_list")[0]["file"])
-    run = lambda *args: subprocess.run([VOICEBOT, *args, "--db", db_path], capture_output=True, text=True)  # noqa: E731
+    env = {**os.environ, "VOICEBOT_DATA_DIR": str(tmp_path)}
+    run = lambda *args: subprocess.run([VOICEBOT, *args, "--db", str(store.target)], capture_output=True,  # noqa: E731
+                                       text=True, env=env)
     drawn = run("qa", "sample", "--month", "2026-11", "--json")
     assert drawn.returncode == 0, drawn.stderr
     sample = json.loads(drawn.stdout)

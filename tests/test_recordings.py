@@ -24,14 +24,14 @@ START = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def audit(tmp_path: Path):
-    with AuditLog.open(tmp_path / "voicebot.db") as log:
-        yield log
+def audit(audit_log: AuditLog) -> AuditLog:
+    """The audit log, in SQLite or PostgreSQL: the recordings' metadata lies beside it."""
+    return audit_log
 
 
 @pytest.fixture
 def store(audit: AuditLog, tmp_path: Path):
-    with RecordingStore.open(audit.path, tmp_path / "recordings") as s:
+    with RecordingStore.open(audit.path, tmp_path / "recordings", key_path=tmp_path / "recordings.keys") as s:
         yield s
 
 
@@ -92,7 +92,7 @@ def test_another_sample_rate_on_one_leg_is_resampled(store: RecordingStore) -> N
 
 
 def _killed_writer(db: Path, folder: Path, ready: multiprocessing.synchronize.Event) -> None:
-    with RecordingStore.open(db, folder) as s:
+    with RecordingStore.open(db, folder, key_path=folder.parent / "recordings.keys") as s:
         s.register("crash", started_at=START)
         writer = s.writer("crash", START)
         for at in range(0, 5 * RATE, 160):
@@ -110,7 +110,7 @@ def test_a_recording_killed_mid_call_is_readable_up_to_the_last_second(audit: Au
     assert ready.wait(30)
     os.kill(process.pid, signal.SIGKILL)
     process.join()
-    with RecordingStore.open(audit.path, folder) as store:  # as `serve` or any other process opens it next
+    with RecordingStore.open(audit.path, folder, key_path=folder.parent / "recordings.keys") as store:  # reopened
         assert store.get("crash").status == "incomplete" and store.recover() == 0
         assert [r.recording_id for r in store.recordings()] == ["crash"], "listed, so sampled and screened"
         opened = store.open_audio("crash")
@@ -122,7 +122,7 @@ def test_a_recording_killed_mid_call_is_readable_up_to_the_last_second(audit: Au
 def test_a_recording_a_running_process_writes_stays_open_when_another_opens_the_store(
         store: RecordingStore, audit: AuditLog) -> None:
     store.register("live", started_at=datetime.now(UTC))
-    with RecordingStore.open(audit.path, store.folder) as other:
+    with RecordingStore.open(audit.path, store.folder, key_path=store.ring.path) as other:
         assert other.get("live").status == "recording" and other.recover() == 0
 
 
@@ -218,7 +218,7 @@ def test_purge_after_retention_deletes_and_audits(store: RecordingStore, audit: 
     assert record_.call_id == "due" and record_.actor == "retention"
     assert store.purge(audit, now=START + timedelta(days=1), actor="retention") == []
     with pytest.raises(ValueError, match="three years"):
-        RecordingStore.open(audit.path, store.folder, retention_days=365)
+        RecordingStore.open(audit.path, store.folder, key_path=store.ring.path, retention_days=365)
 
 
 def test_a_full_disk_is_a_clear_recording_error(store: RecordingStore, tmp_path: Path) -> None:

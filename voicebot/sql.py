@@ -17,7 +17,7 @@ import sqlite_utils
 from psycopg.rows import dict_row
 from yoyo import get_backend, read_migrations
 
-from voicebot.store_base import open_private_db
+from voicebot.store_base import immediate_transaction, open_private_db
 
 Target = Path | str
 """Where a store lives: a SQLite file, or a postgresql:// URL."""
@@ -171,13 +171,9 @@ class SqliteDb(Db):
         with self._lock:
             self.db.conn.executemany(sql, rows)
 
-    @contextlib.contextmanager
-    def write(self) -> Iterator[None]:
+    def write(self) -> contextlib.AbstractContextManager[None]:
         """BEGIN IMMEDIATE, so a transaction never fails halfway on another connection's lock."""
-        with self._lock:
-            self.db.conn.execute("BEGIN IMMEDIATE")
-            with self.db.conn:
-                yield
+        return immediate_transaction(self.db, self._lock)
 
     def create(self, schema: Schema, indexes: Sequence[tuple[str, list[str]]] = ()) -> None:
         """Make missing tables, columns (a store from before them) and indexes."""

@@ -60,6 +60,16 @@ def open_private_db(path: Path, *, timeout_s: float = BUSY_TIMEOUT_S, synchronou
         raise
 
 
+@contextlib.contextmanager
+def immediate_transaction(db: sqlite_utils.Database, lock: threading.Lock | threading.RLock) -> Iterator[None]:
+    """One write transaction under `lock`, begun at once (BEGIN IMMEDIATE) so it never fails halfway on a busy lock,
+    committed at the end or rolled back on error."""
+    with lock:
+        db.conn.execute("BEGIN IMMEDIATE")
+        with db.conn:
+            yield
+
+
 class LockedStore:
     """A store whose sqlite-utils database `_db` is used under `_lock`; closable and a context manager."""
 
@@ -71,13 +81,9 @@ class LockedStore:
         with self._lock:
             self._db.close()
 
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[None]:
+    def _write(self) -> contextlib.AbstractContextManager[None]:
         """One write transaction, begun at once (BEGIN IMMEDIATE) so it never fails halfway on a busy lock."""
-        with self._lock:
-            self._db.conn.execute("BEGIN IMMEDIATE")
-            with self._db.conn:
-                yield
+        return immediate_transaction(self._db, self._lock)
 
     def __enter__(self) -> Self:
         return self
