@@ -1,7 +1,9 @@
-"""Character error rate for Mandarin transcripts, as the benchmarks and tests compute it."""
+"""Character error rate for Mandarin transcripts and word error rate for English ones, as the benchmarks and tests
+compute them."""
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 import cn2an
@@ -19,3 +21,13 @@ def character_error_rate(references: list[str], hypotheses: list[str]) -> float:
     refs = [normalize_for_cer(r) for r in references]
     hyps = [normalize_for_cer(h) for h in hypotheses]
     return jiwer.cer(refs, hyps)
+
+
+def normalize_for_wer(text: str) -> str:
+    """Lower case, hyphens as spaces, apostrophes kept, other punctuation dropped."""
+    return " ".join(re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("-", " ")).split())
+
+
+def word_error_rate(references: list[str], hypotheses: list[str]) -> float:
+    """Total word edits over total reference words, after normalisation."""
+    return jiwer.wer([normalize_for_wer(r) for r in references], [normalize_for_wer(h) for h in hypotheses])

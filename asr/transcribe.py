@@ -10,6 +10,7 @@ import numpy as np
 from asr.codecs import Audio
 from asr.vad import SpeechChunk, SpeechEnd, VoiceGate
 from asr.vosk_engine import AsrEvent, AsrStream, VoskEngine, Word, join_words
+from asr.whisper_engine import WhisperEngine, WhisperStream
 
 FEED_MS = 100
 LEG_NAMES = ("agent", "customer")
@@ -36,7 +37,7 @@ class LegTranscript:
 
 
 def leg_events(
-    engine: VoskEngine, pcm: np.ndarray, sample_rate: int, *, vad: bool = True, partials: bool = True
+    engine: VoskEngine | WhisperEngine, pcm: np.ndarray, sample_rate: int, *, vad: bool = True, partials: bool = True
 ) -> Iterator[AsrEvent]:
     """Feed one leg in 100 ms pieces, as a live call would, yielding partial (unless not wanted) and final results."""
     stream = engine.stream(sample_rate, partials=partials)
@@ -58,13 +59,13 @@ def leg_events(
         stream.close()  # the next leg or recording reuses the recognizer and its expanded graph
 
 
-def _feed(stream: AsrStream, event: SpeechChunk | SpeechEnd) -> list[AsrEvent]:
+def _feed(stream: AsrStream | WhisperStream, event: SpeechChunk | SpeechEnd) -> list[AsrEvent]:
     if isinstance(event, SpeechChunk):
         return stream.accept(event.pcm, event.start_s)
     return stream.finish()
 
 
-def transcribe_audio(engine: VoskEngine, audio: Audio, *, vad: bool = True) -> list[LegTranscript]:
+def transcribe_audio(engine: VoskEngine | WhisperEngine, audio: Audio, *, vad: bool = True) -> list[LegTranscript]:
     """Transcribe every channel of `audio`; a stereo file gives an agent and a customer leg."""
     names = _leg_names(len(audio.channels))
     return [

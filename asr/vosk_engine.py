@@ -71,17 +71,18 @@ class AsrEvent:
 
 
 def join_words(words: list[str] | tuple[str, ...]) -> str:
-    """Join recognised words: no space between Chinese characters, one between Latin words."""
+    """Join recognised words: no space between Chinese characters, one between Latin words (and after an English
+    sentence's full stop)."""
     text = ""
     for word in words:
-        if text and _is_latin(text[-1]) and _is_latin(word[0]):
+        if text and word and _is_latin(text[-1]) and _is_latin(word[0]):
             text += " "
         text += word
     return text
 
 
 def _is_latin(char: str) -> bool:
-    return char.isascii() and char.isalnum()
+    return char.isascii() and not char.isspace()
 
 
 def check_model_dir(model_dir: Path) -> Path:

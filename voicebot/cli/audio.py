@@ -13,6 +13,7 @@ import click
 from asr.codecs import ENCODINGS, STREAM_RATES, Audio, AudioFormatError, read_audio_file, read_raw_file
 from asr.transcribe import LegTranscript, transcribe_audio
 from asr.vosk_engine import VoskEngine
+from asr.whisper_engine import WhisperEngine
 from voicebot.adapters.replay import follow_replay, load_call_audio
 from voicebot.call import CallInfo
 from voicebot.cli.base import (
@@ -38,13 +39,16 @@ RAW_SUFFIXES = {".ul": "ulaw", ".ulaw": "ulaw", ".mulaw": "ulaw", ".al": "alaw",
 @click.option("--encoding", type=click.Choice(ENCODINGS), help="Headerless input encoding (default by suffix).")
 @click.option("--rate", type=click.Choice([str(r) for r in STREAM_RATES]), default="8000",
               help="Sample rate of headerless input.")
-@click.option("--model", type=click.Path(file_okay=False, path_type=Path), help="Vosk model folder.")
+@click.option("--language", type=click.Choice(["zh", "en"]), default="zh", show_default=True,
+              help="zh: Mandarin (Vosk); en: English (Whisper tiny.en).")
+@click.option("--model", type=click.Path(file_okay=False, path_type=Path), help="The language's model folder.")
 @click.pass_obj
 @cli_errors
 def transcribe(config: Config, files: tuple[Path, ...], as_json: bool, no_vad: bool,
-               encoding: str | None, rate: str, model: Path | None) -> None:
+               encoding: str | None, rate: str, language: str, model: Path | None) -> None:
     """Transcribe audio files (WAV/FLAC of any rate, stereo = agent|customer, or raw G.711/PCM16)."""
-    engine = VoskEngine.load(model or config.vosk_model)
+    engine = WhisperEngine.load(model or config.whisper_model) if language == "en" else \
+        VoskEngine.load(model or config.vosk_model)
     failed = 0
     for path in files:
         try:

@@ -14,7 +14,13 @@ from voicebot.cli.base import (
     main,
 )
 from voicebot.config import Config
-from voicebot.models import ensure_static_graph, fetch_diarization_models, fetch_vosk_model, vosk_model_sources
+from voicebot.models import (
+    ensure_static_graph,
+    fetch_diarization_models,
+    fetch_vosk_model,
+    fetch_whisper_model,
+    vosk_model_sources,
+)
 from voicebot.nlu.classify import IntentClassifier, understanding_json
 from voicebot.nlu.data import DATA_FILE
 from voicebot.nlu.train import model_is_current, report_json, train_intent_model
@@ -29,12 +35,13 @@ def models() -> None:
 @click.pass_obj
 @cli_errors
 def models_fetch(config: Config) -> None:
-    """Install the Vosk Mandarin model, its static decoding graph and the diarization models into the models folder
-    (checked by sha256)."""
+    """Install the Vosk Mandarin model, its static decoding graph, the English Whisper model and the diarization
+    models into the models folder (checked by sha256)."""
     sources = vosk_model_sources(config.vosk_model_source, config.shared_dir)
     path = fetch_vosk_model(config.models_dir, sources)
     click.echo(f"Vosk model ready: {path}")
     click.echo(f"Static decoding graph ready: {ensure_static_graph(path)}")
+    click.echo(f"English Whisper model ready: {fetch_whisper_model(config.models_dir)}")
     for folder in fetch_diarization_models(config.models_dir, config.shared_dir):
         click.echo(f"Diarization model ready: {folder}")
 

@@ -1,0 +1,117 @@
+"""English speech recognition with faster-whisper (CTranslate2, int8 on the CPU) behind the Vosk engine's interface:
+Whisper decodes whole pieces of speech, so a stream keeps the current utterance (the VAD gate bounds it), re-decodes
+it as it grows for partial results, and decodes it once more when it ends for the final one, word times in call
+time."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+from faster_whisper import WhisperModel
+
+from asr.codecs import resample
+from asr.vosk_engine import AsrEvent, ModelMissingError, Word, join_words
+
+RATE = 16_000
+PARTIAL_EVERY_S = 1.0
+"""A growing utterance is re-decoded for a partial result after this much more speech."""
+MAX_UTTERANCE_S = 25.0
+"""Whisper reads 30 s at most: a longer utterance is settled here and the next begins."""
+MODEL_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")
+
+
+def check_whisper_dir(model_dir: Path) -> Path:
+    """The model folder if it holds a CTranslate2 Whisper model; ModelMissingError naming what to run if not."""
+    missing = [name for name in MODEL_FILES if not (model_dir / name).is_file()]
+    if missing:
+        raise ModelMissingError(f"English Whisper model not found at {model_dir} (missing {', '.join(missing)}); "
+                                "run `voicebot models fetch`")
+    return model_dir
+
+
+class WhisperEngine:
+    """One loaded model per process; `stream()` gives each leg its own utterance buffer."""
+
+    def __init__(self, model: WhisperModel, model_dir: Path) -> None:
+        self.model, self.model_dir = model, model_dir
+
+    @classmethod
+    def load(cls, model_dir: str | Path, *, threads: int = 1, workers: int = 2) -> WhisperEngine:
+        """Load the model once (blocking); `workers` legs may decode at the same time, each on `threads` cores."""
+        folder = check_whisper_dir(Path(model_dir))
+        return cls(WhisperModel(str(folder), device="cpu", compute_type="int8", cpu_threads=threads,
+                                num_workers=workers), folder)
+
+    def stream(self, sample_rate: int, phrases: list[str] | None = None, *, partials: bool = True) -> WhisperStream:
+        """A recognizer for one leg at `sample_rate` (8 or 16 kHz); `phrases` is accepted for the interface."""
+        return WhisperStream(self, sample_rate, partials=partials)
+
+    def decode(self, pcm16k: np.ndarray, offset_s: float) -> tuple[Word, ...]:
+        """The words of 16 kHz speech, their times moved by `offset_s`."""
+        segments, _ = self.model.transcribe(pcm16k.astype(np.float32) / 32768, language="en", beam_size=1,
+                                            condition_on_previous_text=False, word_timestamps=True,
+                                            vad_filter=False)
+        return tuple(Word(word=w.word.strip(), start_s=round(offset_s + w.start, 3), end_s=round(offset_s + w.end, 3),
+                          conf=round(w.probability, 3))
+                     for s in segments for w in (s.words or ()) if w.word.strip())
+
+
+class WhisperStream:
+    """One leg's utterance: feed speech with its call time, get partial and final results."""
+
+    def __init__(self, engine: WhisperEngine, sample_rate: int, *, partials: bool = True) -> None:
+        self.engine, self.sample_rate, self._partials = engine, sample_rate, partials
+        self._pieces: list[np.ndarray] = []
+        self._start_s: float | None = None
+        self._next_s = 0.0
+        self._since_partial_s = 0.0
+        self._last_partial = ""
+        self._lock = threading.Lock()
+        self.audio_s = 0.0
+
+    def accept(self, pcm: np.ndarray, start_s: float | None = None) -> list[AsrEvent]:
+        """Feed int16 samples starting at call time `start_s` (default: right after the last ones)."""
+        start_s = self._next_s if start_s is None else start_s
+        duration_s = len(pcm) / self.sample_rate
+        self._next_s, self.audio_s = start_s + duration_s, self.audio_s + duration_s
+        with self._lock:
+            if self._start_s is None:
+                self._start_s = start_s
+            self._pieces.append(resample(np.asarray(pcm, dtype=np.int16), self.sample_rate, RATE))
+            if self._next_s - self._start_s >= MAX_UTTERANCE_S:
+                return self._final()
+            self._since_partial_s += duration_s
+            if not self._partials or self._since_partial_s < PARTIAL_EVERY_S:
+                return []
+            self._since_partial_s = 0.0
+            return self._partial()
+
+    def finish(self) -> list[AsrEvent]:
+        """Settle the current utterance (speech ended, or the leg did); the stream stays usable."""
+        with self._lock:
+            return self._final()
+
+    def close(self) -> None:
+        """Drop what is left; the stream is unusable afterwards."""
+        with self._lock:
+            self._pieces = []
+
+    def _words(self) -> tuple[Word, ...]:
+        if not self._pieces or self._start_s is None:
+            return ()
+        return self.engine.decode(np.concatenate(self._pieces), self._start_s)
+
+    def _partial(self) -> list[AsrEvent]:
+        words = self._words()
+        text = join_words([w.word for w in words])
+        if not text or text == self._last_partial:
+            return []
+        self._last_partial = text
+        return [AsrEvent(kind="partial", text=text, words=words)]
+
+    def _final(self) -> list[AsrEvent]:
+        words = self._words()
+        self._pieces, self._start_s, self._since_partial_s, self._last_partial = [], None, 0.0, ""
+        return [AsrEvent(kind="final", text=join_words([w.word for w in words]), words=words)] if words else []
