@@ -1,4 +1,5 @@
-"""English speech recognition: Whisper tiny.en behind the Vosk engine's interface, on real English speech."""
+"""English speech recognition: Whisper tiny.en behind the Vosk engine's interface, on real English speech, and an
+English call supervised under the US pack."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from asr.codecs import read_audio_file, resample
 from asr.metrics import word_error_rate
 from asr.vosk_engine import ModelMissingError
 from asr.whisper_engine import WhisperEngine
 from voicebot.config import Config
+from voicebot.tts import EspeakSynthesizer
 
 pytestmark = pytest.mark.model
 
@@ -69,3 +72,37 @@ def test_a_stream_gives_partials_then_a_final_in_call_time(whisper: WhisperEngin
 def test_a_missing_english_model_says_how_to_get_it(tmp_path: Path) -> None:
     with pytest.raises(ModelMissingError, match="voicebot models fetch"):
         WhisperEngine.load(tmp_path / "nowhere")
+
+
+AGENT_LINES = ("Hello, this is Anna from Acme Recovery. This call is recorded.",
+               "Listen to me. If you do not pay today, we will break your legs.")
+CUSTOMER_LINES = ("Yes, speaking.", "I cannot pay right now.")
+
+
+def english_call(path: Path) -> Path:
+    """A stereo two-leg English call spoken by espeak-ng: the agent greets, the customer answers, the agent
+    threatens."""
+    voice = EspeakSynthesizer()
+    rate, gap = voice.sample_rate, np.zeros(voice.sample_rate, dtype=np.int16)
+    agent, customer = [], []
+    for said, reply in zip(AGENT_LINES, CUSTOMER_LINES, strict=True):
+        a, c = voice.synthesize(said, "en"), voice.synthesize(reply, "en")
+        agent += [a, gap, np.zeros(len(c), np.int16), gap]
+        customer += [np.zeros(len(a), np.int16), gap, c, gap]
+    sf.write(path, np.stack([np.concatenate(agent), np.concatenate(customer)], axis=1), rate)
+    return path
+
+
+def test_monitor_on_an_english_pack_flags_and_hangs_up_an_english_threat(tmp_path: Path) -> None:
+    call = english_call(tmp_path / "threat_en.wav")
+    done = subprocess.run([str(Path(sys.executable).parent / "voicebot"), "monitor", str(call), "--pack",
+                           "us-fdcpa-regf", "--speed", "4", "--db", str(tmp_path / "m.db"), "--start",
+                           "2026-11-23T10:00", "--tz", "America/New_York"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    finals = " ".join(e["text"] for e in events if e["type"] == "final" and e["leg"] == "agent").lower()
+    assert "acme recovery" in finals, "the agent's English is recognised"
+    flags = [e for e in events if e["type"] == "flag" and e["category"] == "threat"]
+    assert flags and flags[0]["leg"] == "agent"
+    assert any(e["type"] == "action" and e["action"] == "hangup" for e in events)
+    assert "break your legs" not in done.stderr, "transcripts never go to the log"

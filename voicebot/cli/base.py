@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 
 from asr.codecs import AudioFormatError
-from asr.vosk_engine import LIVE_DECODING, ModelMissingError, VoskEngine
+from asr.vosk_engine import ModelMissingError
 from compliance_rules.detector import SemanticDetector
 from compliance_rules.engine import RuleEngine
 from compliance_rules.pack import RulePackError
@@ -37,7 +37,7 @@ from voicebot.campaigns import (
     PiiKeyError,
 )
 from voicebot.config import Config, ConfigError, load_config
-from voicebot.models import ModelFetchError
+from voicebot.models import ModelFetchError, load_recognizer
 from voicebot.nlu.classify import IntentModelMissingError
 from voicebot.nlu.data import LabelledDataError
 from voicebot.nlu.train import TokenizerMissingError
@@ -126,9 +126,9 @@ def zone_info(name: str) -> ZoneInfo:
 
 
 def load_engines(config: Config, pack_name: str, db_path: Target | None, model: Path | None = None) -> Engines:
-    """Load what live calls share: the recognizer, the rule pack, the audit log."""
+    """Load what live calls share: the recognizer for the pack's language, the rule pack, the audit log."""
     rules = RuleEngine.from_pack(pack_name)
-    asr = VoskEngine.load(model or config.vosk_model, LIVE_DECODING)
+    asr = load_recognizer(config, rules.pack.language, model)
     audit = open_audit(config, db_path)
     recordings = open_recordings(config, audit.path)
     return Engines(asr=asr, rules=rules, audit=audit, recordings=recordings,

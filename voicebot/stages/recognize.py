@@ -10,6 +10,7 @@ from concurrent.futures import Executor
 import numpy as np
 
 from asr.vosk_engine import AsrEvent, AsrStream, VoskEngine
+from asr.whisper_engine import WhisperEngine, WhisperStream
 from compliance_rules.engine import TimedWord
 from voicebot.frames import EndFrame, Frame, Leg, SpeechEndFrame, SpeechFrame, SpeechPauseFrame, TranscriptFrame
 from voicebot.pipeline import Processor
@@ -21,12 +22,12 @@ BATCH_MS = 100
 class Recognize(Processor):
     """SpeechFrame → partial TranscriptFrames; a pause, SpeechEndFrame or EndFrame → the final one, then the frame."""
 
-    def __init__(self, leg: Leg, engine: VoskEngine, executor: Executor) -> None:
+    def __init__(self, leg: Leg, engine: VoskEngine | WhisperEngine, executor: Executor) -> None:
         super().__init__()
         self.leg = leg
         self.engine = engine
         self.executor = executor
-        self._stream: AsrStream | None = None
+        self._stream: AsrStream | WhisperStream | None = None
         self._pending: list[SpeechFrame] = []
 
     async def process(self, frame: Frame) -> None:

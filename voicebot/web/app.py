@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from asr.vosk_engine import LIVE_DECODING, VoskEngine
 from compliance_rules.detector import SemanticDetector
 from compliance_rules.engine import RuleEngine
 from voicebot.adapters.audiosocket import AudioSocketServer
@@ -23,6 +22,7 @@ from voicebot.bot import BotSetupError, load_kit
 from voicebot.call import CallBoard, Engines
 from voicebot.cluster import ClusterBus
 from voicebot.config import Config, ServeConfig
+from voicebot.models import load_recognizer
 from voicebot.stores import open_audit_log, open_recordings
 from voicebot.web.access_log import redact_access_log
 from voicebot.web.auth import AuthSettings
@@ -62,14 +62,14 @@ def _engines_ctx(given: Engines | None):
             yield
             return
         loop = asyncio.get_running_loop()
-        asr = await loop.run_in_executor(None, VoskEngine.load, config.vosk_model, LIVE_DECODING)
+        rules = RuleEngine.from_pack(serve.pack)
+        asr = await loop.run_in_executor(None, load_recognizer, config, rules.pack.language)
         audit = await loop.run_in_executor(None, open_audit_log, config, serve.db, serve.audit_key)
         session, pbx = None, None
         if serve.pbx_webhook:
             session = aiohttp.ClientSession()
             pbx = PbxWebhook(serve.pbx_webhook, serve.media_token, session)
         recordings = await loop.run_in_executor(None, open_recordings, config, serve.db, serve.recordings_dir)
-        rules = RuleEngine.from_pack(serve.pack)
         meaning = await loop.run_in_executor(None, SemanticDetector.for_pack, rules.pack) \
             if serve.semantic_model else None
         app[ENGINES] = Engines(asr=asr, rules=rules, audit=audit, recordings=recordings, pbx=pbx, meaning=meaning,
