@@ -4,7 +4,7 @@ Starts `voicebot serve`, then drives N concurrent calls of real speech over the 
 (both tracks, 20 ms μ-law frames paced in real time, starts spread over 2 s). Each call is the stereo
 threat call; the hang-up on the wire is the server closing the stream. Prints one JSON line per figure.
 
-Usage: python bench/live.py [--calls 1,2,4,6,8,10,12] [--port 18765]
+Usage: python bench/live.py [--calls 1,2,4,6,8,10,12] [--port 18765] [--language en]
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import urllib.request
 from pathlib import Path
 
 import aiohttp
+import numpy as np
 
 if not __package__:  # run as a file: this file's folder must not shadow the project's packages
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
@@ -49,6 +50,33 @@ def call_frames(shared: Path) -> tuple[list[bytes], list[bytes], float]:
     with (shared / "audio" / "tts-cmn" / "calls" / "turns.tsv").open(encoding="utf-8") as f:
         turns = [t for t in csv.DictReader(f, delimiter="\t") if t["call"] == CALL]
     threat_end_s = next(float(t["end_s"]) for t in turns if t["id"] == "a08")
+    return frames[0], frames[1], threat_end_s
+
+
+ENGLISH_AGENT = ("Hello, this is Anna from Acme Recovery. This call is recorded.",
+                 "This is an attempt to collect a debt, and any information obtained will be used for that purpose.",
+                 "Listen to me. If you do not pay today, we will break your legs.",
+                 "I am not joking, we will come to your house tonight.")
+ENGLISH_CUSTOMER = ("Yes, speaking.", "Okay.", "I cannot pay right now.", "Please stop.")
+
+
+def english_call_frames() -> tuple[list[bytes], list[bytes], float]:
+    """An English two-leg threat call spoken by espeak-ng (agent, then customer, turn by turn), as 20 ms μ-law
+    frames, and the end of the threat (the third agent line)."""
+    from voicebot.tts import EspeakSynthesizer
+
+    voice = EspeakSynthesizer()
+    gap = np.zeros(8000 // 2, np.int16)
+    agent, customer, threat_end_s = [], [], 0.0
+    for i, (said, reply) in enumerate(zip(ENGLISH_AGENT, ENGLISH_CUSTOMER, strict=True)):
+        a, c = (resample(voice.synthesize(text, "en"), voice.sample_rate, 8000) for text in (said, reply))
+        agent += [a, gap, np.zeros(len(c), np.int16), gap]
+        customer += [np.zeros(len(a), np.int16), gap, c, gap]
+        if i == 2:
+            threat_end_s = sum(len(p) for p in agent[:-3]) / 8000
+    step = 8000 * FRAME_MS // 1000
+    legs = [encode(np.concatenate(leg), "ulaw") for leg in (agent, customer)]
+    frames = [[leg[i : i + step] for i in range(0, len(leg), step)] for leg in legs]
     return frames[0], frames[1], threat_end_s
 
 
@@ -184,13 +212,16 @@ def main() -> None:
     parser.add_argument("--calls", default="1,2,4,6,8,10,12")
     parser.add_argument("--port", type=int, default=18765)
     parser.add_argument("--rules-only", action="store_true", help="serve without the semantic model (the before)")
+    parser.add_argument("--language", choices=["zh", "en"], default="zh",
+                        help="en: an English threat call (espeak-ng) under the US pack, heard by Whisper")
     parser.add_argument("--keep-going", action="store_true", help="run every round, even past the first that fails")
     args = parser.parse_args()
     config = load_config()
-    frames = call_frames(config.shared_dir)
+    frames = english_call_frames() if args.language == "en" else call_frames(config.shared_dir)
     token = secrets.token_urlsafe(24)
     with tempfile.TemporaryDirectory() as tmp:
-        proc = start_server(args.port, Path(tmp), token, args.rules_only)
+        proc = start_server(args.port, Path(tmp), token, args.rules_only,
+                            extra=["--pack", "us-fdcpa-regf"] if args.language == "en" else None)
         url = f"http://127.0.0.1:{args.port}/media/twilio?token={token}"
         best = 0
         all_delays: list[float] = []
@@ -214,7 +245,7 @@ def main() -> None:
                 elif not args.keep_going:
                     break
             emit("concurrent_realtime_calls", best, "calls", criterion=f"all hung up, p95 <= {REALTIME_P95_S} s",
-                 detector="rules" if args.rules_only else "rules+model")
+                 detector="rules" if args.rules_only else "rules+model", language=args.language)
             if len(all_delays) >= 2:
                 q = statistics.quantiles(all_delays, n=20)
                 emit("hangup_delay_p50_all_realtime_rounds", statistics.median(all_delays), "s")
