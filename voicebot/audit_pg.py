@@ -15,7 +15,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from voicebot.audit import GENESIS_HASH, AuditLog, load_audit_key
-from voicebot.sql import SharedStoreError, connect_pg, display_name, failure_reason, migrate, pg_sql
+from voicebot.sql import display_name, open_pg, pg_sql
 
 
 class PgQuery:
@@ -45,15 +45,10 @@ class PgAuditLog(AuditLog):
         need a copy of it."""
         if key_path is None:
             raise ValueError("a shared audit log needs its key file (the same on every node)")
-        name = display_name(url)
-        try:
-            migrate(url)
-        except psycopg.OperationalError as e:
-            raise SharedStoreError(f"cannot open the shared audit log at {name}: {failure_reason(e)}") from None
-        conn = connect_pg(url)
+        conn = open_pg(url, "the shared audit log")
         try:
             new = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM audit_head) AS new").fetchone()["new"]
-            log = cls(conn, load_audit_key(key_path, create=new, db_path=name), url)
+            log = cls(conn, load_audit_key(key_path, create=new, db_path=display_name(url)), url)
             conn.execute("INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, 0, %s, %s) "
                          "ON CONFLICT (id) DO NOTHING", [GENESIS_HASH, log._head_mac(0, GENESIS_HASH)])
         except BaseException:

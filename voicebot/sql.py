@@ -26,6 +26,9 @@ Schema = dict[str, tuple[dict[str, type], str | tuple[str, ...]]]
 MIGRATIONS = Path(__file__).with_name("migrations") / "postgresql"
 MAX_URL = 1000
 _QUOTED = re.compile(r"('(?:[^']|'')*')")
+_MIGRATED: set[str] = set()
+"""Databases this process has brought to the schema: a store opened per request does not migrate again."""
+_MIGRATING = threading.Lock()
 
 
 class SharedStoreError(RuntimeError):
@@ -51,29 +54,32 @@ def display_name(url: str) -> str:
 
 
 def migrate(url: str) -> None:
-    """Bring the database at `url` to the project's schema (yoyo; safe when several nodes start at once)."""
-    backend = get_backend(url.replace("postgresql://", "postgresql+psycopg://", 1).replace(
-        "postgres://", "postgresql+psycopg://", 1))
-    try:
-        with backend.lock():
-            backend.apply_migrations(backend.to_apply(read_migrations(str(MIGRATIONS))))
-    finally:
-        backend.connection.close()
+    """Bring the database at `url` to the project's schema, once per process (yoyo; safe when several nodes start
+    at once)."""
+    with _MIGRATING:
+        if url in _MIGRATED:
+            return
+        backend = get_backend(url.replace("postgresql://", "postgresql+psycopg://", 1).replace(
+            "postgres://", "postgresql+psycopg://", 1))
+        try:
+            with backend.lock():
+                backend.apply_migrations(backend.to_apply(read_migrations(str(MIGRATIONS))))
+        finally:
+            backend.connection.close()
+        _MIGRATED.add(url)
 
 
-def connect_pg(url: str) -> psycopg.Connection:
-    """An autocommit connection to `url`, rows as dicts; SharedStoreError naming the server when it fails."""
+def open_pg(url: str, what: str = "the shared store") -> psycopg.Connection:
+    """An autocommit connection (rows as dicts) to the database at `url`, brought to the project's schema first;
+    SharedStoreError naming `what` and the server, never the password, when either fails."""
     name = display_name(url)
     try:
+        migrate(url)
         return psycopg.connect(url, autocommit=True, row_factory=dict_row)
     except psycopg.OperationalError as e:
-        raise SharedStoreError(f"cannot reach the shared store at {name}: {failure_reason(e)}") from None
-
-
-def failure_reason(error: Exception) -> str:
-    """The last line of a driver's error, bounded (it names no password)."""
-    text = str(error).strip()
-    return text.splitlines()[-1][:200] if text else type(error).__name__
+        text = str(e).strip()
+        reason = text.splitlines()[-1][:200] if text else type(e).__name__
+        raise SharedStoreError(f"cannot open {what} at {name}: {reason}") from None
 
 
 def pg_sql(sql: str) -> str:
@@ -230,13 +236,7 @@ def open_db(target: Target, *, timeout_s: float = 10.0, synchronous_full: bool =
     if not is_url(target):
         return SqliteDb(open_private_db(Path(target), timeout_s=timeout_s, synchronous_full=synchronous_full),
                         Path(target))
-    url = str(target)
-    name = display_name(url)
-    try:
-        migrate(url)
-    except psycopg.OperationalError as e:
-        raise SharedStoreError(f"cannot reach the shared store at {name}: {failure_reason(e)}") from None
-    return PgDb(connect_pg(url), url)
+    return PgDb(open_pg(str(target)), str(target))
 
 
 class SqlStore:
