@@ -38,10 +38,6 @@ class LoginThrottle:
         self._failures: dict[str, collections.deque[float]] = {}
         self._lock = threading.Lock()
 
-    def _limits(self, username: str, ip: str) -> list[tuple[str, int]]:
-        s = self._settings
-        return [(_user_key(username), s.max_failures_user), (f"ip:{ip}", s.max_failures_ip)]
-
     def reserve(self, username: str, ip: str) -> Attempt:
         """Count one attempt now, as a failure until `succeeded`; or refuse it, with the seconds to wait."""
         with self._lock:
@@ -53,7 +49,7 @@ class LoginThrottle:
 
     def _wait_s(self, username: str, ip: str, now: float) -> float:
         window, wait = self._settings.failure_window_s, 0.0
-        for key, limit in self._limits(username, ip):
+        for key, limit in limits(self._settings, username, ip):
             times = self._failures.get(key)
             if not times:
                 continue
@@ -64,7 +60,7 @@ class LoginThrottle:
         return wait
 
     def _count(self, username: str, ip: str, now: float) -> None:
-        for key, limit in self._limits(username, ip):
+        for key, limit in limits(self._settings, username, ip):
             if key not in self._failures and len(self._failures) >= self._max_keys:
                 self._failures.pop(next(iter(self._failures)))
             self._failures.setdefault(key, collections.deque(maxlen=limit)).append(now)
@@ -81,6 +77,11 @@ def _user_key(username: str) -> str:
     return f"user:{username.strip().lower()}"
 
 
+def limits(settings: AuthSettings, username: str, ip: str) -> list[tuple[str, int]]:
+    """The keys an attempt counts against, each with its failure limit, in key order (the order locks are taken)."""
+    return sorted([(_user_key(username), settings.max_failures_user), (f"ip:{ip}", settings.max_failures_ip)])
+
+
 class SharedLoginThrottle:
     """The throttle of nodes sharing one store: failures are rows of `login_failures`; a reservation locks its keys
     (an advisory lock per key, in key order) for the transaction that counts and adds them."""
@@ -88,26 +89,22 @@ class SharedLoginThrottle:
     def __init__(self, db: Db, settings: AuthSettings) -> None:
         self._db, self._settings = db, settings
 
-    def _limits(self, username: str, ip: str) -> list[tuple[str, int]]:
-        s = self._settings
-        return sorted([(_user_key(username), s.max_failures_user), (f"ip:{ip}", s.max_failures_ip)])
-
     def reserve(self, username: str, ip: str) -> Attempt:
         """Count one attempt now, as a failure until `succeeded`; or refuse it, with the seconds to wait."""
         now, window, wait = self._settings.now(), self._settings.failure_window_s, 0.0
-        limits = self._limits(username, ip)
+        keys = limits(self._settings, username, ip)
         with self._db.write():
-            for key, _ in limits:
+            for key, _ in keys:
                 self._db.rows("SELECT pg_advisory_xact_lock(hashtext(?))", [key])
-            self._db.execute(f"DELETE FROM login_failures WHERE key IN ({', '.join('?' * len(limits))}) AND at <= ?",
-                             [key for key, _ in limits] + [now - window])
-            for key, limit in limits:
+            self._db.execute(f"DELETE FROM login_failures WHERE key IN ({', '.join('?' * len(keys))}) AND at <= ?",
+                             [key for key, _ in keys] + [now - window])
+            for key, limit in keys:
                 times = [r["at"] for r in self._db.rows("SELECT at FROM login_failures WHERE key = ? ORDER BY at",
                                                         [key])]
                 if len(times) >= limit:
                     wait = max(wait, times[-limit] + window - now)
             if wait == 0:
-                self._db.insert("login_failures", [{"key": key, "at": now} for key, _ in limits])
+                self._db.insert("login_failures", [{"key": key, "at": now} for key, _ in keys])
         return Attempt(username=username, ip=ip, at=now, wait_s=wait)
 
     def succeeded(self, attempt: Attempt) -> None:
