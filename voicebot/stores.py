@@ -9,6 +9,7 @@ from pathlib import Path
 from recordings.store import RecordingStore
 from voicebot.audit import AuditLog
 from voicebot.audit_pg import PgAuditLog
+from voicebot.campaigns.store import CampaignStore
 from voicebot.config import Config
 from voicebot.sql import Target, is_url
 
@@ -37,3 +38,8 @@ def open_recordings(config: Config, db: Target, folder: Path | None = None) -> R
 def pii_key(config: Config, db: Target) -> Path | None:
     """The campaigns' PII key file of `db` (None: beside the SQLite file)."""
     return shared_key(config, db, "pii.key")
+
+
+def open_campaigns(config: Config, db: Target) -> CampaignStore:
+    """The campaign store in `db`, its personal fields opened with the database's PII key."""
+    return CampaignStore.open(db, key_path=pii_key(config, db))

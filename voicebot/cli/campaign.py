@@ -36,7 +36,7 @@ from voicebot.cli.base import (
 )
 from voicebot.config import Config
 from voicebot.sql import Target, is_url
-from voicebot.stores import pii_key
+from voicebot.stores import open_campaigns, pii_key
 
 
 @main.group()
@@ -64,7 +64,7 @@ def _import_campaign(config: Config, file: Path, name: str | None, db_path: Targ
         for problem in parsed.problems:
             click.echo(f"rejected: {problem}", err=True)
         raise click.ClickException(f"no valid row in {file}; nothing imported")
-    with open_audit(config, db_path) as log, CampaignStore.open(log.path, key_path=pii_key(config, log.path)) as store:
+    with open_audit(config, db_path) as log, open_campaigns(config, log.path) as store:
         done = store.import_rows(name, parsed.rows, source=file.name, now=datetime.now(UTC))
         problems = sorted(parsed.problems + done.problems, key=lambda p: p.line)
         rejected = len({p.line for p in problems})
@@ -117,7 +117,7 @@ def campaign_run(config: Config, file: Path | None, name: str | None, pack_name:
         raise click.UsageError("give a campaign FILE or --name")
     engines = load_engines(config, pack_name, db_path, model)
     try:
-        with CampaignStore.open(engines.audit.path, key_path=pii_key(config, engines.audit.path)) as store:
+        with open_campaigns(config, engines.audit.path) as store:
             store.require(name)
             reports = asyncio.run(run_sip_campaign(
                 engines, store, engines.rules.pack, plan, listen=sip_listen, campaign=name, policy=policy,
@@ -206,8 +206,7 @@ def campaign_cease(config: Config, file: Path, db_path: Target | None) -> None:
 def campaign_resolve(config: Config, debt: str, note: str, username: str, db_path: Target | None) -> None:
     """Resolve a disputed DEBT (LENDER/ACCOUNT_ID): reminding resumes and its blocked accounts are due again."""
     now = datetime.now(UTC)
-    with open_audit(config, db_path) as log, \
-            CampaignStore.open(log.path, key_path=pii_key(config, log.path)) as store, \
+    with open_audit(config, db_path) as log, open_campaigns(config, log.path) as store, \
             DebtBook.open(log.path, log, store.cipher) as book:
         try:
             status = book.resolve(debt, user=username, note=note[:500], at=now)
