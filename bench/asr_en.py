@@ -20,7 +20,7 @@ import numpy as np
 if not __package__:  # run as a file: this file's folder must not shadow the `asr` package
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from asr.codecs import read_audio_file, resample
+from asr.codecs import Audio, read_audio_file, resample
 from asr.metrics import word_error_rate
 from asr.transcribe import leg_events, transcribe_audio
 from asr.whisper_engine import WhisperEngine
@@ -60,15 +60,11 @@ def whisper_recognizer(model_dir: Path) -> Recognize:
     return recognize
 
 
-def clips(shared: Path) -> list[tuple[str, np.ndarray, int, str]]:
-    """(file, 16 kHz int16 speech, the file's own rate, reference) for every real-en clip."""
+def clips(shared: Path) -> list[tuple[str, Audio, str]]:
+    """(file, audio, reference) for every real-en clip."""
     folder = shared / "audio" / "real-en"
     rows = list(csv.reader((folder / "transcripts.tsv").open(encoding="utf-8"), delimiter="\t"))
-    found = []
-    for name, reference, *_ in rows:
-        audio = read_audio_file(folder / name)
-        found.append((name, resample(audio.channels[0], audio.sample_rate, 16000), audio.sample_rate, reference))
-    return found
+    return [(name, read_audio_file(folder / name), reference) for name, reference, *_ in rows]
 
 
 def measure(engine: str, recognize: Recognize, shared: Path) -> None:
@@ -76,7 +72,8 @@ def measure(engine: str, recognize: Recognize, shared: Path) -> None:
     refs: dict[str, list[str]] = {"8k": [], "wide": []}
     hyps: dict[str, list[str]] = {"8k": [], "wide": []}
     cpu, speech = 0.0, 0.0
-    for name, pcm, rate, reference in clips(shared):
+    for name, audio, reference in clips(shared):
+        pcm, rate = resample(audio.channels[0], audio.sample_rate, 16000), audio.sample_rate
         started = time.process_time()
         text = recognize(pcm)
         cpu += time.process_time() - started
@@ -95,9 +92,7 @@ def measure(engine: str, recognize: Recognize, shared: Path) -> None:
 
 def measure_product(engine: WhisperEngine, shared: Path) -> None:
     """WER through the VAD gate (per band), and CPU per second of speech with and without partial results."""
-    folder = shared / "audio" / "real-en"
-    rows = list(csv.reader((folder / "transcripts.tsv").open(encoding="utf-8"), delimiter="\t"))
-    audios = [(read_audio_file(folder / row[0]), row[1]) for row in rows]
+    audios = [(audio, reference) for _, audio, reference in clips(shared)]
     for band, pick in (("8k", lambda a: a.sample_rate == 8000), ("wide", lambda a: a.sample_rate != 8000)):
         chosen = [(a, ref) for a, ref in audios if pick(a)]
         hyps = [transcribe_audio(engine, a)[0].text for a, _ in chosen]
