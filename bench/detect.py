@@ -8,7 +8,6 @@ Prints one JSON line per figure. Usage: python bench/detect.py [--errors] [--ski
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import resource
 import statistics
@@ -20,7 +19,7 @@ from pathlib import Path
 if not __package__:  # run as a file: the project root must come first on the path
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from bench.figures import emit
+from bench.figures import emit, frozen
 from compliance_rules.detector import SemanticDetector
 from compliance_rules.engine import CallMonitor, CallState, RuleEngine
 from compliance_rules.replies import bundled_replies
@@ -34,14 +33,6 @@ PACKS = {"zh": "cn-collection", "en": "us-fdcpa-regf"}
 SOURCES = ("rules", "model", "both", "both_act")
 """Which flags count: the rules alone, the model alone (alert level), both (the rules' flags the model does not
 overrule, and the model's), both taking action."""
-
-
-def frozen(path: Path) -> Path:
-    """The path of a blind set whose sha256 still matches the one it was frozen with; exit otherwise."""
-    want = (path.parent / f"{path.name}.sha256").read_text().split()[0]
-    if hashlib.sha256(path.read_bytes()).hexdigest() != want:
-        sys.exit(f"{path} does not match its frozen sha256: a blind set must never change")
-    return path
 
 
 def missed(label: str, got: set[str]) -> bool:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from asr.vosk_engine import ModelMissingError, VoskEngine, check_model_dir
+from asr.whisper_engine import WhisperEngine
 from compliance_rules.detector import SemanticDetector
 from compliance_rules.engine import RuleEngine
 from compliance_rules.pack import RulePackError, load_pack
@@ -48,17 +49,27 @@ MAX_ATTEMPTS = 3
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ScreenModels:
-    """What every screening worker loads once: the Vosk model folder and the rule pack (bundled name or file)."""
+    """What every screening worker loads: the Vosk (Mandarin) and Whisper (English) model folders, and the rule pack
+    (bundled name or file) for recordings that name none."""
 
     vosk_model: Path
     pack: str = DEFAULT_PACK
+    whisper_model: Path | None = None
+
+    @classmethod
+    def of(cls, config: HasModelFolders, pack: str = DEFAULT_PACK) -> ScreenModels:
+        """The model folders settings name, such as voicebot's Config."""
+        return cls(vosk_model=Path(config.vosk_model), pack=pack, whisper_model=Path(config.whisper_model))
 
 
-class HasVoskModel(Protocol):
-    """Settings naming a Vosk model folder, such as voicebot's Config."""
+class HasModelFolders(Protocol):
+    """Settings naming the model folders, such as voicebot's Config."""
 
     @property
     def vosk_model(self) -> Path: ...
+
+    @property
+    def whisper_model(self) -> Path: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,25 +144,56 @@ def error_text(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}" if isinstance(error, clear) else type(error).__name__
 
 
+@dataclass(frozen=True, slots=True)
+class PackTools:
+    """How recordings judged by one pack are screened: the recognizer for its language, its compiled rules and
+    cues, and the semantic model."""
+
+    asr: VoskEngine | WhisperEngine
+    rules: RuleEngine
+    cues: Cues
+    meaning: SemanticDetector
+
+
 class Screener:
-    """A worker's loaded parts: its own connection to the store, the Vosk model, the compiled pack and the
-    semantic model."""
+    """A worker's loaded parts: its own connection to the store, and each pack's tools, loaded when a recording
+    first needs them (a recording is screened with the pack and language its live call had)."""
 
     def __init__(self, paths: StorePaths, models: ScreenModels) -> None:
         self.store = paths.open()
-        self.asr = VoskEngine.load(models.vosk_model)
-        self.rules = RuleEngine.from_pack(models.pack)
-        self.cues = Cues.for_pack(self.rules)
-        self.meaning = SemanticDetector.for_pack(self.rules.pack)
+        self.models = models
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self._tools: dict[str, PackTools] = {}
+        self._recognizers: dict[str, VoskEngine | WhisperEngine] = {}
+
+    def tools(self, pack_name: str | None) -> PackTools:
+        """The tools for a pack (None: the run's default pack)."""
+        name = pack_name or self.models.pack
+        if name not in self._tools:
+            rules = RuleEngine.from_pack(name)
+            self._tools[name] = PackTools(self._recognizer(rules.pack.language), rules, Cues.for_pack(rules),
+                                          SemanticDetector.for_pack(rules.pack))
+        return self._tools[name]
+
+    def _recognizer(self, language: str) -> VoskEngine | WhisperEngine:
+        if language not in self._recognizers:
+            if language != "en":
+                self._recognizers[language] = VoskEngine.load(self.models.vosk_model)
+            elif self.models.whisper_model is None:
+                raise ModelMissingError("no English model was given; run `voicebot models fetch`")
+            else:
+                self._recognizers[language] = WhisperEngine.load(self.models.whisper_model)
+        return self._recognizers[language]
 
     def screen(self, recording_id: str) -> ScreenOutcome:
         """Screen one recording; an error comes back as a failed outcome, never raised."""
         started = time.monotonic()
         try:
+            recording = self.store.get(recording_id)
+            tools = self.tools(recording.pack)
             opened = self.store.open_audio(recording_id)
-            screening = screen_audio(self.store.get(recording_id), opened, self.asr, self.rules, self.cues,
-                                     self.store.agent_lines(recording_id), self.meaning)
+            screening = screen_audio(recording, opened, tools.asr, tools.rules, tools.cues,
+                                     self.store.agent_lines(recording_id), tools.meaning)
         except Exception as e:
             return ScreenOutcome(recording_id=recording_id, error=error_text(e), worker=self.worker,
                                  seconds=time.monotonic() - started)
@@ -204,7 +246,7 @@ def record_outcome(store: RecordingStore, outcome: ScreenOutcome) -> None:
     log.warning("screening %s failed (%s)", outcome.recording_id, (outcome.error or "").split(":")[0])
 
 
-def screen_pending(store: RecordingStore, models: ScreenModels | HasVoskModel, *, workers: int | None = None,
+def screen_pending(store: RecordingStore, models: ScreenModels | HasModelFolders, *, workers: int | None = None,
                    ray_address: str | None = None, limit: int | None = None,
                    claim_timeout_s: float = CLAIM_TIMEOUT_S, max_attempts: int = MAX_ATTEMPTS,
                    progress: Callable[[ScreenOutcome], None] | None = None) -> ScreenReport:
@@ -215,7 +257,7 @@ def screen_pending(store: RecordingStore, models: ScreenModels | HasVoskModel, *
     `progress` is called with each outcome once it is saved.
     """
     if not isinstance(models, ScreenModels):
-        models = ScreenModels(vosk_model=Path(models.vosk_model))
+        models = ScreenModels.of(models)
     check_model_dir(models.vosk_model)
     load_pack(models.pack)  # a bad model folder or pack is reported here, not by every worker
     started = time.monotonic()

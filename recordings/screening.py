@@ -16,6 +16,7 @@ import numpy as np
 from asr.codecs import STREAM_RATES, resample
 from asr.transcribe import leg_events
 from asr.vosk_engine import AsrEvent, VoskEngine, Word
+from asr.whisper_engine import WhisperEngine
 from compliance_rules.detector import SemanticDetector
 from compliance_rules.engine import CallMonitor, CallState, Flag, RuleEngine, TimedWord
 from compliance_rules.matching import PhraseIndex, normalize
@@ -200,7 +201,8 @@ class Findings:
     """Disclosure cue key → when the agent made it, if in time."""
 
 
-def transcribe_recording(asr: VoskEngine, opened: Opened, agent_lines: Sequence[dict] | None = None) -> list[Heard]:
+def transcribe_recording(asr: VoskEngine | WhisperEngine, opened: Opened,
+                         agent_lines: Sequence[dict] | None = None) -> list[Heard]:
     """Each leg's final results through the live path's VAD gate and 100 ms feed, in call time; a bot's agent leg
     is taken from the lines it said (`agent_lines`), which are exact, instead."""
     rate = opened.header.sample_rate
@@ -340,14 +342,14 @@ def _politeness(found: Findings, agent: list[dict[str, Any]]) -> ScoreItem:
     return ScoreItem("pass", f"courteous from {_at(found.courteous_at)}; no insults flagged")
 
 
-def screen_recording(store: RecordingStore, recording_id: str, asr: VoskEngine, rules: RuleEngine,
+def screen_recording(store: RecordingStore, recording_id: str, asr: VoskEngine | WhisperEngine, rules: RuleEngine,
                      cues: Cues | None = None, meaning: SemanticDetector | None = None) -> Screening:
     """Decrypt one recording, transcribe both legs, check them against the pack and fill the scorecard."""
     return screen_audio(store.get(recording_id), store.open_audio(recording_id), asr, rules, cues,
                         store.agent_lines(recording_id), meaning)
 
 
-def screen_audio(recording: Recording, opened: Opened, asr: VoskEngine, rules: RuleEngine,
+def screen_audio(recording: Recording, opened: Opened, asr: VoskEngine | WhisperEngine, rules: RuleEngine,
                  cues: Cues | None = None, agent_lines: Sequence[dict] | None = None,
                  meaning: SemanticDetector | None = None) -> Screening:
     """Screen a recording's decrypted audio (a bot's leg from its lines) with the rules and the semantic model;

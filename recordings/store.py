@@ -38,7 +38,7 @@ SCHEMA: dict[str, type] = {
     "recording_id": str, "file": str, "source": str, "adapter": str, "agent_id": str, "account_id": str,
     "started_at": str, "month": str, "ended_at": str, "duration_s": float, "sample_rate": int, "legs": str,
     "outcome": str, "flags": str, "flag_count": int, "status": str, "key_id": str, "retain_until": str,
-    "purged_at": str, "original_name": str, "agent_lines": bytes, "owner": str,
+    "purged_at": str, "original_name": str, "agent_lines": bytes, "owner": str, "pack": str,
 }
 
 
@@ -77,6 +77,8 @@ class Recording:
     status: Status
     key_id: str
     retain_until: datetime
+    pack: str | None = None
+    """The rule pack the live call was judged by; None: an imported recording, or one from an earlier release."""
 
     @property
     def month(self) -> str:
@@ -134,8 +136,9 @@ class RecordingStore(SqlStore):
 
     def register(self, recording_id: str, *, started_at: datetime, source: str = "live",
                  adapter: str | None = None, agent_id: str | None = None, account_id: str | None = None,
-                 original_name: str | None = None) -> None:
-        """Add a recording's row, status `recording`, before its audio is written."""
+                 original_name: str | None = None, pack: str | None = None) -> None:
+        """Add a recording's row, status `recording`, before its audio is written; `pack`: the rule pack the call
+        was judged by (its language says how screening hears it)."""
         with self._write():
             self._db.insert("recordings", {
                 "recording_id": recording_id, "file": _file_name(recording_id, started_at), "source": source,
@@ -143,7 +146,7 @@ class RecordingStore(SqlStore):
                 "month": f"{started_at.astimezone(UTC):%Y-%m}", "sample_rate": 0, "legs": json.dumps(LEGS),
                 "flags": "[]", "flag_count": 0, "status": "recording", "key_id": self.ring.current_id,
                 "retain_until": stamp(started_at + self.retention), "original_name": original_name,
-                "owner": process_token(os.getpid())})
+                "owner": process_token(os.getpid()), "pack": pack})
 
     def writer(self, recording_id: str, started_at: datetime) -> CallRecording:
         """The writer of a recording's file (created with its first audio)."""
@@ -322,4 +325,5 @@ def _recording(row: dict[str, Any]) -> Recording:
                      ended_at=datetime.fromisoformat(row["ended_at"]) if row["ended_at"] else None,
                      duration_s=row["duration_s"], sample_rate=row["sample_rate"], legs=tuple(json.loads(row["legs"])),
                      outcome=row["outcome"], flags=json.loads(row["flags"] or "[]"), status=row["status"],
-                     key_id=row["key_id"], retain_until=datetime.fromisoformat(row["retain_until"]))
+                     key_id=row["key_id"], retain_until=datetime.fromisoformat(row["retain_until"]),
+                     pack=row.get("pack"))

@@ -21,11 +21,14 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import numpy as np
+import soundfile as sf
 from aiohttp import WSMsgType, web
 from playwright.async_api import Browser, Page, expect
 
 from asr.codecs import encode, read_audio_file, resample
 from voicebot.adapters.audiosocket_frames import AudioSocketFrame, Kind, parse_frames, serialize_frame
+from voicebot.tts import EspeakSynthesizer
 from voicebot.web.keys import AUDIOSOCKET
 
 SIP_DIR = Path(__file__).parent / "sip"
@@ -215,11 +218,39 @@ ULAW_SILENCE = b"\xff" * 160
 CONNECTED = {"event": "connected", "protocol": "Call", "version": "1.0.0"}
 
 
-def ulaw_packets(path: Path) -> list[bytes]:
-    """A 16 kHz utterance as 20 ms μ-law 8 kHz packets, as Twilio sends them."""
+def ulaw_packets(path: Path, channel: int = 0) -> list[bytes]:
+    """A 16 kHz utterance (one channel of it) as 20 ms μ-law 8 kHz packets, as Twilio sends them."""
     audio = read_audio_file(path)
-    ulaw = encode(resample(audio.channels[0], audio.sample_rate, 8000), "ulaw")
+    ulaw = encode(resample(audio.channels[channel], audio.sample_rate, 8000), "ulaw")
     return [ulaw[i : i + 160] for i in range(0, len(ulaw) - 159, 160)]
+
+
+# --- English speech, spoken by espeak-ng -----------------------------------------------------------
+
+AGENT_LINES = ("Hello, this is Anna from Acme Recovery. This call is recorded.",
+               "Listen to me. If you do not pay today, we will break your legs.")
+CUSTOMER_LINES = ("Yes, speaking.", "I cannot pay right now.")
+
+
+def english_call(path: Path) -> Path:
+    """A stereo two-leg English call spoken by espeak-ng: the agent greets, the customer answers, the agent
+    threatens."""
+    voice = EspeakSynthesizer()
+    rate, gap = voice.sample_rate, np.zeros(voice.sample_rate, dtype=np.int16)
+    agent, customer = [], []
+    for said, reply in zip(AGENT_LINES, CUSTOMER_LINES, strict=True):
+        a, c = voice.synthesize(said, "en"), voice.synthesize(reply, "en")
+        agent += [a, gap, np.zeros(len(c), np.int16), gap]
+        customer += [np.zeros(len(a), np.int16), gap, c, gap]
+    sf.write(path, np.stack([np.concatenate(agent), np.concatenate(customer)], axis=1), rate)
+    return path
+
+
+def english_speech(text: str, path: Path, rate: int = 8000) -> Path:
+    """One English utterance spoken by espeak-ng, as a mono 16-bit WAV file at `rate`."""
+    voice = EspeakSynthesizer()
+    sf.write(path, resample(voice.synthesize(text, "en"), voice.sample_rate, rate), rate, subtype="PCM_16")
+    return path
 
 
 def start_message(tracks: list[str], **params: str) -> dict:

@@ -144,6 +144,21 @@ def test_small_bert_trains_saves_and_loads(config: Config, tmp_path: Path) -> No
     assert understanding.intent in INTENTS and 0 < understanding.confidence <= 1
 
 
+def test_sentence_model_trains_saves_and_loads_with_its_encoder(tmp_path: Path) -> None:
+    from voicebot.nlu.sentence import SentenceModel
+
+    train, _ = split_heldout(load_labelled())
+    model = SentenceModel.train(train[::3])
+    folder = tmp_path / MODEL_NAME
+    folder.mkdir()
+    model.save(folder)
+    (folder / "meta.json").write_text(json.dumps({"kind": "sentence", "labels": model.labels}), encoding="utf-8")
+    classifier = IntentClassifier.load(tmp_path)
+    texts = [*CLEAR, "this isn't my debt, I never had an account with them"]
+    assert classifier.model.predict_proba(texts) == pytest.approx(model.predict_proba(texts), abs=1e-6)
+    assert classifier.classify(texts[-1], TODAY).intent == "dispute"
+
+
 def test_cli_classify_prints_one_json_object_per_line(ngram_models: Path, tmp_path: Path) -> None:
     lines = tmp_path / "replies.txt"
     lines.write_text("我下周五还两千块\n你们打错了\n\n", encoding="utf-8")

@@ -11,14 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
+from live_peers import english_call
 
 from asr.codecs import read_audio_file, resample
 from asr.metrics import word_error_rate
 from asr.vosk_engine import ModelMissingError
 from asr.whisper_engine import WhisperEngine
 from voicebot.config import Config
-from voicebot.tts import EspeakSynthesizer
 
 pytestmark = pytest.mark.model
 
@@ -72,25 +71,6 @@ def test_a_stream_gives_partials_then_a_final_in_call_time(whisper: WhisperEngin
 def test_a_missing_english_model_says_how_to_get_it(tmp_path: Path) -> None:
     with pytest.raises(ModelMissingError, match="voicebot models fetch"):
         WhisperEngine.load(tmp_path / "nowhere")
-
-
-AGENT_LINES = ("Hello, this is Anna from Acme Recovery. This call is recorded.",
-               "Listen to me. If you do not pay today, we will break your legs.")
-CUSTOMER_LINES = ("Yes, speaking.", "I cannot pay right now.")
-
-
-def english_call(path: Path) -> Path:
-    """A stereo two-leg English call spoken by espeak-ng: the agent greets, the customer answers, the agent
-    threatens."""
-    voice = EspeakSynthesizer()
-    rate, gap = voice.sample_rate, np.zeros(voice.sample_rate, dtype=np.int16)
-    agent, customer = [], []
-    for said, reply in zip(AGENT_LINES, CUSTOMER_LINES, strict=True):
-        a, c = voice.synthesize(said, "en"), voice.synthesize(reply, "en")
-        agent += [a, gap, np.zeros(len(c), np.int16), gap]
-        customer += [np.zeros(len(a), np.int16), gap, c, gap]
-    sf.write(path, np.stack([np.concatenate(agent), np.concatenate(customer)], axis=1), rate)
-    return path
 
 
 def test_monitor_on_an_english_pack_flags_and_hangs_up_an_english_threat(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from scripts_library import Script, ScriptError, bundled_script, select_script
-from voicebot.call import Call, CallBoard, CallInfo, Engines, supervise
+from voicebot.call import Call, CallBoard, CallInfo, Engines, LanguageNotServed, supervise
 from voicebot.config import Config
 from voicebot.dialog import MAX_CALL_S, Dialog
 from voicebot.dialog_data import Account, AccountError, Caller, Outcome
@@ -213,13 +213,17 @@ async def start_bot_call(config: Config, engines: Engines, board: CallBoard, inf
     its stage and language, not yet started."""
     kit = await asyncio.get_running_loop().run_in_executor(None, load_kit, config)
     account = account_from(params, info.zones)
-    language = params.get("language", "zh")
+    language = info.language or params.get("language") or engines.rules.pack.language
     try:
         script = bundled_script(params["script"]) if params.get("script") else select_script(account.days_overdue,
                                                                                               language)
-        dialog = Dialog(script, account, caller=Caller(company=params.get("company", DEFAULT_COMPANY[language]),
-                                                       agent_id=info.agent_id or "bot"),
-                        now=call_clock(info), max_call_s=MAX_CALL_S)
+        engines.for_language(script.language)
+        company = params.get("company", DEFAULT_COMPANY[script.language])
+        caller = Caller(company=company, agent_id=info.agent_id or "bot")
+        dialog = Dialog(script, account, caller=caller, now=call_clock(info), max_call_s=MAX_CALL_S)
+    except LanguageNotServed as e:
+        raise BotSetupError(str(e)) from None
     except (ScriptError, AccountError, KeyError) as e:
         raise BotSetupError(f"no usable script for this account ({type(e).__name__})") from None
+    info = dataclasses.replace(info, language=script.language)  # heard and judged in the script's language
     return BotCall(info, engines, kit, dialog, outlet, board)

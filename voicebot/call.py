@@ -9,11 +9,12 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import Literal
 
 from asr.codecs import Encoding
@@ -27,7 +28,9 @@ from recordings.store import RecordingStore
 from voicebot.admission import MAX_AHEAD_S, Admission
 from voicebot.audit import AuditLog
 from voicebot.board import WINDOW_RULE, CallBoard, CallHistory
+from voicebot.config import Config
 from voicebot.frames import LEGS, Action, ActionFrame, DtmfFrame, EndFrame, InputAudioFrame, Leg, ViolationFrame
+from voicebot.models import load_recognizer
 from voicebot.pipeline import Pipeline, Processor
 from voicebot.stages.audit import Audit, sealer
 from voicebot.stages.check_meaning import CheckMeaning
@@ -51,7 +54,29 @@ RETRY_WRITE_S = 5.0
 DISK_THREADS = 4
 BACKGROUND_NICE = 10
 SAMPLE_BYTES: dict[Encoding, int] = {"pcm16": 2, "ulaw": 1, "alaw": 1}
+LANGUAGE_TAGS = {"zh": "zh", "cmn": "zh", "en": "en"}
 _DETACHED: set[asyncio.Task[None]] = set()
+
+
+class LanguageNotServed(ValueError):
+    """A call asks for a language this process loaded no recognizer and rule pack for."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hearing:
+    """What one language's calls are heard and judged with: its recognizer, rule pack and semantic model."""
+
+    asr: VoskEngine | WhisperEngine
+    rules: RuleEngine
+    meaning: SemanticDetector | None = None
+
+
+def load_hearing(config: Config, pack: str, *, semantic: bool = True, model: Path | None = None) -> Hearing:
+    """A pack's rules, the recognizer for its language (`model`: another folder) and, if wanted, the semantic model;
+    blocking."""
+    rules = RuleEngine.from_pack(pack)
+    meaning = SemanticDetector.for_pack(rules.pack) if semantic else None
+    return Hearing(load_recognizer(config, rules.pack.language, model), rules, meaning)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +101,23 @@ class Engines:
     """The semantic model under the rules' pack; None: the rules alone."""
     admission: Admission = field(default_factory=Admission)
     """The process's call slots and idle timeout."""
+    others: Mapping[str, Hearing] = field(default_factory=dict)
+    """Other languages this process serves, by language (`asr`, `rules` and `meaning` serve the pack's own)."""
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """The languages calls may ask for, the default (the pack's) first."""
+        return (self.rules.pack.language, *self.others)
+
+    def for_language(self, language: str | None) -> Engines:
+        """These engines hearing and judging `language` (None: the default); LanguageNotServed if none is loaded."""
+        if language is None or language == self.rules.pack.language:
+            return self
+        if language not in self.others:
+            raise LanguageNotServed(f"this server serves {', '.join(self.languages)} calls, not {language}; "
+                                    f"start it with a --pack for {language} as well")
+        hearing = self.others[language]
+        return replace(self, asr=hearing.asr, rules=hearing.rules, meaning=hearing.meaning)
 
     def shutdown(self) -> None:
         """Wait for queued work, then stop the worker threads."""
@@ -94,6 +136,8 @@ class CallInfo:
     """The debtor's time zones; empty means every zone of the pack (the strictest reading)."""
     agent_id: str | None = None
     account_id: str | None = None
+    language: str | None = None
+    """The language the call is in (zh, en), as the adapter or the campaign says; None: the pack's."""
     verified: bool = False
     """The debtor's identity was confirmed before the call reached this server (an IVR check, a verified callback,
     a transfer after the bot verified), as the PBX or dialer says: the monitor starts in the verified state."""
@@ -105,15 +149,23 @@ class CallInfo:
     call took to set up (a bot's first call loads its model meanwhile)."""
 
 
+def call_language(tag: str | None) -> str | None:
+    """The language a tag names (en, en-US, zh, zh-CN, cmn) as zh or en; None when empty; ValueError otherwise."""
+    primary = (tag or "").strip().lower().replace("_", "-").split("-")[0]
+    if primary and primary not in LANGUAGE_TAGS:
+        raise ValueError("a call's language must be zh or en (en-US, zh-CN and cmn are read as these)")
+    return LANGUAGE_TAGS.get(primary)
+
+
 class Call:
     """One supervised call: feed it each leg's packets; it recognises, checks, audits, records and enforces."""
 
     def __init__(self, info: CallInfo, engines: Engines, control: CallControl, board: CallBoard,
                  *, now: Callable[[], datetime] | None = None, build: LegBuilder | None = None) -> None:
         self.info = info
-        self.engines = engines
+        self.engines = engines.for_language(info.language)
         self.board = board
-        self.monitor = CallMonitor(engines.rules, CallState(verified=info.verified), model=engines.meaning)
+        self.monitor = CallMonitor(self.engines.rules, CallState(verified=info.verified), model=self.engines.meaning)
         self.recording = engines.recordings.writer(info.call_id, info.started_at)
         self.outcome: str | None = None
         self.agent_lines: list[dict] | None = None
@@ -162,10 +214,12 @@ class Call:
         self.engines.admission.take(self.info.adapter)
         self._admitted = True
         data = {"adapter": self.info.adapter, "mode": self.info.mode, "zones": list(self.info.zones),
-                "pack": self.engines.rules.pack.name, "started_at": self.info.started_at.isoformat(),
+                "pack": self.engines.rules.pack.name,
+                "language": self.engines.rules.pack.language, "started_at": self.info.started_at.isoformat(),
                 "verified": self.info.verified}
         register = partial(self.engines.recordings.register, self.call_id, started_at=self.info.started_at,
-                           adapter=self.info.adapter, agent_id=self.info.agent_id, account_id=self.info.account_id)
+                           adapter=self.info.adapter, agent_id=self.info.agent_id, account_id=self.info.account_id,
+                           pack=self.engines.rules.pack.name)
         await asyncio.get_running_loop().run_in_executor(self.engines.disk, register)
         self._registered = True
         await self._audit("call_start", data, self.info.agent_id)

@@ -101,6 +101,8 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     pack: str = "cn-collection"
+    other_packs: tuple[str, ...] = ()
+    """Packs for calls in other languages, one per language: a call in that language is heard and judged by it."""
     mode: str = "in-path"
     audiosocket_port: int | None = None
     audiosocket_host: str = "127.0.0.1"

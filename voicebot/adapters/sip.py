@@ -22,7 +22,7 @@ from baresip import Account, BaresipError, CallFailed, Config, UserAgent
 from voicebot.adapters.sip_session import SipSession, bye, other_leg
 from voicebot.admission import CallRefused
 from voicebot.bot import BotCall, start_bot_call
-from voicebot.call import Call, CallBoard, CallInfo, Engines
+from voicebot.call import Call, CallBoard, CallInfo, Engines, LanguageNotServed, call_language
 from voicebot.config import Config as VoicebotConfig
 from voicebot.frames import LEGS, Leg
 
@@ -42,8 +42,8 @@ class SipCallError(RuntimeError):
 
 
 HEADER_LEG, HEADER_CALL, HEADER_TZ, HEADER_AGENT = "X-Voicebot-Leg", "X-Voicebot-Call", "X-Debtor-TZ", "X-Agent-Id"
-HEADER_VERIFIED = "X-Identity-Verified"
-EXPOSED_HEADERS = (HEADER_LEG, HEADER_CALL, HEADER_TZ, HEADER_AGENT, HEADER_VERIFIED, "To")
+HEADER_VERIFIED, HEADER_LANGUAGE = "X-Identity-Verified", "X-Call-Language"
+EXPOSED_HEADERS = (HEADER_LEG, HEADER_CALL, HEADER_TZ, HEADER_AGENT, HEADER_VERIFIED, HEADER_LANGUAGE, "To")
 _TOKEN = re.compile(r"[A-Za-z0-9._:@+/-]{1,128}")
 _ZONE = re.compile(r"[A-Za-z0-9_+/-]{1,64}")
 _MAX_ZONES = 4
@@ -66,10 +66,13 @@ class CallHeaders:
     """Set by the campaign dialer for the calls it places (kept with the recording)."""
     verified: bool = False
     """X-Identity-Verified: yes: the PBX confirmed the debtor's identity before the call reached us."""
+    language: str | None = None
+    """X-Call-Language: zh or en (None: the pack's)."""
 
 
 def parse_call_headers(headers: Mapping[str, str]) -> CallHeaders:
-    """Read X-Voicebot-Leg, X-Voicebot-Call, X-Debtor-TZ (comma-separated), X-Agent-Id and X-Identity-Verified."""
+    """Read X-Voicebot-Leg, X-Voicebot-Call, X-Debtor-TZ (comma-separated), X-Agent-Id, X-Identity-Verified and
+    X-Call-Language."""
     h = {k.lower(): v.strip() for k, v in headers.items()}
     leg = h.get(HEADER_LEG.lower(), "").lower() or "agent"
     if leg not in LEGS:
@@ -86,7 +89,12 @@ def parse_call_headers(headers: Mapping[str, str]) -> CallHeaders:
     verified = h.get(HEADER_VERIFIED.lower(), "no").lower()
     if verified not in ("yes", "no"):
         raise ProtocolError(f"{HEADER_VERIFIED} must be yes or no")
-    return CallHeaders(leg=leg, group=group, zones=zones, agent_id=agent, verified=verified == "yes")
+    try:
+        language = call_language(h.get(HEADER_LANGUAGE.lower()))
+    except ValueError as e:
+        raise ProtocolError(f"{HEADER_LANGUAGE}: {e}") from None
+    return CallHeaders(leg=leg, group=group, zones=zones, agent_id=agent, verified=verified == "yes",
+                       language=language)
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -260,8 +268,12 @@ class SipAdapter:
             headers = parse_call_headers(sip.headers)
             forward = None if headers.group else self.forward
             target = fill_forward_uri(forward, sip.headers.get("To")) if forward else None
+            self.engines.for_language(headers.language)
         except ProtocolError as e:
             log.warning("sip: refused an INVITE with unusable headers (%s)", type(e).__name__)
+            return await self._refuse(sip)
+        except LanguageNotServed as e:
+            log.warning("sip: refused an INVITE (%s)", e)
             return await self._refuse(sip)
         group = self._groups.get(headers.group or "")
         if group is not None and not group.ending and headers.leg not in group.sip and not self.draining:
@@ -319,7 +331,7 @@ class SipAdapter:
         clock = self.settings.clock
         mode = mode or ("tap" if headers.group else self.mode)
         info = CallInfo(adapter="sip", mode=mode, zones=headers.zones or self.zones, agent_id=headers.agent_id,
-                        account_id=headers.account_id, verified=headers.verified,
+                        account_id=headers.account_id, verified=headers.verified, language=headers.language,
                         **({"started_at": clock()} if clock else {}))
         return SipSession(info, self.engines, self.board, bridged=bridged, grouped=headers.group is not None,
                           clock=clock)

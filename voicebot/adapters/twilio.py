@@ -35,7 +35,7 @@ from voicebot.adapters.twilio_messages import (
 )
 from voicebot.admission import CallRefused
 from voicebot.bot import BotCall, BotSetupError, start_bot_call
-from voicebot.call import Call, CallBoard, CallInfo, Engines, detach
+from voicebot.call import Call, CallBoard, CallInfo, Engines, LanguageNotServed, call_language, detach
 from voicebot.config import Config, ServeConfig
 from voicebot.frames import Leg
 
@@ -51,8 +51,9 @@ WARN_TONE_MS = 300
 
 
 def call_info(start: TwilioStart, *, mode: str, zones: tuple[str, ...]) -> CallInfo:
-    """The call a stream carries; `customParameters` may set mode, agent_id, account_id, debtor_tz (comma-separated)
-    and verified (true when the debtor's identity was confirmed before the stream started)."""
+    """The call a stream carries; `customParameters` may set mode, agent_id, account_id, debtor_tz (comma-separated),
+    language (zh or en; default the pack's) and verified (true when the debtor's identity was confirmed before the
+    stream started)."""
     params = start.custom_parameters
     mode = params.get("mode", mode)
     if mode not in MODES:
@@ -61,8 +62,12 @@ def call_info(start: TwilioStart, *, mode: str, zones: tuple[str, ...]) -> CallI
     if verified not in ("true", "false"):
         raise ProtocolError("custom parameter `verified` must be true or false")
     tz = tuple(z.strip() for z in params.get("debtor_tz", "").split(",") if z.strip())
+    try:
+        language = call_language(params.get("language"))
+    except ValueError as e:
+        raise ProtocolError(f"custom parameter `language`: {e}") from None
     return CallInfo(adapter="twilio", mode=mode, zones=tz or zones, agent_id=params.get("agent_id") or None,
-                    account_id=params.get("account_id") or None, verified=verified == "true")
+                    account_id=params.get("account_id") or None, language=language, verified=verified == "true")
 
 
 @cache
@@ -224,6 +229,11 @@ class TwilioStream:
             log.warning("twilio: refused a bot stream (%s)", e)
             self.end_reason = "bot refused"
             self._close(WSCloseCode.POLICY_VIOLATION, b"bot call refused; see the server log")
+            return
+        except LanguageNotServed as e:
+            log.warning("twilio: refused a stream (%s)", e)
+            self.end_reason = "language not served"
+            self._close(WSCloseCode.POLICY_VIOLATION, b"call language not served here; see the server log")
             return
         except CallRefused:
             self.bot = self.call = None

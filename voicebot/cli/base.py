@@ -17,8 +17,6 @@ import click
 
 from asr.codecs import AudioFormatError
 from asr.vosk_engine import ModelMissingError
-from compliance_rules.detector import SemanticDetector
-from compliance_rules.engine import RuleEngine
 from compliance_rules.pack import RulePackError
 from compliance_rules.semantic import SemanticModelError
 from compliance_rules.training import LabelledDataError as ExamplesError
@@ -29,7 +27,7 @@ from recordings.store import RecordingNotFound, RecordingStore
 from voicebot.adapters.sip import SipCallError, SipConfigError
 from voicebot.audit import AuditKeyError, AuditLog
 from voicebot.bot import BotSetupError
-from voicebot.call import Engines
+from voicebot.call import Engines, load_hearing
 from voicebot.campaigns import (
     CampaignError,
     CampaignFileError,
@@ -37,7 +35,7 @@ from voicebot.campaigns import (
     PiiKeyError,
 )
 from voicebot.config import Config, ConfigError, load_config
-from voicebot.models import ModelFetchError, load_recognizer
+from voicebot.models import ModelFetchError
 from voicebot.nlu.classify import IntentModelMissingError
 from voicebot.nlu.data import LabelledDataError
 from voicebot.nlu.train import TokenizerMissingError
@@ -127,12 +125,10 @@ def zone_info(name: str) -> ZoneInfo:
 
 def load_engines(config: Config, pack_name: str, db_path: Target | None, model: Path | None = None) -> Engines:
     """Load what live calls share: the recognizer for the pack's language, the rule pack, the audit log."""
-    rules = RuleEngine.from_pack(pack_name)
-    asr = load_recognizer(config, rules.pack.language, model)
+    hearing = load_hearing(config, pack_name, model=model)
     audit = open_audit(config, db_path)
     recordings = open_recordings(config, audit.path)
-    return Engines(asr=asr, rules=rules, audit=audit, recordings=recordings,
-                   meaning=SemanticDetector.for_pack(rules.pack))
+    return Engines(asr=hearing.asr, rules=hearing.rules, meaning=hearing.meaning, audit=audit, recordings=recordings)
 
 
 def open_log_and_recordings(config: Config, db_path: Path | str | None) -> tuple[AuditLog, RecordingStore]:

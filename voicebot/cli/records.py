@@ -251,7 +251,7 @@ def recordings_screen(config: Config, workers: int | None, ray_address: str | No
     audit, store = open_log_and_recordings(config, db_path)
     with audit, store:
         try:
-            report = screen_pending(store, ScreenModels(vosk_model=config.vosk_model, pack=pack_name),
+            report = screen_pending(store, ScreenModels.of(config, pack_name),
                                     workers=workers, ray_address=ray_address, limit=limit,
                                     progress=lambda outcome: click.echo(json.dumps(outcome.summary())))
         except ScreeningError as e:

@@ -31,7 +31,9 @@ from voicebot.web.app import create_app
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address of the console and media endpoints.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--pack", "pack_name", default="cn-collection", show_default=True, help="Bundled pack or YAML file.")
+@click.option("--pack", "pack_names", multiple=True, default=("cn-collection",), show_default=True,
+              help="Bundled pack or YAML file; repeat for calls in other languages, one pack per language "
+                   "(the first is for calls that name no language).")
 @click.option("--mode", type=click.Choice(["in-path", "tap"]), default="in-path", show_default=True,
               help="in-path: we mute and hang up; tap: we alert and ask the PBX to act.")
 @click.option("--audiosocket-port", type=click.IntRange(1, 65535), help="Listen for Asterisk AudioSocket.")
@@ -61,16 +63,19 @@ from voicebot.web.app import create_app
 @db_option
 @click.pass_obj
 @cli_errors
-def serve(config: Config, host: str, port: int, pack_name: str, mode: str, audiosocket_port: int | None,
+def serve(config: Config, host: str, port: int, pack_names: tuple[str, ...], mode: str, audiosocket_port: int | None,
           audiosocket_host: str, audiosocket_peers: tuple[str, ...], sip_listen: str | None,
           sip_forward: str | None, zones: tuple[str, ...], pbx_webhook: str | None,
           rules_only: bool, max_calls: int, idle_timeout_s: float, trusted_proxies: tuple[str, ...], https: bool,
           audit_key: Path | None, node: str, recordings_dir: Path | None, db_path: Path | str | None) -> None:
     """Run the supervisor console, the media endpoints and the telephony adapters."""
-    load_pack(pack_name)
+    languages = [load_pack(name).language for name in pack_names]
+    if len(set(languages)) < len(languages):
+        raise click.BadParameter("give one pack per language", param_hint="--pack")
     settings = ServeConfig(db=db_path or config.data_dir / "voicebot.db", media_token=media_token(config.data_dir),
-                           host=host, port=port, pack=pack_name, mode=mode, audiosocket_port=audiosocket_port,
-                           audiosocket_host=audiosocket_host, audiosocket_peers=audiosocket_peers,
+                           host=host, port=port, pack=pack_names[0], other_packs=pack_names[1:], mode=mode,
+                           audiosocket_port=audiosocket_port, audiosocket_host=audiosocket_host,
+                           audiosocket_peers=audiosocket_peers,
                            sip_listen=sip_listen, sip_forward=sip_forward, zones=zones, pbx_webhook=pbx_webhook,
                            semantic_model=not rules_only, max_calls=max_calls, idle_timeout_s=idle_timeout_s,
                            trusted_proxies=trusted_proxies, https=https, audit_key=audit_key,

@@ -11,7 +11,7 @@ from typing import Any
 from voicebot.nlu import INTENTS, Intent, Understanding
 from voicebot.nlu.data import normalize
 from voicebot.nlu.slots import extract_slots
-from voicebot.nlu.train import META_FILE, MODEL_NAME, IntentModel
+from voicebot.nlu.train import KINDS, META_FILE, MODEL_NAME, IntentModel
 
 
 class IntentModelMissingError(FileNotFoundError):
@@ -45,13 +45,16 @@ class IntentClassifier:
             raise IntentModelMissingError(
                 f"no intent model in {folder}; run `voicebot nlu train` (or `make models`)") from e
         labels = tuple(meta.get("labels", ()))
-        if kind not in ("bert", "ngram") or not set(labels) <= set(INTENTS):
+        if kind not in KINDS or not set(labels) <= set(INTENTS):
             raise IntentModelMissingError(f"{folder / META_FILE} names an unknown model kind or intents; "
                                           "run `voicebot nlu train` again")
         model: IntentModel
         if kind == "bert":
             from voicebot.nlu.bert import BertModel
             model = BertModel.load(folder)
+        elif kind == "sentence":
+            from voicebot.nlu.sentence import SentenceModel
+            model = SentenceModel.load(folder)
         else:
             from voicebot.nlu.ngram import NgramModel
             model = NgramModel.load(folder)

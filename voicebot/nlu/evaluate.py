@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from voicebot.nlu.data import DATA_FILE, Example, load_labelled, load_thano, load_tts_customer, normalize, split_heldout
+from voicebot.nlu.slots import CJK
 from voicebot.nlu.train import IntentModel
 
 
@@ -24,29 +25,33 @@ def figure(metric: str, value: float, examples: int, source: str, unit: str = "r
 
 def accuracy_figures(model: IntentModel, name: str, shared_dir: Path, data_path: Path = DATA_FILE,
                      recall: bool = False) -> list[dict[str, Any]]:
-    """Held-out accuracy (and per-intent recall), thano accuracy (all mapped rows, without `other`, and without
-    rows whose text is also in our training part), and accuracy on the tts-cmn customer lines (Vosk and clean)."""
+    """Held-out accuracy (all, English; and per-intent recall), thano accuracy (all mapped rows, without `other`,
+    and without rows whose text is also in our training part), and accuracy on the tts-cmn customer lines (Vosk and
+    clean)."""
     train, heldout = split_heldout(load_labelled(data_path))
-    out = [_accuracy(model, f"{name}_heldout_accuracy", heldout, "nlu/data/intents.tsv held-out 20%")]
+    english = [e for e in heldout if not CJK.search(e.text)]
+    out = [accuracy_figure(model, f"{name}_heldout_accuracy", heldout, "nlu/data/intents.tsv held-out 20%"),
+           accuracy_figure(model, f"{name}_heldout_en_accuracy", english, "the English replies of the held-out 20%")]
     if recall:
         out += _recalls(model, name, heldout)
     seen = {normalize(e.text) for e in train}
     thano = load_thano(shared_dir)
     out += [
-        _accuracy(model, f"{name}_thano_accuracy", thano, "cuishou_nlu_thano mapped"),
-        _accuracy(model, f"{name}_thano_core_accuracy", [e for e in thano if e.intent != "other"],
+        accuracy_figure(model, f"{name}_thano_accuracy", thano, "cuishou_nlu_thano mapped"),
+        accuracy_figure(model, f"{name}_thano_core_accuracy", [e for e in thano if e.intent != "other"],
                   "cuishou_nlu_thano mapped, without other"),
-        _accuracy(model, f"{name}_thano_unseen_accuracy", [e for e in thano if normalize(e.text) not in seen],
+        accuracy_figure(model, f"{name}_thano_unseen_accuracy", [e for e in thano if normalize(e.text) not in seen],
                   "cuishou_nlu_thano mapped, texts not in our training part"),
-        _accuracy(model, f"{name}_tts_vosk_accuracy", load_tts_customer(shared_dir),
+        accuracy_figure(model, f"{name}_tts_vosk_accuracy", load_tts_customer(shared_dir),
                   "tts-cmn customer lines, Vosk transcripts"),
-        _accuracy(model, f"{name}_tts_text_accuracy", load_tts_customer(shared_dir, "text"),
+        accuracy_figure(model, f"{name}_tts_text_accuracy", load_tts_customer(shared_dir, "text"),
                   "tts-cmn customer lines, written text"),
     ]
     return out
 
 
-def _accuracy(model: IntentModel, metric: str, examples: list[Example], source: str) -> dict[str, Any]:
+def accuracy_figure(model: IntentModel, metric: str, examples: list[Example], source: str) -> dict[str, Any]:
+    """The share of `examples` whose most probable intent is the labelled one, as a figure."""
     predicted = predictions(model, examples)
     right = sum(p == e.intent for p, e in zip(predicted, examples, strict=True))
     return figure(metric, right / len(examples) if examples else 0.0, len(examples), source)

@@ -10,6 +10,7 @@ from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 
 import cn2an
+from text_to_num import alpha2digit
 
 from voicebot.nlu import Slots
 
@@ -17,6 +18,9 @@ WEEKDAYS = {"1": 0, "一": 0, "2": 1, "二": 1, "3": 2, "三": 2, "4": 3, "四":
             "6": 5, "六": 5, "7": 6, "日": 6, "天": 6, "末": 5}
 EN_WEEKDAYS = {name: i for i, name in enumerate(
     ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"))}
+EN_MONTHS = r"(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)(?:uary|ruary|ch|il|e|y|ust|t?ember|ober|ember)?\.?"
+EN_MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+CJK = re.compile(r"[\u3400-\u9fff]")
 RANGE = re.compile(r"[一两二三四五六七八九]([两二三四五六七八九十])(?=天|个?月|个?星期|个?礼拜|周)")
 NUMBER = r"(\d+(?:\.\d+)?)"
 MONEY_UNIT = r"(万)?\s*(?:多|来|左右)?\s*(块钱|块|元|圆|人民币|rmb|dollars?|bucks)"
@@ -32,8 +36,11 @@ def extract_slots(text: str, today: date) -> Slots:
 
 
 def to_digits(text: str) -> str:
-    """Lower-cased text with Chinese numerals written as digits ("两千五" → "2500"); unchanged if cn2an fails."""
+    """Lower-cased text with numerals written as digits: Chinese ("两千五" → "2500", unchanged if cn2an fails) or
+    English ("a hundred and fifty" → "150", "the tenth" → "the 10th", "$75" → "75 dollars")."""
     text = re.sub(r"(?<=\d),(?=\d{3})", "", RANGE.sub(r"\1", text.lower())).replace("半个月", "十五天")
+    if not CJK.search(text):
+        return re.sub(r"\$\s*(\d+(?:\.\d+)?)", r"\1 dollars", alpha2digit(text, "en"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # cn2an warns on every fragment it cannot read
         try:
@@ -120,7 +127,11 @@ def weekday_date(prefix: str, weekday: int, today: date) -> date:
 
 
 def _month_day(m: re.Match[str], today: date) -> date | None:
-    month, day = int(m.group(1)), int(m.group(2))
+    return _month_day_of(int(m.group(1)), int(m.group(2)), today)
+
+
+def _month_day_of(month: int, day: int, today: date) -> date | None:
+    """The next date with this month and day: this year's, or next year's once past."""
     if not 1 <= month <= 12 or not 1 <= day <= calendar.monthrange(today.year, month)[1]:
         return None
     when = date(today.year, month, day)
@@ -139,6 +150,14 @@ def _in_days(days: int) -> Callable[[re.Match[str], date], date]:
 
 def _en_day(m: re.Match[str], today: date) -> date | None:
     return day_of_month(int(m.group(1)), today)
+
+
+def _en_month_day(m: re.Match[str], today: date) -> date | None:
+    return _month_day_of(EN_MONTH_NAMES.index(m.group(1)) + 1, int(m.group(2)), today)
+
+
+def _en_day_month(m: re.Match[str], today: date) -> date | None:
+    return _month_day_of(EN_MONTH_NAMES.index(m.group(2)) + 1, int(m.group(1)), today)
 
 
 def _en_weekday(m: re.Match[str], today: date) -> date:
@@ -177,11 +196,14 @@ DATE_RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str], date], date | N
     (re.compile(r"今\s*[天儿早晚]|今\s*日|马上|立刻"), _in_days(0)),
     (re.compile(r"end of (?:the |this )?month"), lambda m, today: end_of_month(today.year, today.month)),
     (re.compile(r"end of next month"), _month_end),
-    (re.compile(r"(?:on )?the (\d{1,2})(?:st|nd|rd|th)"), _en_day),
+    (re.compile(EN_MONTHS + r"\s+(?:the\s+)?(\d{1,2})(?:st|nd|rd|th)?(?!\d)"), _en_month_day),
+    (re.compile(r"(?<![\d.])(\d{1,2})(?:st|nd|rd|th)? of " + EN_MONTHS), _en_day_month),
+    (re.compile(r"(?<![\d.])(\d{1,2})(?:st|nd|rd|th)"), _en_day),
+    (re.compile(r"the first(?! thing)"), lambda m, today: day_of_month(1, today)),
     (re.compile(r"(next )?(monday|tuesday|wednesday|thursday|friday|saturday|sunday)"), _en_weekday),
     (re.compile(r"next week"), lambda m, today: weekday_date("下", 0, today)),
     (re.compile(r"in (\d{1,3}) days"), lambda m, today: today + timedelta(days=int(m.group(1)))),
     (re.compile(r"day after tomorrow"), _in_days(2)),
     (re.compile(r"tomorrow"), _in_days(1)),
-    (re.compile(r"today|tonight|right now"), _in_days(0)),
+    (re.compile(r"today|tonight|right now|this (?:morning|afternoon|evening)"), _in_days(0)),
 ]

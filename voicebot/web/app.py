@@ -6,12 +6,11 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
+from functools import partial
 
 import aiohttp
 from aiohttp import web
 
-from compliance_rules.detector import SemanticDetector
-from compliance_rules.engine import RuleEngine
 from voicebot.adapters.audiosocket import AudioSocketServer
 from voicebot.adapters.pbx import PbxWebhook
 from voicebot.adapters.sip import SipAdapter
@@ -19,10 +18,9 @@ from voicebot.adapters.twilio import setup as setup_twilio
 from voicebot.admission import Admission
 from voicebot.audit_pg import PgAuditLog
 from voicebot.bot import BotSetupError, load_kit
-from voicebot.call import CallBoard, Engines
+from voicebot.call import CallBoard, Engines, load_hearing
 from voicebot.cluster import ClusterBus
 from voicebot.config import Config, ServeConfig
-from voicebot.models import load_recognizer
 from voicebot.stores import open_audit_log, open_recordings
 from voicebot.web.access_log import redact_access_log
 from voicebot.web.auth import AuthSettings
@@ -62,18 +60,17 @@ def _engines_ctx(given: Engines | None):
             yield
             return
         loop = asyncio.get_running_loop()
-        rules = RuleEngine.from_pack(serve.pack)
-        asr = await loop.run_in_executor(None, load_recognizer, config, rules.pack.language)
+        load = partial(load_hearing, config, semantic=serve.semantic_model)
+        hearings = [await loop.run_in_executor(None, load, pack) for pack in (serve.pack, *serve.other_packs)]
         audit = await loop.run_in_executor(None, open_audit_log, config, serve.db, serve.audit_key)
         session, pbx = None, None
         if serve.pbx_webhook:
             session = aiohttp.ClientSession()
             pbx = PbxWebhook(serve.pbx_webhook, serve.media_token, session)
         recordings = await loop.run_in_executor(None, open_recordings, config, serve.db, serve.recordings_dir)
-        meaning = await loop.run_in_executor(None, SemanticDetector.for_pack, rules.pack) \
-            if serve.semantic_model else None
-        app[ENGINES] = Engines(asr=asr, rules=rules, audit=audit, recordings=recordings, pbx=pbx, meaning=meaning,
-                               admission=admission)
+        default, others = hearings[0], {h.rules.pack.language: h for h in hearings[1:]}
+        app[ENGINES] = Engines(asr=default.asr, rules=default.rules, meaning=default.meaning, audit=audit,
+                               recordings=recordings, pbx=pbx, admission=admission, others=others)
         with contextlib.suppress(BotSetupError):  # no NLU model installed: bot calls are refused when they come
             await loop.run_in_executor(None, load_kit, config)  # else the first bot call's debtor hears 3 s of nothing
         yield

@@ -229,7 +229,7 @@ async def post_screen(request: web.Request) -> web.Response:
     month = form_month(form)
     app, run = request.app, request.app[SCREENING]
     if not run.running:
-        models = ScreenModels(vosk_model=app[CONFIG].vosk_model, pack=app[SERVE].pack)
+        models = ScreenModels.of(app[CONFIG], app[SERVE].pack)
         paths = StorePaths.of(app[ENGINES].recordings)
         run.process = multiprocessing.get_context("spawn").Process(
             target=screen_in_background, args=(paths, models), name="qa-screening")
