@@ -247,8 +247,9 @@ def english_call(path: Path) -> Path:
 
 
 def english_speech(text: str, path: Path, rate: int = 8000) -> Path:
-    """One English utterance spoken by espeak-ng, as a mono 16-bit WAV file at `rate`."""
-    voice = EspeakSynthesizer()
+    """One English utterance spoken by espeak-ng, slowly (Whisper tiny.en hears its robotic voice better), as a mono
+    16-bit WAV file at `rate`."""
+    voice = EspeakSynthesizer(speed_wpm=130)
     sf.write(path, resample(voice.synthesize(text, "en"), voice.sample_rate, rate), rate, subtype="PCM_16")
     return path
 

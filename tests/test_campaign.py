@@ -206,8 +206,8 @@ def test_language_column_picks_the_bots_script_language(db) -> None:
     assert "zh, en" in str(parsed.problems[0]) or "en, zh" in str(parsed.problems[0])
     store.import_rows("c1", parsed.rows, source="t.csv", now=datetime(2026, 11, 2, tzinfo=UTC))
     calls = {a: store.debtor_call(store.account("c1", a), attempt=1, agreement=None) for a in ("A1", "A2")}
-    assert calls["A1"].language == "en" and calls["A2"].language == "zh"
-    assert bot_params(calls["A1"])["language"] == "en"
+    assert calls["A1"].language == "en" and calls["A2"].language == "", "empty: the campaign pack's language"
+    assert bot_params(calls["A1"])["language"] == "en" and "language" not in bot_params(calls["A2"])
 
 
 # --- personal data at rest ---------------------------------------------------------------------------

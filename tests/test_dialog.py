@@ -314,6 +314,18 @@ def test_english_call_with_mini_miranda_after_verification():
     assert "$812.40 with Example Bank" in texts[3][1]
 
 
+@pytest.mark.parametrize(("script", "account", "reply", "expected"), [
+    ("en-reminder", EN_ACCOUNT, "Yeah.", ["ask_id_digits"]),
+    ("cn-early", CN_ACCOUNT, "嗯", ["ask_id_digits"]),
+    ("en-reminder", EN_ACCOUNT, "No.", ["not_understood", "ask_name"]),
+])
+def test_a_bare_yes_to_is_that_you_asks_for_the_digits(script: str, account: Account, reply: str,
+                                                      expected: list[str]):
+    call = Call(script=script, account=account)
+    assert call.play([Say(reply, "other")]) == [expected]
+    assert not call.dialog.state.verified, "only the digits verify"
+
+
 def test_english_callback_is_proposed_inside_the_hours_in_the_debtors_zone():
     call = Call(script="en-reminder", account=EN_ACCOUNT)
     assert call.play([Say("Call me back at 10 pm", "callback"), Say("ok", "other")]) == [

@@ -32,7 +32,8 @@ from voicebot.stages.understand import Understand
 from voicebot.stages.vad_gate import VadGate
 from voicebot.tts import PromptCache, build_prompts
 
-DEFAULT_COMPANY = {"zh": "贷后服务中心", "en": "the collections service center"}
+DEFAULT_COMPANY = {"zh": "贷后服务中心", "en": "the customer service center"}
+"""Said before the debtor is verified, so nothing in it may say "debt" or "collection" (15 USC 1692b, 1692c(b))."""
 SILENCE_S = 6.0
 """Seconds of quiet after the bot's last word before the dialog hears silence."""
 TICK_S = 0.25

@@ -150,7 +150,9 @@ class Dialog:
         return None
 
     def _on_name(self, heard: Understanding) -> list[BotLine]:
-        if heard.intent == "identity_confirmed":
+        """A bare "yes" to "is that you?" confirms too (the digits still verify)."""
+        if heard.intent == "identity_confirmed" or (heard.intent == "other"
+                                                     and affirmative(heard, self.script.language)):
             return self._ask("ask_id_digits", DIGITS)
         if heard.intent == "refusal":
             return self._refused_verification()
@@ -370,7 +372,8 @@ class Dialog:
     def _dry_run(self) -> None:
         """Fill every line with this account's values before dialling: a bad account fails here, not mid-call."""
         now = self._clock()
-        extra = {"date": now.date(), "callback_time": now.astimezone(ZoneInfo(self.zones[0]))}
+        local_morning = now.astimezone(ZoneInfo(self.zones[0])).replace(hour=10, minute=0)  # a callback in hours
+        extra = {"date": now.date(), "callback_time": local_morning}
         for line_id in LINES:
             try:
                 self.script.fill(line_id, self._values | extra)

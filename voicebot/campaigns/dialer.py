@@ -59,8 +59,8 @@ class DebtorCall:
     """This dial's number among the account's dials since its last answered call."""
     agreement: Agreement | None = None
     """The agreed callback this call keeps, if any: the call clock may run to its end."""
-    language: str = "zh"
-    """The script language the bot speaks (zh unless the account says otherwise)."""
+    language: str = ""
+    """The script language the bot speaks (empty: the campaign pack's)."""
     script: str | None = None
     """The bundled script a collection strategy chose for the debt's stage (None: the bot picks by days overdue)."""
 
@@ -107,7 +107,8 @@ def bot_params(debt: DebtorCall) -> dict[str, str]:
         raise BotSetupError("the account lacks id_last4 or due_date, which the bot needs; re-import it with both")
     return {"name": debt.name, "id_last4": debt.id_last4, "amount": str(debt.amount),
             "due_date": debt.due_date.isoformat(), "lender": debt.lender, "days_overdue": str(debt.days_overdue),
-            "language": debt.language, **({"script": debt.script} if debt.script else {})}
+            **({"language": debt.language} if debt.language else {}),
+            **({"script": debt.script} if debt.script else {})}
 
 
 async def bot_outcome(bot: BotCall) -> dict[str, Any]:

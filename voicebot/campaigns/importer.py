@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from scripts_library.load import bundled_languages
+from voicebot.call import call_language
 
 Stage = Literal["early", "middle", "late"]
 STAGES: tuple[Stage, ...] = ("early", "middle", "late")
@@ -72,8 +73,8 @@ class DebtRow:
     account_id: str | None = None
     """The lender's account id; None: the store derives one from the phone, lender and due date."""
     agent_id: str | None = None
-    language: str = "zh"
-    """The language the bot speaks to this debtor."""
+    language: str = ""
+    """The language the bot speaks to this debtor (empty: the campaign pack's language)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,9 +143,12 @@ def parse_zones(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def parse_language(text: str) -> str:
-    """The script language, one the bundled scripts speak; empty means zh."""
-    language = text.strip().lower() or "zh"
-    if language not in bundled_languages():
+    """The script language (en-US and zh-CN read as en and zh), one the bundled scripts speak; empty: the pack's."""
+    try:
+        language = call_language(text) or ""
+    except ValueError:
+        language = text
+    if language and language not in bundled_languages():
         raise ValueError(f"must be one of {', '.join(bundled_languages())} (the bundled scripts' languages)")
     return language
 

@@ -342,7 +342,7 @@ def _account(row: dict[str, Any]) -> Account:
                    phone_hmac=row["phone_hmac"], zones=tuple(z for z in (row["zones"] or "").split(",") if z),
                    amount=Decimal(row["amount"]), days_overdue=row["days_overdue"], stage=row["stage"],
                    lender=row["lender"], due_date=date.fromisoformat(row["due_date"]) if row["due_date"] else None,
-                   agent_id=row["agent_id"], language=row["language"] or "zh", state=row["state"],
+                   agent_id=row["agent_id"], language=row["language"] or "", state=row["state"],
                    next_due=unstamp(row["next_due"]),
                    callback_at=unstamp(row["callback_at"]), callback_evidence=row["callback_evidence"],
                    imported_at=unstamp(row["imported_at"]))
