@@ -68,6 +68,21 @@ def test_a_stream_gives_partials_then_a_final_in_call_time(whisper: WhisperEngin
     assert np.isclose(stream.audio_s, len(pcm) / rate)
 
 
+def test_a_draft_reads_what_the_full_decode_reads_and_nothing_from_silence(whisper: WhisperEngine,
+                                                                           shared: Path) -> None:
+    folder = shared / "audio" / "real-en"
+    drafts, decodes = [], []
+    for name in references(shared):
+        audio = read_audio_file(folder / name)
+        pcm = resample(audio.channels[0], audio.sample_rate, 16000)[: 3 * 16000]
+        drafts.append(" ".join(w.word for w in whisper.draft(pcm, 0.0)))
+        decodes.append(" ".join(w.word for w in whisper.decode(pcm, 0.0)))
+    assert word_error_rate(decodes, drafts) <= WER_BAR, "a partial says what the final will"
+    words = whisper.draft(pcm[:16000], 7.0)
+    assert all(7.0 <= w.start_s < w.end_s <= 8.0 + 1e-6 for w in words), "spread over the speech, in call time"
+    assert whisper.draft(np.zeros(2 * 16000, dtype=np.int16), 0.0) == (), "silence drafts nothing"
+
+
 def test_a_missing_english_model_says_how_to_get_it(tmp_path: Path) -> None:
     with pytest.raises(ModelMissingError, match="voicebot models fetch"):
         WhisperEngine.load(tmp_path / "nowhere")
