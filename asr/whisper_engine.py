@@ -22,11 +22,12 @@ PARTIAL_EVERY_S = 1.0
 MAX_UTTERANCE_S = 25.0
 """Whisper reads 30 s at most: a longer utterance is settled here and the next begins."""
 MODEL_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")
-DRAFT_PAD_S = 5.0
-"""A draft (a partial result) encodes the speech and this much silence after it, not Whisper's 30 s window: about a
-seventh of the cost, and on real-en prefixes of 1-5 s it reads what the full decode reads but for 8% of the words."""
+PAD_S = 5.0
+"""Whisper encodes the speech and this much silence after it, not its 30 s window: about a seventh of the cost, and
+on real-en prefixes of 1-5 s it reads what the full window reads but for 8% of the words."""
 DRAFT_TOKENS_PER_S = 6
 """A draft stops after this many tokens per second of speech (plus a few): a short window can make Whisper repeat."""
+FINAL_TOKENS_PER_S = 10
 NO_SPEECH = 0.6
 """A draft Whisper itself thinks is no speech at this probability or more is dropped."""
 FRAMES_PER_S = 100
@@ -63,30 +64,39 @@ class WhisperEngine:
     def draft(self, pcm16k: np.ndarray, offset_s: float) -> tuple[Word, ...]:
         """A quick reading of 16 kHz speech for a partial result, its words spread evenly over the speech's time
         (a draft is not aligned)."""
-        features = self.model.feature_extractor(pcm16k.astype(np.float32) / 32768)
-        frames = features.shape[1]
-        width = min(self.model.feature_extractor.nb_max_frames, frames + int(DRAFT_PAD_S * FRAMES_PER_S))
-        features = np.pad(features, ((0, 0), (0, width + width % 2 - frames)))[:, :width + width % 2]
-        encoded = self.model.model.encode(ctranslate2.StorageView.from_array(
-            np.ascontiguousarray(features[None], dtype=np.float32)), to_cpu=False)
-        [result] = self.model.model.generate(
-            encoded, [self._prompt], beam_size=1, suppress_blank=True, suppress_tokens=[-1],
-            max_length=len(self._prompt) + 8 + DRAFT_TOKENS_PER_S * frames // FRAMES_PER_S, return_no_speech_prob=True)
-        if result.no_speech_prob >= NO_SPEECH:
-            return ()
-        words = self._tokenizer.decode([t for t in result.sequences_ids[0] if t < self._tokenizer.eot]).split()
+        _, tokens, _ = self._read(pcm16k, DRAFT_TOKENS_PER_S)
+        words = self._tokenizer.decode(tokens).split()
         step = len(pcm16k) / RATE / max(1, len(words))
         return tuple(Word(word=w, start_s=round(offset_s + i * step, 3), end_s=round(offset_s + (i + 1) * step, 3))
                      for i, w in enumerate(words))
 
     def decode(self, pcm16k: np.ndarray, offset_s: float) -> tuple[Word, ...]:
-        """The words of 16 kHz speech, their times moved by `offset_s`."""
-        segments, _ = self.model.transcribe(pcm16k.astype(np.float32) / 32768, language="en", beam_size=1,
-                                            condition_on_previous_text=False, word_timestamps=True,
-                                            vad_filter=False)
-        return tuple(Word(word=w.word.strip(), start_s=round(offset_s + w.start, 3), end_s=round(offset_s + w.end, 3),
-                          conf=round(w.probability, 3))
-                     for s in segments for w in (s.words or ()) if w.word.strip())
+        """The words of 16 kHz speech, aligned to it, their times moved by `offset_s`."""
+        encoded, tokens, frames = self._read(pcm16k, FINAL_TOKENS_PER_S)
+        if not tokens:
+            return ()
+        [aligned] = self.model.find_alignment(self._tokenizer, [tokens], encoded, frames)
+        return tuple(Word(word=w["word"].strip(), start_s=round(offset_s + w["start"], 3),
+                          end_s=round(offset_s + w["end"], 3), conf=round(w["probability"], 3))
+                     for w in aligned if w["word"].strip())
+
+    def _read(self, pcm16k: np.ndarray, tokens_per_s: int) -> tuple[ctranslate2.StorageView, list[int], int]:
+        """Whisper's encoding of the speech and PAD_S of silence after it (not its 30 s window), the text tokens it
+        reads there (none for what it thinks is no speech, at most `tokens_per_s` a second and a few), and the
+        speech's frames."""
+        features = self.model.feature_extractor(pcm16k.astype(np.float32) / 32768)
+        frames = features.shape[1]
+        width = min(self.model.feature_extractor.nb_max_frames, frames + int(PAD_S * FRAMES_PER_S))
+        width += width % 2
+        features = np.pad(features, ((0, 0), (0, max(0, width - frames))))[:, :width]
+        encoded = self.model.model.encode(ctranslate2.StorageView.from_array(
+            np.ascontiguousarray(features[None], dtype=np.float32)), to_cpu=False)
+        [result] = self.model.model.generate(
+            encoded, [self._prompt], beam_size=1, suppress_blank=True, suppress_tokens=[-1],
+            max_length=len(self._prompt) + 8 + tokens_per_s * frames // FRAMES_PER_S, return_no_speech_prob=True)
+        if result.no_speech_prob >= NO_SPEECH:
+            return encoded, [], frames
+        return encoded, [t for t in result.sequences_ids[0] if t < self._tokenizer.eot], frames
 
 
 class WhisperStream:
