@@ -117,7 +117,7 @@ def test_serve_takes_one_pack_per_language(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "one pack per language" in result.output
 
 
-async def test_an_english_agent_call_is_hung_up_for_a_threat_then_screened_in_english(
+async def test_an_english_agent_call_from_an_emulated_twilio_peer_is_hung_up_then_screened_in_english(
         client, bilingual: Engines, config: Config, tmp_path: Path, midday_zone: str) -> None:
     call = english_call(tmp_path / "threat_en.wav")
     events = client.server.app[BOARD].listen()
@@ -148,9 +148,9 @@ async def test_an_english_agent_call_is_hung_up_for_a_threat_then_screened_in_en
 
 
 @pytest.mark.parametrize(("language", "served"), [("fr", True), ("en", False)], ids=["unknown", "not-served"])
-async def test_a_call_in_a_language_not_served_is_refused(aiohttp_client, config: Config, engines: Engines,
-                                                          bilingual: Engines, tmp_path: Path, language: str,
-                                                          served: bool) -> None:
+async def test_a_call_in_a_language_not_served_is_refused_emulated_twilio_peer(
+        aiohttp_client, config: Config, engines: Engines, bilingual: Engines, tmp_path: Path, language: str,
+        served: bool) -> None:
     serve = ServeConfig(db=tmp_path / "v.db", media_token=TOKEN)
     client = await aiohttp_client(create_app(config, serve, bilingual if served else engines))
     ws = await client.ws_connect(f"/media/twilio?token={TOKEN}")
@@ -165,8 +165,9 @@ async def test_a_call_in_a_language_not_served_is_refused(aiohttp_client, config
     ("promise", "promise_to_pay", {"verified_disclosure", "confirm_promise"}),
     ("dispute", "dispute", {"verified_disclosure", "dispute_logged"}),
 ])
-async def test_the_english_bot_over_twilio(client, bilingual: Engines, speech: dict[str, Path], midday_zone: str,
-                                           reply: str, kind: str, must_say: set[str]) -> None:
+async def test_the_english_bot_over_an_emulated_twilio_peer(client, bilingual: Engines, speech: dict[str, Path],
+                                                             midday_zone: str, reply: str, kind: str,
+                                                             must_say: set[str]) -> None:
     events = client.server.app[BOARD].listen(maxsize=0)
     ws = await client.ws_connect(f"/media/twilio/{TOKEN}")
     await ws.send_json(CONNECTED)
