@@ -1,7 +1,7 @@
 """English speech recognition with faster-whisper (CTranslate2, int8 on the CPU) behind the Vosk engine's interface:
 Whisper decodes whole pieces of speech, so a stream keeps the current utterance (the VAD gate bounds it), drafts it
-as it grows for partial results (a short window, no alignment), and decodes it once more when it ends for the final
-one (Whisper's full 30 s window, word times in call time)."""
+as it grows for partial results (no alignment), and decodes it once more when it ends for the final one (aligned, word
+times in call time); both read the speech in a window just longer than it, not Whisper's 30 s."""
 
 from __future__ import annotations
 
@@ -28,8 +28,9 @@ on real-en prefixes of 1-5 s it reads what the full window reads but for 8% of t
 DRAFT_TOKENS_PER_S = 6
 """A draft stops after this many tokens per second of speech (plus a few): a short window can make Whisper repeat."""
 FINAL_TOKENS_PER_S = 10
+"""A final result's cap: room for fast speech."""
 NO_SPEECH = 0.6
-"""A draft Whisper itself thinks is no speech at this probability or more is dropped."""
+"""What Whisper itself thinks is no speech at this probability or more reads as nothing."""
 FRAMES_PER_S = 100
 
 
