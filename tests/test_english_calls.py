@@ -49,6 +49,7 @@ REPLIES = {
     "ask_name": "Yes, I am the account holder.",
     "promise": "I can pay two hundred dollars on the fifteenth of December.",
     "dispute": "I do not recognize this account.",
+    "date": "On the fifteenth of December.",
 }
 """The debtor's words, as espeak-ng says them and Whisper tiny.en hears them through μ-law (other wordings of the
 same replies came out garbled, e.g. "debt" as "mask")."""
@@ -161,26 +162,20 @@ async def test_a_call_in_a_language_not_served_is_refused_emulated_twilio_peer(
     assert list(engines.audit.records()) == [], "no call was started"
 
 
-@pytest.mark.parametrize(("reply", "kind", "must_say"), [
-    ("promise", "promise_to_pay", {"verified_disclosure", "confirm_promise"}),
-    ("dispute", "dispute", {"verified_disclosure", "dispute_logged"}),
-])
-async def test_the_english_bot_over_an_emulated_twilio_peer(client, bilingual: Engines, speech: dict[str, Path],
-                                                             midday_zone: str, reply: str, kind: str,
-                                                             must_say: set[str]) -> None:
+async def test_the_english_bot_reaches_a_promise_over_an_emulated_twilio_peer(
+        client, bilingual: Engines, speech: dict[str, Path], midday_zone: str) -> None:
     events = client.server.app[BOARD].listen(maxsize=0)
     ws = await client.ws_connect(f"/media/twilio/{TOKEN}")
     await ws.send_json(CONNECTED)
     await ws.send_json(start_message(["inbound"], debtor_tz=midday_zone, bot="1", **ACCOUNT))
     said = await converse(TwilioDebtor(ws), events, {
         "ask_name": ulaw_packets(speech["ask_name"]), "ask_id_digits": "1234",
-        "ask_payment": ulaw_packets(speech[reply])})
+        "ask_payment": ulaw_packets(speech["promise"]), "ask_date": ulaw_packets(speech["date"])})
     outcome = outcome_of(bilingual)
-    assert said[0] == "opening" and must_say <= set(said), (said, outcome)
+    assert said[0] == "opening" and {"verified_disclosure", "confirm_promise"} <= set(said), (said, outcome)
     assert said.index("verified_disclosure") > said.index("ask_id_digits"), "the mini-Miranda only once verified"
-    assert (outcome["kind"], outcome["script"]) == (kind, "en-reminder")
-    if kind == "promise_to_pay":
-        assert (Decimal(outcome["promise_amount"]), outcome["promise_date"]) == (200, next_december_15())
+    assert (outcome["kind"], outcome["script"]) == ("promise_to_pay", "en-reminder")
+    assert (Decimal(outcome["promise_amount"]), outcome["promise_date"]) == (200, next_december_15())
     start = next(r for r in bilingual.audit.records() if r.kind == "call_start")
     assert start.data["pack"] == "us-fdcpa-regf"
     flags = [r.data for r in bilingual.audit.records() if r.kind == "flag" and r.data["leg"] == "agent"
@@ -189,13 +184,12 @@ async def test_the_english_bot_over_an_emulated_twilio_peer(client, bilingual: E
 
 
 @pytest.mark.sip
-@pytest.mark.parametrize(("reply", "kind"), [("promise", "promise_to_pay"), ("dispute", "dispute")])
-async def test_the_english_bot_over_sip(config: Config, bilingual: Engines, peers: Peers, speech: dict[str, Path],
-                                        tmp_path: Path, midday_zone: str, monkeypatch: pytest.MonkeyPatch,
-                                        reply: str, kind: str) -> None:
+async def test_the_english_bot_logs_a_dispute_over_sip(config: Config, bilingual: Engines, peers: Peers,
+                                                      speech: dict[str, Path], tmp_path: Path, midday_zone: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(voicebot.bot, "SILENCE_S", 3.0)
     port, plan = sip_port(), tmp_path / "debtor.plan"
-    plan.write_text("\n".join([str(speech["ask_name"]), "dtmf:1234", str(speech[reply])]))
+    plan.write_text("\n".join([str(speech["ask_name"]), "dtmf:1234", str(speech["dispute"])]))
     await peers.start("debtor", sys.executable, str(Path(__file__).with_name("sip_debtor.py")), str(port), str(plan))
     await listening(port)
     board = CallBoard()
@@ -212,8 +206,10 @@ async def test_the_english_bot_over_sip(config: Config, bilingual: Engines, peer
     outcome = outcome_of(bilingual)
     turns = [e.get("line_id") or e.get("text") for e in drained(events) if e["type"] == "bot_say"
              or (e["type"] == "final" and e["leg"] == "customer")]
-    assert (outcome["kind"], outcome["script"]) == (kind, "en-reminder"), (turns, peers.log("debtor"))
-    if kind == "promise_to_pay":
-        assert (Decimal(outcome["promise_amount"]), outcome["promise_date"]) == (200, next_december_15())
+    assert (outcome["kind"], outcome["script"]) == ("dispute", "en-reminder"), (turns, peers.log("debtor"))
+    assert "dispute_logged" in turns and turns.index("verified_disclosure") > turns.index("ask_id_digits"), turns
+    flags = [r.data for r in bilingual.audit.records() if r.kind == "flag" and r.data["leg"] == "agent"
+             and r.data["category"] != "signal"]
+    assert flags == [], "the bot never says what a US collector must not"
     [recording] = bilingual.recordings.recordings()
     assert recording.pack == "us-fdcpa-regf" and bilingual.audit.verify().ok
