@@ -43,6 +43,7 @@ from voicebot.stages.recognize import Recognize
 from voicebot.stages.record import Record
 from voicebot.stages.vad_gate import VadGate
 from voicebot.tap import Pbx, PbxControl
+from voicebot.tts import PromptError, language_code
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,8 @@ RETRY_WRITE_S = 5.0
 DISK_THREADS = 4
 BACKGROUND_NICE = 10
 SAMPLE_BYTES: dict[Encoding, int] = {"pcm16": 2, "ulaw": 1, "alaw": 1}
-LANGUAGE_TAGS = {"zh": "zh", "cmn": "zh", "en": "en"}
+PACK_LANGUAGE = {"cmn": "zh", "en": "en"}
+"""The language a pack names (zh, en) for each of the speech languages tags are read as (voicebot.tts)."""
 _DETACHED: set[asyncio.Task[None]] = set()
 
 
@@ -151,10 +153,12 @@ class CallInfo:
 
 def call_language(tag: str | None) -> str | None:
     """The language a tag names (en, en-US, zh, zh-CN, cmn) as zh or en; None when empty; ValueError otherwise."""
-    primary = (tag or "").strip().lower().replace("_", "-").split("-")[0]
-    if primary and primary not in LANGUAGE_TAGS:
-        raise ValueError("a call's language must be zh or en (en-US, zh-CN and cmn are read as these)")
-    return LANGUAGE_TAGS.get(primary)
+    if not (tag or "").strip():
+        return None
+    try:
+        return PACK_LANGUAGE[language_code(tag or "")]
+    except PromptError:  # its message repeats the tag; this one names no outside value
+        raise ValueError("a call's language must be zh or en (en-US, zh-CN and cmn are read as these)") from None
 
 
 class Call:
